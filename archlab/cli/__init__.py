@@ -1,0 +1,49 @@
+"""The ``archlab`` command line.
+
+Each command lives in its own module of this package and exposes ``register(subparsers)``, which
+adds its parser and sets ``func=run`` (``run(args) -> int`` exit status). Modules are found by
+name, so a new command is a new file. ``ConfigError`` (bad input) exits with status 2 and a
+one-line message; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from archlab import __version__
+from archlab.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archlab",
+        description="Read, train, verify and understand CNNs, RNNs and Transformers.",
+        epilog="Run `archlab COMMAND --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"archlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import archlab.cli as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"archlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"archlab {args.command}: interrupted", file=sys.stderr)
+        return 130

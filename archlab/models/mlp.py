@@ -1,0 +1,72 @@
+"""Multi-layer perceptron: the dense baseline every architecture is measured against.
+
+    h_0 = flatten(x)
+    h_l = dropout(ReLU(W_l h_{l-1} + b_l))      l = 1..L
+    y   = W_out h_L + b_out
+
+It has no notion of neighbourhood (images) or order (sequences): whatever structure the data has,
+it must learn from scratch, with a weight for every input position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from archlab.checkpoint import PretrainedMixin
+from archlab.errors import check
+from archlab.registry import build_config, register_model
+
+
+@dataclass
+class MLPConfig:
+    in_features: int = 784          # flattened input size (28x28 digits by default)
+    num_classes: int = 10           # outputs
+    hidden: tuple[int, ...] = (256, 128)
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        check(self.in_features > 0, f"in_features must be positive, got {self.in_features}")
+        check(self.num_classes > 0, f"num_classes must be positive, got {self.num_classes}")
+        check(all(h > 0 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}")
+        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class MLP(PretrainedMixin, nn.Module):
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        self.config = config
+        layers, width = [], config.in_features
+        for h in config.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, config.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)  # (B, in_features)
+        check(
+            x.shape[1] == self.config.in_features,
+            f"MLP expects {self.config.in_features} input features per example, got {x.shape[1]} "
+            f"(input shape {tuple(x.shape)})",
+        )
+        return self.features(x)
+
+    def forward_head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.config.num_classes = num_classes
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+
+@register_model("mlp", family="mlp", description="Dense baseline: flatten -> [Linear, ReLU, Dropout] x L -> Linear")
+def mlp(**config) -> MLP:
+    return MLP(build_config(MLPConfig, {}, config))
+
+
