@@ -1,0 +1,19 @@
+"""Real data for every task: loaders, caches, checksums, tokenizers and transforms.
+
+    load_image_data(name_or_path)  "digits", "mnist5k" (offline), "mnist", "fashion_mnist", "cifar10"
+                                   (downloaded), or a folder of class subfolders -> ImageData
+    load_text(name_or_path)        "tinyshakespeare" (downloaded) or a text file -> str
+    CharTokenizer                  characters <-> ids, saved beside checkpoints (to_dict / from_dict)
+
+Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``) and verified by SHA-256.
+"""
+
+from archlab.data.download import cache_dir, fetch
+from archlab.data.images import ImageData, load_image_data
+from archlab.data.text import load_text
+from archlab.data.tokenizer import CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_dict
+
+__all__ = [
+    "ImageData", "load_image_data", "load_text", "cache_dir", "fetch",
+    "Tokenizer", "CharTokenizer", "tokenizer_from_dict", "load_tokenizer",
+]

@@ -1,0 +1,134 @@
+"""Downloads that are cached, verified by SHA-256 and never half-written.
+
+Every remote data set is a row of ``REMOTE``: a base URL and the files under it with their
+SHA-256 digests. ``fetch(name)`` returns local paths to verified copies:
+
+1. the cache is ``root`` if given, else ``$ARCHLAB_CACHE``, else ``~/.cache/archlab``; a data set's
+   files live in ``<cache>/<name>/``;
+2. a cached file whose digest matches is used as is; one that does not (truncated, corrupted) is
+   fetched again;
+3. a download goes to a temporary file beside the target, is verified, then renamed over it, so an
+   interrupted download never leaves a file that looks complete;
+4. no network and no cache is a ``ConfigError`` that says where the file was looked for and
+   where it was to come from.
+
+The base URL of each data set can be replaced (``base_url=`` or ``$ARCHLAB_<NAME>_URL``, e.g.
+``ARCHLAB_MNIST_URL``) to use a mirror; the tests point it at a loopback server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from archlab.errors import ConfigError
+from archlab.utils.io import fsync_dir
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RemoteSet:
+    """A downloadable data set: where its files are and what their SHA-256 digests must be."""
+
+    base_url: str
+    files: dict[str, str]  # file name -> SHA-256 (hex) of the canonical file
+    source: str = ""  # who publishes it, for error messages and docs
+
+
+REMOTE: dict[str, RemoteSet] = {
+    # Karpathy's char-rnn corpus: 40,000 lines of Shakespeare, 1,115,394 bytes.
+    "tinyshakespeare": RemoteSet(
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare",
+        {"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
+        "github.com/karpathy/char-rnn",
+    ),
+}
+
+
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    """``root``, else ``$ARCHLAB_CACHE``, else ``~/.cache/archlab``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("ARCHLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "archlab"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def base_url_for(name: str, base_url: str | None = None) -> str:
+    """The argument, else ``$ARCHLAB_<NAME>_URL``, else the published location."""
+    env = os.environ.get(f"ARCHLAB_{name.upper()}_URL")
+    return (base_url or env or REMOTE[name].base_url).rstrip("/")
+
+
+def fetch(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    base_url: str | None = None,
+    checksums: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Path]:
+    """Verified local copies of every file of data set ``name``: ``{file name: path}``.
+
+    ``checksums`` replaces the expected digests (for mirrors serving other bytes, and tests).
+    """
+    remote = REMOTE[name]
+    expected = {**remote.files, **(checksums or {})}
+    url = base_url_for(name, base_url)
+    folder = cache_dir(root) / name
+    paths = {}
+    for filename in remote.files:
+        path = folder / filename
+        if not (path.is_file() and sha256_of(path) == expected[filename]):
+            if not download:
+                state = "is corrupted (SHA-256 mismatch)" if path.exists() else "is not cached"
+                raise ConfigError(
+                    f"data set {name!r}: {path} {state} and download=False; "
+                    f"allow the download or place the file from {url}/{filename} there"
+                )
+            _download(f"{url}/{filename}", path, expected[filename], name=name, timeout=timeout)
+        paths[filename] = path
+    return paths
+
+
+def _download(url: str, path: Path, sha256: str, *, name: str, timeout: float) -> None:
+    """Download ``url`` to a temporary file, verify its digest, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out, CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+        except (urllib.error.URLError, OSError) as e:
+            raise ConfigError(
+                f"data set {name!r}: could not download {url} ({getattr(e, 'reason', e)}) and there is no "
+                f"verified copy at {path}; connect to the network, set $ARCHLAB_{name.upper()}_URL to a "
+                f"mirror, or place the file there"
+            ) from e
+        got = sha256_of(tmp)
+        if got != sha256:
+            raise ConfigError(
+                f"data set {name!r}: {url} has SHA-256 {got}, expected {sha256}; "
+                f"the download is corrupted or the mirror serves another file (nothing was kept)"
+            )
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
