@@ -48,6 +48,34 @@ REMOTE: dict[str, RemoteSet] = {
         {"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
         "github.com/karpathy/char-rnn",
     ),
+    # Digests: TensorFlow Datasets' url_checksums/mnist.txt, agreeing with other public lists.
+    "mnist": RemoteSet(
+        "https://ossci-datasets.s3.amazonaws.com/mnist",
+        {
+            "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+        "yann.lecun.com/exdb/mnist (mirrored)",
+    ),
+    # Digests: TensorFlow Datasets' url_checksums/fashion_mnist.txt, agreeing with other public lists.
+    "fashion_mnist": RemoteSet(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+        {
+            "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        },
+        "github.com/zalandoresearch/fashion-mnist",
+    ),
+    # Digest: the one Keras' cifar10 loader pins, agreeing with other public records.
+    "cifar10": RemoteSet(
+        "https://www.cs.toronto.edu/~kriz",
+        {"cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
+        "www.cs.toronto.edu/~kriz/cifar.html",
+    ),
 }
 
 

@@ -27,6 +27,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from archlab.data.common import stratified_split, unknown_name
+from archlab.data.download import fetch
+from archlab.data.formats import read_cifar10, read_idx
 from archlab.errors import ConfigError, check
 
 
@@ -55,15 +57,33 @@ def make_image_data(name: str, x_train, y_train, x_test, y_test, classes: list[s
     x_train = torch.as_tensor(np.ascontiguousarray(x_train), dtype=torch.float32)
     x_test = torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32)
     check(x_train.ndim == 4, f"{name}: images must be (N, C, H, W), got shape {tuple(x_train.shape)}")
-    pixels = x_train.double().transpose(0, 1).reshape(x_train.shape[1], -1)  # (C, N*H*W)
+    mean, std = channel_stats(x_train)
     return ImageData(
         name=name,
         train=TensorDataset(x_train, torch.as_tensor(y_train, dtype=torch.int64)),
         test=TensorDataset(x_test, torch.as_tensor(y_test, dtype=torch.int64)),
         classes=list(classes),
-        mean=tuple(pixels.mean(dim=1).tolist()),
-        std=tuple(pixels.std(dim=1, unbiased=False).tolist()),
+        mean=mean,
+        std=std,
     )
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of (N, C, H, W), summed in float64.
+
+    Summed a chunk of images at a time so that a large set is never copied whole to float64.
+    """
+    n, c = x.shape[0], x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        part = x[start:start + chunk].double()
+        total += part.sum(dim=(0, 2, 3))
+        total_sq += part.square().sum(dim=(0, 2, 3))
+    count = n * x.shape[2] * x.shape[3]
+    mean = total / count
+    var = (total_sq / count - mean.square()).clamp_min(0)  # E[x^2] - E[x]^2
+    return tuple(mean.tolist()), tuple(var.sqrt().tolist())
 
 
 def split_image_data(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, classes) -> ImageData:
@@ -113,6 +133,43 @@ def _mnist5k() -> ImageData:
     return split_image_data("mnist5k", x, labels.astype(np.int64), 0.2, DIGIT_CLASSES)
 
 
+# --- Downloaded sets -----------------------------------------------------------------------------
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def _load_idx_set(name: str, classes: list[str], **fetch_options) -> ImageData:
+    files = fetch(name, **fetch_options)
+    x_train, y_train, x_test, y_test = (
+        read_idx(files[f"{part}-{kind}"])
+        for part, kind in [("train", "images-idx3-ubyte.gz"), ("train", "labels-idx1-ubyte.gz"),
+                           ("t10k", "images-idx3-ubyte.gz"), ("t10k", "labels-idx1-ubyte.gz")]
+    )
+    for x, y, part in [(x_train, y_train, "train"), (x_test, y_test, "t10k")]:
+        check(x.ndim == 3 and y.ndim == 1 and len(x) == len(y),
+              f"{name}: {part} images {x.shape} and labels {y.shape} do not match (expected (N, H, W) and (N,))")
+    return make_image_data(name, x_train[:, None] / np.float32(255), y_train.astype(np.int64),  # (N, 1, H, W)
+                           x_test[:, None] / np.float32(255), y_test.astype(np.int64), classes)
+
+
+def load_mnist(**fetch_options) -> ImageData:
+    """MNIST (LeCun et al. 1998): 60,000 train / 10,000 test 28x28 digits, from the IDX files."""
+    return _load_idx_set("mnist", DIGIT_CLASSES, **fetch_options)
+
+
+def load_fashion_mnist(**fetch_options) -> ImageData:
+    """Fashion-MNIST (Xiao et al. 2017): 60,000 / 10,000 28x28 Zalando article images, 10 classes."""
+    return _load_idx_set("fashion_mnist", FASHION_CLASSES, **fetch_options)
+
+
+def load_cifar10(**fetch_options) -> ImageData:
+    """CIFAR-10 (Krizhevsky 2009): 50,000 / 10,000 32x32 RGB images, 10 classes."""
+    archive = fetch("cifar10", **fetch_options)["cifar-10-python.tar.gz"]  # SHA-256 verified
+    x_train, y_train, x_test, y_test, classes = read_cifar10(archive)
+    return make_image_data("cifar10", x_train / np.float32(255), y_train, x_test / np.float32(255), y_test, classes)
+
+
 # --- A folder of images, one subfolder per class ---------------------------------------------------
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -127,21 +184,28 @@ def _class_folders(folder: Path) -> dict[str, list[Path]]:
     return classes
 
 
+def _open_image(path: Path):
+    """Pillow's ``Image.open``, with an unreadable file reported as a ``ConfigError`` naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ConfigError(f"image folder: cannot read {path} as an image ({e})") from e
+
+
 def _read_images(files: list[Path], size: tuple[int, int], mode: str) -> np.ndarray:
     """Pillow-read ``files`` as ``mode`` ("L" or "RGB"), resized to ``size`` (H, W): (N, C, H, W) in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     out = []
     for path in files:
-        try:
-            with Image.open(path) as img:
-                img = img.convert(mode)
-                if img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.BILINEAR)
-                a = np.asarray(img, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as e:
-            raise ConfigError(f"image folder: cannot read {path} as an image ({e})") from e
-        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
+        with _open_image(path) as img:
+            img = img.convert(mode)
+            if img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.BILINEAR)
+            a = np.asarray(img, dtype=np.float32) / 255.0
+        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (H, W) or (H, W, C) -> (C, H, W)
     return np.stack(out)
 
 
@@ -153,8 +217,6 @@ def load_image_folder(
     Images are resized to ``image_size`` (an int for square, or (H, W)); by default to the size of
     the first image. They are grey (1 channel) when every image is grey, else RGB (3 channels).
     """
-    from PIL import Image
-
     folder = Path(path)
     check(folder.is_dir(), f"image folder {str(folder)!r} does not exist or is not a directory")
     presplit = (folder / "train").is_dir() and (folder / "test").is_dir()
@@ -167,14 +229,14 @@ def load_image_folder(
     )
     classes = sorted(set().union(*(p.keys() for p in parts.values())))
     all_files = [f for p in parts.values() for files in p.values() for f in files]
-    with Image.open(all_files[0]) as first:
+    with _open_image(all_files[0]) as first:
         size = first.size[::-1]  # Pillow sizes are (W, H)
     if image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         check(len(size) == 2 and min(size) > 0, f"image_size must be a positive int or (H, W), got {image_size!r}")
     grey = True
     for f in all_files:
-        with Image.open(f) as img:
+        with _open_image(f) as img:
             grey = grey and img.mode in ("1", "L", "I", "I;16", "F")
     mode = "L" if grey else "RGB"
 
@@ -192,7 +254,14 @@ def load_image_folder(
 
 # --- The catalogue ---------------------------------------------------------------------------------
 
-IMAGE_SETS = {"digits": load_digits, "mnist5k": load_mnist5k}
+IMAGE_SETS = {
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+}
+REMOTE_IMAGE_SETS = {"mnist", "fashion_mnist", "cifar10"}
 
 
 def load_image_data(
@@ -217,7 +286,8 @@ def load_image_data(
         return loader()
     if Path(name).expanduser().is_dir():
         return load_image_folder(Path(name).expanduser(), image_size=image_size)
+    if os.sep in name or "/" in name:
+        raise ConfigError(f"image folder {name!r} does not exist (expected a folder with one subfolder per class, "
+                          f"or one of {', '.join(sorted(IMAGE_SETS))})")
     raise unknown_name("image data set", name, IMAGE_SETS, extra=", or a folder with one subfolder per class")
 
-
-REMOTE_IMAGE_SETS: set[str] = set()

@@ -44,3 +44,50 @@ def test_digits_split_and_cache_is_not_shared():
 def test_unknown_name_lists_known_and_hints():
     with pytest.raises(ConfigError, match=r"unknown image data set 'mnist5'.*digits, .*mnist5k.*did you mean 'mnist5k'"):
         load_image_data("mnist5")
+
+
+def _write_images(folder, sizes, mode="RGB"):
+    from PIL import Image
+
+    paths = []
+    for i, size in enumerate(sizes):
+        folder.mkdir(parents=True, exist_ok=True)
+        value = 40 * (i + 1)
+        img = Image.new(mode, size, (value, 0, 255) if mode == "RGB" else value)
+        img.save(folder / f"{i}.png")
+        paths.append(folder / f"{i}.png")
+    return paths
+
+
+def test_image_folder_resized_and_split(tmp_path):
+    _write_images(tmp_path / "imgs" / "cat", [(12, 10)] * 5)
+    _write_images(tmp_path / "imgs" / "dog", [(20, 16), (12, 10), (12, 10), (12, 10), (12, 10)])
+    d = load_image_data(tmp_path / "imgs", image_size=(8, 6))
+    assert d.classes == ["cat", "dog"] and d.image_shape == (3, 8, 6)
+    assert (len(d.train), len(d.test)) == (8, 2)
+    assert torch.bincount(d.test.tensors[1]).tolist() == [1, 1]
+    x = torch.cat([d.train.tensors[0], d.test.tensors[0]])
+    assert torch.all(x[:, 1] == 0) and torch.all(x[:, 2] == 1.0)  # green 0, blue 255 -> 1.0
+    # without a size: the first image's size (H, W) = (10, 12)
+    assert load_image_data(tmp_path / "imgs").image_shape == (3, 10, 12)
+
+
+def test_image_folder_presplit_grey(tmp_path):
+    for part in ("train", "test"):
+        for c in ("a", "b"):
+            _write_images(tmp_path / "set" / part / c, [(4, 4)] * (3 if part == "train" else 1), mode="L")
+    d = load_image_data(str(tmp_path / "set"))
+    assert d.image_shape == (1, 4, 4) and (len(d.train), len(d.test)) == (6, 2)
+    assert d.train.tensors[0][0, 0, 0, 0].item() == pytest.approx(40 / 255)
+
+
+def test_image_folder_errors(tmp_path):
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="one subfolder per class holding images"):
+        load_image_data(tmp_path / "empty")
+    (tmp_path / "bad" / "cls").mkdir(parents=True)
+    (tmp_path / "bad" / "cls" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(ConfigError, match=r"cannot read .*x\.png"):
+        load_image_data(tmp_path / "bad")
+    with pytest.raises(ConfigError, match="image folder .*nowhere' does not exist"):
+        load_image_data(str(tmp_path / "nowhere"))
