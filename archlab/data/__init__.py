@@ -11,11 +11,13 @@ Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``) and ve
 from archlab.data.download import cache_dir, fetch
 from archlab.data.images import ImageData, load_image_data
 from archlab.data.text import load_text
+from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize
 from archlab.data.tokenizer import (
     BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer, tokenizer_from_dict,
 )
 
 __all__ = [
     "ImageData", "load_image_data", "load_text", "cache_dir", "fetch",
+    "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
     "Tokenizer", "CharTokenizer", "WordTokenizer", "BPETokenizer", "tokenizer_from_dict", "load_tokenizer",
 ]

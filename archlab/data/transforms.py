@@ -1,0 +1,145 @@
+"""Image transforms written with torch ops, for a batch (N, C, H, W) or one image (C, H, W).
+
+    Normalize(mean, std)          x_c <- (x_c - mean_c) / std_c
+    RandomCrop(size, padding)     zero-pad each side by ``padding``, cut a size x size window at a
+                                  random offset (one offset per image): the CIFAR augmentation of
+                                  He et al. 2015 is RandomCrop(32, padding=4)
+    RandomHorizontalFlip(p)       mirror each image left-right with probability p
+    Resize(size)                  bilinear resampling with F.interpolate
+    Compose([t1, t2, ...])        t_n(... t_1(x))
+
+Random transforms draw from ``generator`` (a ``torch.Generator`` on the CPU, passed at the call)
+so augmentation is reproducible; the draws are moved to the images' device. New tensors follow
+the input's device and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from archlab.errors import check
+
+
+def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    check(isinstance(x, torch.Tensor) and x.ndim in (3, 4),
+          f"images must be a tensor (C, H, W) or (N, C, H, W), got {getattr(x, 'shape', type(x).__name__)}")
+    return (x.unsqueeze(0), True) if x.ndim == 3 else (x, False)  # (C, H, W) -> (1, C, H, W)
+
+
+def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    check(len(pair) == 2 and all(isinstance(s, int) and s > 0 for s in pair),
+          f"{name} must be a positive int or (H, W), got {size!r}")
+    return pair
+
+
+class Transform:
+    """Call on a batch or one image; random transforms accept ``generator=``."""
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, single = _as_batch(x)
+        out = self.apply(batch, generator)
+        return out.squeeze(0) if single else out
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Normalize(Transform):
+    """x_c <- (x_c - mean_c) / std_c, per channel c; usually with ``ImageData.mean``/``.std``."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        check(len(self.mean) == len(self.std) > 0,
+              f"mean and std need one value per channel, got {len(self.mean)} and {len(self.std)}")
+        check(all(s > 0 for s in self.std), f"std must be positive, got {self.std}")
+
+    def apply(self, x, generator=None):
+        check(x.shape[1] == len(self.mean), f"images have {x.shape[1]} channels, Normalize expects {len(self.mean)}")
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class RandomCrop(Transform):
+    """Pad by ``padding`` (with ``fill``), then cut an (h, w) window at a random offset per image."""
+
+    def __init__(self, size: int | Sequence[int], padding: int = 0, fill: float = 0.0):
+        self.size = _pair(size, "size")
+        check(isinstance(padding, int) and padding >= 0, f"padding must be an int >= 0, got {padding!r}")
+        self.padding, self.fill = padding, float(fill)
+
+    def apply(self, x, generator=None):
+        n, p = x.shape[0], self.padding
+        h, w = self.size
+        padded = F.pad(x, (p, p, p, p), value=self.fill)  # (N, C, H + 2p, W + 2p)
+        H, W = padded.shape[-2:]
+        check(h <= H and w <= W, f"crop size {self.size} is larger than the padded image ({H}, {W})")
+        top = torch.randint(0, H - h + 1, (n,), generator=generator).to(x.device)
+        left = torch.randint(0, W - w + 1, (n,), generator=generator).to(x.device)
+        rows = top[:, None] + torch.arange(h, device=x.device)  # (N, h)
+        cols = left[:, None] + torch.arange(w, device=x.device)  # (N, w)
+        images = torch.arange(n, device=x.device)[:, None, None]  # (N, 1, 1)
+        window = padded[images, :, rows[:, :, None], cols[:, None, :]]  # (N, h, w, C): indexed dims first
+        return window.permute(0, 3, 1, 2)  # (N, C, h, w)
+
+    def __repr__(self):
+        return f"RandomCrop(size={self.size}, padding={self.padding})"
+
+
+class RandomHorizontalFlip(Transform):
+    """Mirror each image left-right with probability ``p``."""
+
+    def __init__(self, p: float = 0.5):
+        check(0.0 <= p <= 1.0, f"p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def apply(self, x, generator=None):
+        flip = (torch.rand(x.shape[0], generator=generator) < self.p).to(x.device)  # (N,)
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class Resize(Transform):
+    """Resample to ``size`` (an int for square, or (H, W)) with ``F.interpolate``."""
+
+    def __init__(self, size: int | Sequence[int], mode: str = "bilinear", antialias: bool = False):
+        self.size = _pair(size, "size")
+        check(mode in ("nearest", "bilinear", "bicubic", "area"),
+              f"mode must be one of nearest, bilinear, bicubic, area, got {mode!r}")
+        self.mode, self.antialias = mode, antialias
+
+    def apply(self, x, generator=None):
+        if tuple(x.shape[-2:]) == self.size:
+            return x
+        smooth = self.mode in ("bilinear", "bicubic")
+        return F.interpolate(x, size=self.size, mode=self.mode, align_corners=False if smooth else None,
+                             antialias=self.antialias and smooth)
+
+    def __repr__(self):
+        return f"Resize(size={self.size}, mode={self.mode!r})"
+
+
+class Compose(Transform):
+    """Apply transforms in order, all drawing from the same generator."""
+
+    def __init__(self, transforms: Sequence[Transform]):
+        self.transforms = list(transforms)
+        bad = [t for t in self.transforms if not isinstance(t, Transform)]
+        check(not bad, f"Compose takes archlab.data.transforms objects, got {bad}")
+
+    def apply(self, x, generator=None):
+        for t in self.transforms:
+            x = t.apply(x, generator)
+        return x
+
+    def __repr__(self):
+        return f"Compose({self.transforms})"

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize
+from archlab.errors import ConfigError
+
+
+def test_normalize_per_channel_batch_and_single():
+    x = torch.stack([torch.full((2, 2), 0.5), torch.full((2, 2), 1.0)])  # (2, 2, 2): C=2
+    t = Normalize(mean=(0.5, 0.0), std=(0.25, 2.0))
+    out = t(x)
+    assert out.shape == (2, 2, 2) and torch.all(out[0] == 0.0) and torch.all(out[1] == 0.5)
+    batch = t(x.unsqueeze(0).repeat(3, 1, 1, 1).double())
+    assert batch.dtype == torch.float64 and torch.equal(batch[2], out.double())
+    with pytest.raises(ConfigError, match="images have 3 channels, Normalize expects 2"):
+        t(torch.zeros(3, 4, 4))
+    with pytest.raises(ConfigError, match=r"images must be a tensor \(C, H, W\) or \(N, C, H, W\), got torch.Size\(\[4, 4\]\)"):
+        t(torch.zeros(4, 4))
+
+
+def test_random_crop_cuts_a_window_of_the_padded_image():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4) + 1  # no zeros inside
+    g = torch.Generator().manual_seed(0)
+    out = RandomCrop(4, padding=2)(x, generator=g)
+    assert out.shape == (2, 3, 4, 4)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets = []
+    for n in range(2):
+        hits = [(i, j) for i in range(5) for j in range(5) if torch.equal(padded[n, :, i:i + 4, j:j + 4], out[n])]
+        assert len(hits) == 1  # exactly one window of the padded image, all channels together
+        offsets.append(hits[0])
+    # seeded: the same generator state gives the same crops; offsets are those randint drew
+    g2 = torch.Generator().manual_seed(0)
+    top, left = torch.randint(0, 5, (2,), generator=g2), torch.randint(0, 5, (2,), generator=g2)
+    assert offsets == list(zip(top.tolist(), left.tolist()))
+    assert torch.equal(RandomCrop(4, padding=2)(x, generator=torch.Generator().manual_seed(0)), out)
+    # no padding and full size: the identity
+    assert torch.equal(RandomCrop(4)(x), x)
+    assert RandomCrop((2, 3))(x[0]).shape == (3, 2, 3)
+    with pytest.raises(ConfigError, match=r"crop size \(9, 9\) is larger than the padded image \(8, 8\)"):
+        RandomCrop(9, padding=2)(x)
+
+
+def test_random_horizontal_flip_is_per_image_and_seeded():
+    x = torch.arange(16, dtype=torch.float32).view(16, 1, 1, 1).expand(16, 1, 2, 3).contiguous()
+    x[..., 0] = -1  # left column marked
+    assert torch.equal(RandomHorizontalFlip(1.0)(x), x.flip(-1))
+    assert torch.equal(RandomHorizontalFlip(0.0)(x), x)
+    out = RandomHorizontalFlip(0.5)(x, generator=torch.Generator().manual_seed(3))
+    expected = torch.rand(16, generator=torch.Generator().manual_seed(3)) < 0.5
+    flipped = out[:, 0, 0, -1] == -1
+    assert torch.equal(flipped, expected) and 0 < int(flipped.sum()) < 16
+    with pytest.raises(ConfigError, match=r"p must be in \[0, 1\], got 1.5"):
+        RandomHorizontalFlip(1.5)
+
+
+def test_resize_bilinear_and_nearest():
+    x = torch.tensor([[[0.0, 1.0]]])  # (C=1, H=1, W=2)
+    out = Resize((1, 4))(x)
+    assert torch.allclose(out, torch.tensor([[[0.0, 0.25, 0.75, 1.0]]]), atol=1e-7)
+    img = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    assert torch.equal(Resize(4, mode="nearest")(img)[0], img[0].repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert Resize(8)(torch.rand(5, 3, 4, 4)).shape == (5, 3, 8, 8)
+    with pytest.raises(ConfigError, match=r"size must be a positive int or \(H, W\), got 0"):
+        Resize(0)
+
+
+def test_compose_uses_one_generator_and_works_under_autocast():
+    x = torch.rand(8, 3, 6, 6)
+    t = Compose([RandomCrop(6, padding=1), RandomHorizontalFlip(), Normalize((0.5,) * 3, (0.5,) * 3)])
+    a = t(x, generator=torch.Generator().manual_seed(1))
+    b = t(x, generator=torch.Generator().manual_seed(1))
+    c = t(x, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = t(x.bfloat16(), generator=torch.Generator().manual_seed(1))
+    assert y.dtype == torch.bfloat16 and torch.allclose(y.float(), a, atol=2e-2)
