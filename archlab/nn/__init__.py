@@ -8,3 +8,9 @@ model with ``archlab.nn.set_impl(model, "reference")``. The default is ``"fused"
 from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
+from archlab.nn.recurrent import (  # noqa: E402
+    GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, StepRecord, hidden_grad_norms, record_steps,
+)
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "StepRecord", "record_steps",
+            "hidden_grad_norms"]
