@@ -48,6 +48,7 @@ L layers, P the size of h_t (proj_size for a projected LSTM, else H).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor, _VF
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from torch.utils.hooks import RemovableHandle
 
 from archlab.errors import ConfigError, check
@@ -316,6 +317,22 @@ def hidden_grad_norms(loss: Tensor, records: list[StepRecord], retain_graph: boo
     return torch.stack([g.norm() if g is not None else loss.new_zeros(()) for g in grads])
 
 
+def pack_padded(x: Tensor, lengths, batch_first: bool = False) -> PackedSequence:
+    """``pack_padded_sequence`` (any order of lengths) that first checks the lengths fit ``x``.
+
+    torch packs a length longer than the padded sequence without complaint, reading past the
+    data; here it is a ``ConfigError``. ``x`` is (T, B, ...) or (B, T, ...) with ``batch_first``.
+    """
+    lengths = torch.as_tensor(lengths).detach().to("cpu", torch.int64)
+    check(x.dim() >= 2, f"x must have time and batch dimensions, got shape {_shape(x)}")
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    check(lengths.dim() == 1 and lengths.numel() == B,
+          f"lengths has {lengths.numel()} entries, expected one per sequence: batch={B}")
+    check(bool((lengths > 0).all()) and bool((lengths <= T).all()),
+          f"lengths must be between 1 and the padded length {T}, got {lengths.tolist()}")
+    return pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Layers: drop-ins for torch.nn.RNN / LSTM / GRU.
 # --------------------------------------------------------------------------------------------------
@@ -354,6 +371,9 @@ class RecurrentLayer(TwoPath, nn.Module):
               f"proj_size is supported by LSTM only, got proj_size={proj_size} for {kind}")
         check(proj_size < hidden_size,
               f"{kind}: proj_size must be smaller than hidden_size={hidden_size}, got {proj_size}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{kind}: dropout={dropout} acts between layers, so it does nothing with "
+                          f"num_layers=1", stacklevel=3)
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
