@@ -436,6 +436,10 @@ class RecurrentLayer(TwoPath, nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
+    def flatten_parameters(self) -> None:
+        """Kept for drop-in compatibility with ``torch.nn.RNNBase``; does nothing. The parameters
+        stay separate tensors and the fused kernels receive them as a list (see the module doc)."""
+
     def register_step_hook(self, fn: Callable[[nn.Module, StepRecord], None]) -> RemovableHandle:
         """Call ``fn(module, record)`` at every time step; while any hook is set, forward runs the
         reference path. Returns a handle whose ``remove()`` unregisters ``fn``."""

@@ -20,6 +20,8 @@ LAYERS = {  # name -> (archlab class, torch class, extra kwargs)
     "lstm": (LSTM, nn.LSTM, {}),
     "lstm_proj": (LSTM, nn.LSTM, {"proj_size": 2}),
     "gru": (GRU, nn.GRU, {}),
+    "gru_no_bias": (GRU, nn.GRU, {"bias": False}),
+    "lstm_no_bias": (LSTM, nn.LSTM, {"bias": False}),
 }
 
 
@@ -112,7 +114,7 @@ def test_state_dicts_interchange_both_ways_with_the_same_names_and_count(name):
     ref = torch_cls(F_IN, H, 2, bidirectional=True, **extra)
     ours = ours_cls(F_IN, H, 2, bidirectional=True, **extra)
     assert list(ours.state_dict()) == list(ref.state_dict())  # same names, same order
-    assert "bias_hh_l1_reverse" in ours.state_dict()
+    assert ("bias_hh_l1_reverse" in ours.state_dict()) == extra.get("bias", True)
     ours.load_state_dict(ref.state_dict())                    # torch -> archlab
     back = torch_cls(F_IN, H, 2, bidirectional=True, **extra)
     back.load_state_dict(ours.state_dict())                   # archlab -> torch
