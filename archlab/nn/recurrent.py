@@ -50,9 +50,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -61,7 +59,8 @@ from torch import Tensor, _VF
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from torch.utils.hooks import RemovableHandle
 
-from archlab.errors import ConfigError, check
+from archlab.errors import check
+from archlab.nn.bptt import StepRecord
 from archlab.nn.twopath import TwoPath
 
 # --------------------------------------------------------------------------------------------------
@@ -257,64 +256,8 @@ class GRUCell(RecurrentCell):
 
 
 # --------------------------------------------------------------------------------------------------
-# Step hooks: what happens inside the layer at every time step.
+# Variable-length batches.
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StepRecord:
-    """One time step of one direction of one layer, as the reference path computed it.
-
-    ``h_t`` (and ``c_t`` for the LSTM) is the very tensor that feeds the next step and the output,
-    so ``torch.autograd.grad(loss, record.h_t)`` is dL/dh_t. Rows are the sequences active at step
-    ``t``: the whole batch for a padded input; for a packed input the first ``batch_sizes[t]``
-    sequences in the packed (longest first) order.
-    """
-
-    layer: int
-    direction: int                 # 0 forward, 1 reverse
-    t: int                         # time index in the sequence (reverse steps run t = T-1 .. 0)
-    h_t: Tensor                    # (b_t, P)
-    c_t: Tensor | None             # (b_t, H), LSTM only
-    gates: dict[str, Tensor] = field(default_factory=dict)  # name -> (b_t, H)
-    source: str = ""               # name of the recurrent module inside the recorded model
-
-
-@contextmanager
-def record_steps(module: nn.Module) -> Iterator[list[StepRecord]]:
-    """Collect a :class:`StepRecord` for every time step of every recurrent layer in ``module``.
-
-    Recording runs the reference path (the fused kernels do not expose their steps)::
-
-        with record_steps(lstm) as steps:
-            output, (h_n, c_n) = lstm(x)
-        loss = output.sum()
-        norms = hidden_grad_norms(loss, [s for s in steps if s.layer == 0])   # ||dL/dh_t|| by t
-    """
-    records: list[StepRecord] = []
-    handles = []
-    for name, m in module.named_modules():
-        if isinstance(m, RecurrentLayer):
-            def hook(_m, rec, _name=name):
-                rec.source = _name
-                records.append(rec)
-            handles.append(m.register_step_hook(hook))
-    try:
-        yield records
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def hidden_grad_norms(loss: Tensor, records: list[StepRecord], retain_graph: bool = True) -> Tensor:
-    """||dL/dh_t|| for each record, in the order given (0 where h_t does not reach the loss).
-
-    Ordered by t for a single layer and direction, this is the curve of the vanishing-gradient
-    claim: how much the loss at the end still depends on the state many steps back.
-    """
-    grads = torch.autograd.grad(loss, [r.h_t for r in records], retain_graph=retain_graph,
-                                allow_unused=True)
-    return torch.stack([g.norm() if g is not None else loss.new_zeros(()) for g in grads])
 
 
 def pack_padded(x: Tensor, lengths, batch_first: bool = False) -> PackedSequence:
