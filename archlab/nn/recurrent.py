@@ -494,14 +494,12 @@ class RecurrentLayer(TwoPath, nn.Module):
             outputs = []
             for direction in range(D):
                 idx = layer * D + direction
-                state = (h0[idx], c0[idx]) if mode.has_cell else h0[idx]
+                state = (h0[idx], c0[idx]) if mode.has_cell else (h0[idx],)
                 out, state = self._run_direction(layer_input, sizes, state, layer, direction)
                 outputs.append(out)
+                h_n.append(state[0])
                 if mode.has_cell:
-                    h_n.append(state[0])
                     c_n.append(state[1])
-                else:
-                    h_n.append(state)
             layer_input = torch.cat(outputs, dim=-1)  # (sum of sizes, D*P)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
@@ -511,31 +509,30 @@ class RecurrentLayer(TwoPath, nn.Module):
         return output, torch.stack(h_n), (torch.stack(c_n) if mode.has_cell else None)
 
     def _run_direction(self, layer_input, sizes, state, layer, direction):
-        """One direction of one layer over all steps; returns (outputs (sum of sizes, P), final state).
+        """One direction of one layer over all steps.
 
-        Sequences are sorted longest first, so the active ones at step t are the first sizes[t]
-        rows of the state; the others keep their state (finished, or, in reverse, not started).
+        ``state`` is (h,) or (h, c), each (B, ·). Returns the outputs h_t of every step, stacked as
+        (sum of sizes, P), and the final state. Sequences are sorted longest first, so the active
+        ones at step t are the first sizes[t] rows.
         """
         mode = MODES[self.mode]
         p = self._layer_params(layer, direction)
         gi_all = F.linear(layer_input, p["weight_ih"], p["bias_ih"])  # W_ih x_t + b_ih, all t at once
         gi_steps = gi_all.split(sizes)                                  # T x (b_t, G*H)
-        reverse = direction == 1
+        steps = range(len(sizes))
         outputs: list[Tensor | None] = [None] * len(sizes)
-        for t in (reversed(range(len(sizes))) if reverse else range(len(sizes))):
+        for t in (reversed(steps) if direction == 1 else steps):
             b = sizes[t]
-            active = tuple(s[:b] for s in state) if mode.has_cell else state[:b]
-            new, gates = mode.step(gi_steps[t], active, p["weight_hh"], p["bias_hh"], p["weight_hr"])
-            h_t, c_t = new if mode.has_cell else (new, None)
+            active = tuple(s[:b] for s in state)
+            new, gates = mode.step(gi_steps[t], active if mode.has_cell else active[0],
+                                   p["weight_hh"], p["bias_hh"], p["weight_hr"])
+            new = new if mode.has_cell else (new,)
+            h_t, c_t = new[0], (new[1] if mode.has_cell else None)
             for fn in self._step_hooks.values():
                 fn(self, StepRecord(layer, direction, t, h_t, c_t, gates))
             outputs[t] = h_t
-            if b == (state[0] if mode.has_cell else state).shape[0]:
-                state = new
-            elif mode.has_cell:  # rows b.. are not active at this step: they keep their state
-                state = tuple(torch.cat([n, s[b:]]) for n, s in zip(new, state))
-            else:
-                state = torch.cat([new, state[b:]])
+            # rows b.. are idle at step t (finished or, in reverse, not started): they keep their state
+            state = new if b == len(state[0]) else tuple(torch.cat([n, s[b:]]) for n, s in zip(new, state))
         return torch.cat(outputs), state
 
     # ---- interchange with torch ------------------------------------------------------------------
