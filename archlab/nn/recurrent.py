@@ -195,6 +195,8 @@ class RecurrentCell(TwoPath, nn.Module):
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             hx = (zeros, zeros) if mode.has_cell else zeros
         else:
+            check(not mode.has_cell or (isinstance(hx, (tuple, list)) and len(hx) == 2),
+                  f"{self.kind}: hx must be the pair (h_0, c_0), got {type(hx).__name__}")
             states = hx if mode.has_cell else (hx,)
             names = ("h_0", "c_0") if mode.has_cell else ("hx",)
             want = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
