@@ -34,3 +34,14 @@ __all__ += [
     "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
     "BatchNorm1d", "BatchNorm2d",
 ]
+
+# Recurrent blocks
+from archlab.nn.bptt import (  # noqa: E402
+    StepRecord, clip_grad_norm_, detach_state, hidden_grad_norms, record_steps, time_chunks,
+    truncated_bptt,
+)
+from archlab.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, pack_padded  # noqa: E402
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "StepRecord", "record_steps",
+            "hidden_grad_norms", "pack_padded", "detach_state", "time_chunks", "truncated_bptt",
+            "clip_grad_norm_"]
