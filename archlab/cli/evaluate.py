@@ -1,0 +1,32 @@
+"""``archlab evaluate``: the task's metrics of a trained model on its evaluation split."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="print a trained model's metrics", description=__doc__)
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="a run directory (archlab train --out) or one of its checkpoints/step-N")
+    p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from archlab.errors import check
+    from archlab.train import evaluate
+
+    check(args.batch_size > 0, f"--batch-size must be positive, got {args.batch_size}")
+    metrics = evaluate(args.checkpoint, args.data, batch_size=args.batch_size, device=args.device,
+                       precision=args.precision)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for name, value in metrics.items():
+            print(f"{name} {value:.6g}")
+    return 0

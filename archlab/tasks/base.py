@@ -1,0 +1,142 @@
+"""The Task interface: what a model is trained to do, separate from how the trainer loops.
+
+A task turns a data set into batches, a model's output into a loss, and summed statistics into
+metrics. The trainer (``archlab.train``) knows nothing else about the data, so every task of the
+product -- language modelling, image classification, translation, forecasting, ... -- plugs into
+the same loop, with the same checkpoints, resume, mixed precision and DDP.
+
+A task is a class registered by name::
+
+    @register_task
+    class LMTask(Task):
+        name = "lm"
+        Config = LMConfig           # a dataclass of the task's own keys (e.g. block_size)
+        default_data = "tinyshakespeare"
+        metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
+
+and provides, in the order the trainer calls them:
+
+1. ``__init__(config, data, saved=None)`` -- load the data named by ``data`` (a known name or a
+   path), raising ``ConfigError`` when it is missing. ``saved`` is a checkpoint directory whose
+   files (tokenizer, class names, normalisation) must be reused instead of being fitted anew.
+2. ``model_fields(fields)`` -- the model config fields the data fixes (``vocab_size``,
+   ``num_classes``, ``in_channels``...), given the names of the model's config fields.
+3. ``train_batch(position, batch_size, seed, shard)`` -- micro-batch number ``position`` of the
+   run: a *global* batch of ``batch_size`` examples that depends only on ``(seed, position)``, of
+   which only the rows ``shard`` (this process's share) are built. That makes resuming exact (the
+   data position is one integer) and N processes see the same global batch as one.
+4. ``eval_batches(batch_size)`` -- the evaluation split in a fixed order.
+5. ``step(model, batch) -> (loss, sums)`` -- the mean loss to back-propagate, and statistics as
+   *sums* over the batch (``{"loss_sum": ..., "count": ...}``, the keys listed in ``sum_keys``) so
+   they add across batches and processes.
+6. ``metrics(sums) -> {name: value}`` -- the task's metrics from the added-up sums.
+7. ``save(directory)`` -- files to keep beside ``config.json`` (e.g. ``tokenizer.json``).
+
+Batches are tuples of CPU tensors; the trainer moves them to the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Iterator
+
+import torch
+
+from archlab.errors import ConfigError
+
+Batch = tuple[torch.Tensor, ...]
+
+_TASKS: dict[str, type["Task"]] = {}
+
+
+class Task:
+    """Base class of the tasks; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    default_data: ClassVar[str | None] = None
+    metric_modes: ClassVar[dict[str, str]] = {"loss": "min"}
+    unit: ClassVar[str] = "samples"   # what throughput counts: "samples" or "tokens"
+    sum_keys: ClassVar[tuple[str, ...]] = ("loss_sum", "count")  # the keys ``step`` returns
+
+    def __init__(self, config: Any, data: str | None = None, saved: Path | None = None):
+        self.config = config
+        self.data = data or self.default_data
+        if self.data is None:
+            raise ConfigError(f"task {self.name!r} needs --data (a data set name or a path), got none")
+
+    # -- what the data fixes -------------------------------------------------------------------
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        return {}
+
+    @property
+    def num_train_samples(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def items_per_sample(self) -> int:
+        """Units of ``unit`` per example (tokens per block for a language model)."""
+        return 1
+
+    # -- batches -------------------------------------------------------------------------------
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        raise NotImplementedError
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    # -- loss and metrics ----------------------------------------------------------------------
+    def step(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- what travels with a checkpoint --------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write the files a later ``evaluate`` / ``generate`` needs beside the weights."""
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON written to ``task.json``: enough to rebuild this task for evaluation."""
+        return {"task": self.name, "data": self.data, "config": dataclasses.asdict(self.config)}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` available as ``--task cls.name``."""
+    if cls.name in _TASKS and _TASKS[cls.name] is not cls:
+        raise ConfigError(f"task name {cls.name!r} is registered twice")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    import importlib
+    import pkgutil
+
+    import archlab.tasks as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "base":
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def list_tasks() -> list[str]:
+    _discover()
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class registered as ``name``; a clear error listing the known ones otherwise."""
+    _discover()
+    if name not in _TASKS:
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}")
+    return _TASKS[name]
+
+
+def count_from_sums(sums: dict[str, float], key: str = "count") -> float:
+    """The number of examples (or tokens) behind ``sums``; a clear error when there are none."""
+    n = float(sums.get(key, 0.0))
+    if n <= 0:
+        raise ConfigError("the evaluation split is empty: there is nothing to compute metrics on")
+    return n

@@ -1,0 +1,120 @@
+"""Image classification: an image in, one of K class labels out.
+
+The model maps an image x to logits z (K,); the loss is the cross-entropy
+``L = -log softmax(z)_y`` averaged over the batch, the metrics are that loss and the accuracy
+``mean(argmax z == y)`` on the test split. Images are normalised per channel with the training
+split's mean and standard deviation, ``x' = (x - mean) / std``; those statistics and the class
+names are saved beside the checkpoint as ``classes.json`` and reused when evaluating.
+
+Training visits the training split epoch by epoch, each in a fresh order drawn from
+``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from archlab.errors import check
+from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.utils.io import write_text_atomic
+
+CLASSES_FILE = "classes.json"
+
+
+@dataclass
+class ClassifyConfig:
+    normalize: bool = True         # standardise each channel with the training split's statistics
+
+
+@register_task
+class ClassifyTask(Task):
+    name = "classify"
+    Config = ClassifyConfig
+    default_data = "digits"
+    metric_modes = {"loss": "min", "accuracy": "max"}
+    sum_keys = ("loss_sum", "correct", "count")
+
+    def __init__(self, config: ClassifyConfig, data: str | None = None, saved: Path | None = None):
+        super().__init__(config, data, saved)
+        from archlab.data import load_image_data
+
+        images = load_image_data(self.data)
+        self.train_x, self.train_y = images.train.tensors
+        self.test_x, self.test_y = images.test.tensors
+        self.classes, self.image_shape = list(images.classes), tuple(images.image_shape)
+        self.mean, self.std = tuple(images.mean), tuple(images.std)
+        if saved is not None and (Path(saved) / CLASSES_FILE).is_file():
+            meta = json.loads((Path(saved) / CLASSES_FILE).read_text())
+            check(
+                len(meta["classes"]) == len(self.classes) and list(meta["image_shape"]) == list(self.image_shape),
+                f"--data {self.data!r} has {len(self.classes)} classes of images {self.image_shape}, the checkpoint "
+                f"was trained on {len(meta['classes'])} classes of images {tuple(meta['image_shape'])}",
+            )
+            self.classes, self.mean, self.std = meta["classes"], tuple(meta["mean"]), tuple(meta["std"])
+        check(len(self.train_y) > 0, f"--data {self.data!r} has an empty training split")
+        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation) cache
+
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        fields = set(fields)
+        C, H, W = self.image_shape
+        out: dict[str, Any] = {"num_classes": len(self.classes)}
+        if "in_channels" in fields:
+            out["in_channels"] = C
+        if "in_features" in fields:  # dense models see the flattened image
+            out["in_features"] = C * H * W
+        for name in ("image_size", "img_size"):
+            if name in fields:
+                out[name] = H
+        return out
+
+    @property
+    def num_train_samples(self) -> int:
+        return len(self.train_y)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.config.normalize:
+            return x
+        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype).clamp_min(1e-8).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        n = len(self.train_y)
+        check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training images")
+        per_epoch = n // batch_size
+        epoch, i = divmod(position, per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(n, generator=g))
+        idx = self._order[1][i * batch_size:(i + 1) * batch_size][shard]
+        return self._normalize(self.train_x[idx]), self.train_y[idx]
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        for i in range(0, len(self.test_y), batch_size):
+            yield self._normalize(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
+
+    def step(self, model, batch):
+        x, y = batch
+        logits = model(x).float()  # (B, K); fp32 loss under autocast
+        example_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
+        correct = (logits.argmax(-1) == y).sum()
+        return example_loss.mean(), {
+            "loss_sum": example_loss.detach().sum().double(),
+            "correct": correct.double(),
+            "count": torch.tensor(float(y.numel())),
+        }
+
+    def metrics(self, sums):
+        n = count_from_sums(sums)
+        return {"loss": sums["loss_sum"] / n, "accuracy": sums["correct"] / n}
+
+    def save(self, directory: Path) -> None:
+        meta = {"classes": self.classes, "image_shape": list(self.image_shape),
+                "mean": list(self.mean), "std": list(self.std)}
+        write_text_atomic(Path(directory) / CLASSES_FILE, json.dumps(meta, indent=1) + "\n")

@@ -1,0 +1,124 @@
+"""Language modelling: predict the next token of a text, character-level by default.
+
+Given tokens x_1..x_T, a language model outputs a distribution p(x_{t+1} | x_1..x_t) at every
+position; the loss is the mean cross-entropy over the block
+
+    L = -1/T * sum_t log p(x_{t+1} | x_{<=t})
+
+and the metrics are that loss (nats per token), perplexity exp(L) and bits per character
+L / ln 2. The text is split 90/10 into training and validation text; training examples are
+random blocks of ``block_size + 1`` tokens (input = first ``block_size``, target = shifted by one),
+validation uses consecutive non-overlapping blocks, the same ones every time.
+
+Works for any model whose ``forward(input_ids)`` returns logits ``(B, T, vocab_size)``: the GPT
+and the RNN language models. The tokenizer is saved beside the checkpoint as ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from archlab.errors import ConfigError, check
+from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class LMConfig:
+    block_size: int = 128          # tokens of context per training example
+    val_fraction: float = 0.1      # the tail of the text held out for validation
+
+    def __post_init__(self):
+        check(self.block_size > 0, f"block_size must be positive, got {self.block_size}")
+        check(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@register_task
+class LMTask(Task):
+    name = "lm"
+    Config = LMConfig
+    default_data = "tinyshakespeare"
+    metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
+    unit = "tokens"
+
+    def __init__(self, config: LMConfig, data: str | None = None, saved: Path | None = None):
+        super().__init__(config, data, saved)
+        from archlab.data import CharTokenizer, load_text, load_tokenizer
+
+        text = load_text(self.data)
+        if saved is not None and (Path(saved) / TOKENIZER_FILE).is_file():
+            self.tokenizer = load_tokenizer(saved)  # the model's own vocabulary, not a new one
+        else:
+            self.tokenizer = CharTokenizer.fit(text)
+        try:
+            tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+        except ConfigError as e:
+            raise ConfigError(f"--data {self.data!r} does not fit the model's tokenizer: {e}") from e
+        n_val = int(len(tokens) * config.val_fraction)
+        self.train_tokens, self.val_tokens = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        need = config.block_size + 1
+        for split, t in (("training", self.train_tokens), ("validation", self.val_tokens)):
+            check(
+                len(t) >= need,
+                f"--data {self.data!r}: the {split} text has {len(t)} tokens, block_size={config.block_size} "
+                f"needs at least {need}",
+            )
+
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        fields = set(fields)
+        out = {"vocab_size": self.tokenizer.vocab_size}
+        if "block_size" in fields:
+            out["block_size"] = self.config.block_size
+        return out
+
+    @property
+    def num_train_samples(self) -> int:
+        # One "epoch" sees about every training token once.
+        return max(1, len(self.train_tokens) // self.config.block_size)
+
+    @property
+    def items_per_sample(self) -> int:
+        return self.config.block_size
+
+    def _blocks(self, tokens: torch.Tensor, starts: torch.Tensor) -> Batch:
+        T = self.config.block_size
+        idx = starts[:, None] + torch.arange(T + 1)  # (B, T + 1)
+        chunk = tokens[idx]
+        return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # inputs, next-token targets
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        # The global batch's block starts depend only on (seed, position).
+        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        starts = torch.randint(len(self.train_tokens) - self.config.block_size, (batch_size,), generator=g)
+        return self._blocks(self.train_tokens, starts[shard])
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        T = self.config.block_size
+        starts = torch.arange(0, len(self.val_tokens) - T, T)
+        for i in range(0, len(starts), batch_size):
+            yield self._blocks(self.val_tokens, starts[i:i + batch_size])
+
+    def step(self, model, batch):
+        x, y = batch
+        logits = model(x)
+        if isinstance(logits, tuple):  # models that also return their state
+            logits = logits[0]
+        # Cross-entropy in fp32 even under autocast: the log-softmax over the vocabulary is where
+        # bf16 loses most.
+        token_loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
+        loss = token_loss.mean()
+        return loss, {"loss_sum": token_loss.detach().sum().double(), "count": torch.tensor(float(y.numel()))}
+
+    def metrics(self, sums):
+        loss = sums["loss_sum"] / count_from_sums(sums)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2)}
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save(directory)

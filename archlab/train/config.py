@@ -1,0 +1,219 @@
+"""The trainer's settings, and how text from ``--set key=value`` and config files becomes them.
+
+One flat namespace of keys serves the command line, YAML/TOML recipes and the Python API: a key is
+a field of ``TrainConfig`` (the trainer), of the task's config (e.g. ``block_size``) or of the
+model's config (e.g. ``n_layer``). Values are parsed with the type of the dataclass field they
+land in; an unknown key or a value of the wrong type is a ``ConfigError`` that lists the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archlab.errors import ConfigError, check
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything the training loop needs besides the task and the model."""
+
+    # How much: batch_size is the *global* batch of one optimiser step (all processes, all
+    # accumulation steps together), so one config gives the same run on 1 or N processes.
+    batch_size: int = 32
+    grad_accum: int = 1             # micro-steps per optimiser step (all-reduce only on the last)
+    max_steps: int = 1000           # optimiser steps; replaced by `epochs` when that is > 0
+    epochs: float = 0.0
+    # Optimiser: AdamW (decay only on tensors with 2+ dims) or SGD with momentum / Nesterov.
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    nesterov: bool = False
+    # Schedule: linear warmup, then cosine to min_lr_ratio * lr, step decay, or constant.
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    step_size: int = 1000           # step schedule: multiply by gamma every step_size steps
+    gamma: float = 0.1
+    grad_clip: float = 1.0          # max global gradient norm; 0 disables clipping
+    # Numerics and placement.
+    precision: str = "fp32"         # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (CUDA, grad scaler)
+    compile: bool = False           # torch.compile, falling back to eager when it fails
+    compile_backend: str = "inductor"
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    # Evaluation, early stopping, checkpoints, logging.
+    eval_every: int = 0             # steps between evaluations; 0 = only at the end
+    eval_batches: int = 0           # batches per evaluation; 0 = the whole evaluation split
+    early_stop_metric: str = ""     # e.g. "loss" or "accuracy" of the evaluation split
+    early_stop_patience: int = 0    # evaluations without improvement before stopping
+    save_every: int = 0             # steps between checkpoints; 0 = only at the end
+    keep_last: int = 3              # checkpoints kept in OUT/checkpoints
+    log_every: int = 10             # steps between logged training lines
+    tensorboard: bool = False       # also log to OUT/tensorboard (needs the tensorboard package)
+    peak_flops: float = 0.0         # per-device peak FLOP/s for MFU; 0 = look the device up
+
+    def __post_init__(self):
+        positive = ("batch_size", "grad_accum", "keep_last", "log_every", "step_size")
+        for name in positive:
+            value = getattr(self, name)
+            check(value > 0, f"{name} must be a positive integer, got {value}")
+        for name in ("max_steps", "eval_every", "save_every", "eval_batches", "warmup_steps",
+                     "early_stop_patience"):
+            value = getattr(self, name)
+            check(value >= 0, f"{name} must be >= 0, got {value}")
+        check(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
+        check(self.max_steps > 0 or self.epochs > 0, "max_steps or epochs must be > 0, got neither")
+        check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check(0.0 <= self.min_lr_ratio <= 1.0, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        check(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        check(
+            self.batch_size % self.grad_accum == 0,
+            f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Typed values from text
+
+
+def field_types(config_cls) -> dict[str, Any]:
+    """``{field name: resolved type}`` of a dataclass (annotations may be strings)."""
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # an annotation that cannot be resolved: fall back to the raw one
+        hints = {}
+    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(config_cls)}
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def parse_value(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` (text from ``--set``, or a value read from YAML/TOML) as the type ``annotation``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return parse_value(key, value, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot parse {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            text = value.strip().strip("()[]")
+            items = [v.strip() for v in text.split(",") if v.strip()] if text else []
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(parse_value(key, v, args[0]) for v in items)
+        if args and len(items) != len(args):
+            raise ConfigError(f"{key} takes {len(args)} comma-separated values, got {value!r}")
+        return tuple(parse_value(key, v, a) for v, a in zip(items, args or [str] * len(items)))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{key} takes true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).replace("_", ""))
+        except ValueError:
+            try:  # "1e3" is a fine way to write 1000
+                f = float(str(value))
+                if f.is_integer():
+                    return int(f)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} takes an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(str(value))
+        except ValueError:
+            raise ConfigError(f"{key} takes a number, got {value!r}") from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key} takes a string, got {value!r}")
+        return str(value)
+    return value  # an annotation we do not know how to check: leave the value as given
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``["lr=3e-3", "hidden=64,32"]`` -> ``{"lr": "3e-3", "hidden": "64,32"}`` (values stay text)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value, got {item!r}")
+        out[key] = value.strip()
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A flat mapping of keys from a ``.yaml``/``.yml`` or ``.toml`` recipe."""
+    path = Path(path)
+    check(path.is_file(), f"--config {str(path)!r} is not a readable file")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise ConfigError(f"--config must end in .yaml, .yml or .toml, got {str(path)!r}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"--config {str(path)!r} is not valid: {e}") from e
+    check(isinstance(data, dict), f"--config {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def split_keys(values: dict[str, Any], groups: dict[str, type]) -> dict[str, dict[str, Any]]:
+    """Route each key to the first dataclass of ``groups`` that has it, parsed with its type.
+
+    Unknown keys raise a ``ConfigError`` naming them and listing every valid key.
+    """
+    types_by_group = {g: field_types(cls) for g, cls in groups.items()}
+    routed: dict[str, dict[str, Any]] = {g: {} for g in groups}
+    unknown = []
+    for key, value in values.items():
+        for group, ftypes in types_by_group.items():
+            if key in ftypes:
+                routed[group][key] = parse_value(key, value, ftypes[key])
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        listing = "; ".join(f"{g}: {', '.join(sorted(t))}" for g, t in types_by_group.items())
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}; valid keys are {listing}")
+    return routed
+
