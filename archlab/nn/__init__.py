@@ -8,3 +8,14 @@ model with ``archlab.nn.set_impl(model, "reference")``. The default is ``"fused"
 from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
+
+# Convolutional blocks (archlab.nn.conv, archlab.nn.batchnorm)
+from archlab.nn.conv import (  # noqa: E402
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d,
+)
+from archlab.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: E402
+
+__all__ += [
+    "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+    "BatchNorm1d", "BatchNorm2d",
+]

@@ -1,0 +1,376 @@
+"""Convolution and pooling, written as the texts describe them: a window slid over the input.
+
+Convolution (one filter per output channel, the same weights at every position: weight sharing)::
+
+    feature_map[b, o, i, j] = bias[o] + sum_{c, u, v} W[o, c, u, v] * x[b, c, i*s + u*d, j*s + v*d]
+
+``im2col`` turns that sum into one matrix product. ``F.unfold`` cuts every receptive field out of
+the (padded) input and lays it out as a column::
+
+    patches     = unfold(x)              # (B, C_in*kh*kw, L)   L = H_out * W_out positions
+    feature_map = W . patches + b        # (B, C_out, L) -> (B, C_out, H_out, W_out)
+
+With ``groups`` the channels split into G independent convolutions (depthwise: G = C_in), each its
+own matrix product. Output size per spatial dim: ``H_out = floor((H + pad_total - d*(k-1) - 1)/s) + 1``.
+
+Pooling downsamples a feature map with a fixed rule per window: max pooling keeps the largest value,
+average pooling the mean. Adaptive pooling picks the windows so that the output has a given size:
+output cell ``i`` of ``n_out`` covers input rows ``floor(i*n_in/n_out) .. ceil((i+1)*n_in/n_out) - 1``;
+global pooling is the adaptive pool to 1x1.
+
+Every class here is a drop-in for its ``torch.nn`` namesake (same constructor, parameter names
+``weight``/``bias``, forward signature), so torchvision state_dicts load unchanged. ``impl =
+"fused"`` (default) calls PyTorch's kernel; ``impl = "reference"`` runs the readable path above.
+
+Dimension letters: B batch, C channels, G groups, H/W height/width, L output positions,
+K = (C_in/G)*kh*kw values in one receptive field.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from archlab.errors import check
+from archlab.nn.twopath import TwoPath
+
+__all__ = [
+    "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+    "conv2d_reference", "unfold_windows",
+]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _check_image(x: torch.Tensor, module: nn.Module, spatial_dims: int, channels: int | None = None) -> bool:
+    """Validate a (B, C, *spatial) or unbatched (C, *spatial) input; returns True when batched."""
+    name = type(module).__name__
+    check(
+        x.dim() in (spatial_dims + 1, spatial_dims + 2),
+        f"{name} expects a {spatial_dims + 2}-D (batched) or {spatial_dims + 1}-D (unbatched) input, "
+        f"got shape {tuple(x.shape)}",
+    )
+    batched = x.dim() == spatial_dims + 2
+    if channels is not None:
+        c = x.shape[1 if batched else 0]
+        check(c == channels, f"input has {c} channels, {name} expects in_channels={channels}")
+    return batched
+
+
+def unfold_windows(x: torch.Tensor, kernel_size, dilation, stride) -> torch.Tensor:
+    """Every window of an already padded (B, C, H, W) map: (B, C, kh*kw, L) with L = H_out*W_out."""
+    B, C = x.shape[:2]
+    kh, kw = kernel_size
+    cols = F.unfold(x, kernel_size, dilation=dilation, stride=stride)  # (B, C*kh*kw, L)
+    return cols.view(B, C, kh * kw, -1)  # (B, C, kh*kw, L)
+
+
+def _out_size(n: int, k: int, s: int, d: int, pad_lo: int, pad_hi: int) -> int:
+    return (n + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Convolution
+# ----------------------------------------------------------------------------------------------
+
+
+def conv2d_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """feature_map = W . unfold(pad(x)) + b, for a (B, C_in, H, W) input.
+
+    ``padding`` is explicit per side, in ``F.pad`` order: (left, right, top, bottom).
+    """
+    if any(padding):
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        x = F.pad(x, padding, mode=mode)
+    B, C_in, H, W = x.shape
+    C_out, C_g, kh, kw = weight.shape  # C_g = C_in / groups input channels seen by each filter
+    G = groups
+    H_out = _out_size(H, kh, stride[0], dilation[0], 0, 0)
+    W_out = _out_size(W, kw, stride[1], dilation[1], 0, 0)
+    check(
+        H_out > 0 and W_out > 0,
+        f"input of padded size {H}x{W} is smaller than the dilated kernel "
+        f"{dilation[0] * (kh - 1) + 1}x{dilation[1] * (kw - 1) + 1}",
+    )
+
+    # im2col: one column per output position, one row per (channel, kernel row, kernel col).
+    patches = F.unfold(x, (kh, kw), dilation=dilation, stride=stride)  # (B, C_in*kh*kw, L)
+    patches = patches.view(B, G, C_g * kh * kw, H_out * W_out)  # (B, G, K, L)
+    W_mat = weight.view(G, C_out // G, C_g * kh * kw)  # (G, C_out/G, K)
+
+    # One dot product per filter and position: the filter slid over the image.
+    feature_map = torch.matmul(W_mat, patches)  # (B, G, C_out/G, L)
+    feature_map = feature_map.reshape(B, C_out, H_out, W_out)  # (B, C_out, H_out, W_out)
+    if bias is not None:
+        feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
+    return feature_map
+
+
+def _explicit_padding(module, spatial_dims: int) -> tuple[int, ...]:
+    """The module's padding per side in ``F.pad`` order (last dim first), resolving 'same'/'valid'."""
+    if isinstance(module.padding, str):
+        pads = []
+        for k, d in zip(module.kernel_size, module.dilation):
+            if module.padding == "valid":
+                pads.append((0, 0))
+            else:  # "same": total d*(k-1); the odd one out goes after, as in PyTorch
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+    else:
+        pads = [(p, p) for p in module.padding]
+    return tuple(v for lo_hi in reversed(pads) for v in lo_hi)
+
+
+class Conv2d(TwoPath, nn.Conv2d):
+    """2-D convolution: ``feature_map = W * x + b`` (see module docstring). Drop-in for ``nn.Conv2d``.
+
+    Arguments as ``nn.Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0 (int,
+    tuple, "same" or "valid"), dilation=1, groups=1, bias=True, padding_mode="zeros".
+    Parameters: ``weight`` (C_out, C_in/groups, kh, kw), ``bias`` (C_out).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batched = _check_image(x, self, 2, self.in_channels)
+        if self.impl == "fused":
+            return super().forward(x)
+        x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
+        y = conv2d_reference(
+            x4, self.weight, self.bias, self.stride, _explicit_padding(self, 2), self.dilation,
+            self.groups, self.padding_mode,
+        )
+        return y if batched else y.squeeze(0)
+
+    @classmethod
+    def from_torch(cls, m: nn.Conv2d) -> "Conv2d":
+        return _conv_from_torch(cls, m)
+
+
+class Conv1d(TwoPath, nn.Conv1d):
+    """1-D convolution over a sequence (B, C, T): a filter slid along time. Drop-in for ``nn.Conv1d``.
+
+    The reference path is the 2-D one on a map of height 1: (B, C, T) -> (B, C, 1, T).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batched = _check_image(x, self, 1, self.in_channels)
+        if self.impl == "fused":
+            return super().forward(x)
+        x4 = (x if batched else x.unsqueeze(0)).unsqueeze(2)  # (B, C, 1, T)
+        y = conv2d_reference(
+            x4, self.weight.unsqueeze(2), self.bias, (1, self.stride[0]),  # weight (C_out, C_g, 1, k)
+            _explicit_padding(self, 1) + (0, 0), (1, self.dilation[0]), self.groups, self.padding_mode,
+        )
+        y = y.squeeze(2)  # (B, C_out, T_out)
+        return y if batched else y.squeeze(0)
+
+    @classmethod
+    def from_torch(cls, m: nn.Conv1d) -> "Conv1d":
+        return _conv_from_torch(cls, m)
+
+
+def _conv_from_torch(cls, m):
+    new = cls(
+        m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+        dilation=m.dilation, groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode,
+        device=m.weight.device, dtype=m.weight.dtype,
+    )
+    new.load_state_dict(m.state_dict())
+    return new.train(m.training)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pooling over fixed windows
+# ----------------------------------------------------------------------------------------------
+
+
+def _pool_geometry(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
+    """(n_out, extra right padding) of a pooling window sweep, PyTorch's rule.
+
+    With ``ceil_mode`` the sweep may run past the end, but the last window must start inside the
+    input or the left padding.
+    """
+    span = n + 2 * p - d * (k - 1) - 1
+    n_out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (n_out - 1) * s >= n + p:
+        n_out -= 1
+    extra = max(0, (n_out - 1) * s + d * (k - 1) + 1 - (n + 2 * p))
+    return n_out, extra
+
+
+class _Pool2d(TwoPath):
+    """Shared window bookkeeping of MaxPool2d and AvgPool2d."""
+
+    def _windows(self, x: torch.Tensor, fill: float, dilation=(1, 1)):
+        """Pad ``x`` (B, C, H, W) with ``fill`` and cut out every window.
+
+        Returns the windows (B, C, kh*kw, L), the output size (H_out, W_out) and the padding applied
+        in ``F.pad`` order (left, right, top, bottom), right/bottom including ceil_mode's overhang.
+        """
+        k, s, p = _pair(self.kernel_size), _pair(self.stride), _pair(self.padding)
+        check(
+            all(pi <= ki // 2 for pi, ki in zip(p, k)),
+            f"{type(self).__name__} padding must be at most half the kernel size {k}, got padding={p}",
+        )
+        H, W = x.shape[-2:]
+        H_out, extra_h = _pool_geometry(H, k[0], s[0], p[0], dilation[0], self.ceil_mode)
+        W_out, extra_w = _pool_geometry(W, k[1], s[1], p[1], dilation[1], self.ceil_mode)
+        check(H_out > 0 and W_out > 0, f"input of size {H}x{W} is too small for {type(self).__name__} {k}")
+        pad = (p[1], p[1] + extra_w, p[0], p[0] + extra_h)
+        x = F.pad(x, pad, value=fill)
+        return unfold_windows(x, k, dilation, s), (H_out, W_out), pad
+
+
+class MaxPool2d(_Pool2d, nn.MaxPool2d):
+    """Max pooling: ``y[b, c, i, j] = max over the window at (i*s, j*s) of x``. Drop-in for ``nn.MaxPool2d``.
+
+    Padding counts as -inf (never the max); ``return_indices`` gives the flat ``h*W + w`` position of
+    each maximum in the unpadded input, as PyTorch does.
+    """
+
+    def forward(self, x: torch.Tensor):
+        batched = _check_image(x, self, 2)
+        if self.impl == "fused":
+            return super().forward(x)
+        x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
+        B, C, H, W = x4.shape
+        d = _pair(self.dilation)
+        windows, (H_out, W_out), _ = self._windows(x4, float("-inf"), d)  # (B, C, kh*kw, L)
+        y, arg = windows.max(dim=2)  # (B, C, L): value and window offset of each maximum
+        y = y.view(B, C, H_out, W_out)  # (B, C, H_out, W_out)
+        if not self.return_indices:
+            return y if batched else y.squeeze(0)
+        # Window offset -> (row, col) in the unpadded input -> flat index row*W + col.
+        kh, kw = _pair(self.kernel_size)
+        s, p = _pair(self.stride), _pair(self.padding)
+        arg = arg.view(B, C, H_out, W_out)
+        i = torch.arange(H_out, device=x.device).view(H_out, 1)
+        j = torch.arange(W_out, device=x.device).view(1, W_out)
+        row = i * s[0] - p[0] + (arg // kw) * d[0]
+        col = j * s[1] - p[1] + (arg % kw) * d[1]
+        idx = row * W + col  # (B, C, H_out, W_out)
+        return (y, idx) if batched else (y.squeeze(0), idx.squeeze(0))
+
+    @classmethod
+    def from_torch(cls, m: nn.MaxPool2d) -> "MaxPool2d":
+        return cls(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
+
+
+class AvgPool2d(_Pool2d, nn.AvgPool2d):
+    """Average pooling: ``y = sum(window) / divisor``. Drop-in for ``nn.AvgPool2d``.
+
+    The divisor is the number of window cells that hold input, plus the zero padding cells when
+    ``count_include_pad`` (cells that ``ceil_mode`` adds past the padding never count), or
+    ``divisor_override`` when given.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batched = _check_image(x, self, 2)
+        if self.impl == "fused":
+            return super().forward(x)
+        x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
+        B, C, H, W = x4.shape
+        windows, (H_out, W_out), (left, right, top, bottom) = self._windows(x4, 0.0)  # (B, C, kh*kw, L)
+        total = windows.sum(dim=2)  # (B, C, L)
+        if self.divisor_override:
+            divisor = float(self.divisor_override)
+        else:
+            # Mark the cells that count (1) on the padded grid and pool that map the same way.
+            ph, pw = _pair(self.padding)
+            counted = torch.zeros(1, 1, top + H + bottom, left + W + right, device=x.device, dtype=x.dtype)
+            if self.count_include_pad:
+                counted[..., : H + 2 * ph, : W + 2 * pw] = 1.0  # input and padding, not the overhang
+            else:
+                counted[..., ph : ph + H, pw : pw + W] = 1.0  # input only
+            divisor = unfold_windows(counted, _pair(self.kernel_size), (1, 1), _pair(self.stride)).sum(2)  # (1, 1, L)
+        y = (total / divisor).view(B, C, H_out, W_out)  # (B, C, H_out, W_out)
+        return y if batched else y.squeeze(0)
+
+    @classmethod
+    def from_torch(cls, m: nn.AvgPool2d) -> "AvgPool2d":
+        return cls(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
+
+
+# ----------------------------------------------------------------------------------------------
+# Adaptive pooling: windows chosen so the output has a given size
+# ----------------------------------------------------------------------------------------------
+
+
+def adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """[start, end) of each of the ``n_out`` windows over ``n_in`` positions (they may overlap)."""
+    return [((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def _adaptive_size(module, x: torch.Tensor) -> tuple[int, int]:
+    H, W = x.shape[-2:]
+    oh, ow = _pair(module.output_size)
+    return (H if oh is None else oh, W if ow is None else ow)
+
+
+class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
+    """Adaptive average pooling to ``output_size`` (1 = global average pooling). Drop-in for torch's.
+
+    Averaging over the windows is linear and separable, so it is two small matrix products::
+
+        y = P_h . x . P_w^T      P[i, h] = 1/len(window i) if h in window i else 0
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_image(x, self, 2)
+        if self.impl == "fused":
+            return super().forward(x)
+        H, W = x.shape[-2:]
+        H_out, W_out = _adaptive_size(self, x)
+        P_h = self._averaging_matrix(H, H_out, x)  # (H_out, H)
+        P_w = self._averaging_matrix(W, W_out, x)  # (W_out, W)
+        return torch.matmul(torch.matmul(P_h, x), P_w.transpose(0, 1))  # (..., C, H_out, W_out)
+
+    @staticmethod
+    def _averaging_matrix(n_in: int, n_out: int, x: torch.Tensor) -> torch.Tensor:
+        P = torch.zeros(n_out, n_in, device=x.device, dtype=x.dtype)
+        for i, (start, end) in enumerate(adaptive_windows(n_in, n_out)):
+            P[i, start:end] = 1.0 / (end - start)
+        return P
+
+    @classmethod
+    def from_torch(cls, m: nn.AdaptiveAvgPool2d) -> "AdaptiveAvgPool2d":
+        return cls(m.output_size)
+
+
+class AdaptiveMaxPool2d(TwoPath, nn.AdaptiveMaxPool2d):
+    """Adaptive max pooling to ``output_size``: the max of each adaptive window. Drop-in for torch's."""
+
+    def forward(self, x: torch.Tensor):
+        batched = _check_image(x, self, 2)
+        if self.impl == "fused":
+            return super().forward(x)
+        H, W = x.shape[-2:]
+        H_out, W_out = _adaptive_size(self, x)
+        values, indices = [], []
+        for h0, h1 in adaptive_windows(H, H_out):
+            for w0, w1 in adaptive_windows(W, W_out):
+                window = x[..., h0:h1, w0:w1].flatten(-2)  # (..., C, window cells)
+                v, arg = window.max(dim=-1)
+                values.append(v)
+                indices.append((h0 + arg // (w1 - w0)) * W + w0 + arg % (w1 - w0))
+        y = torch.stack(values, dim=-1).unflatten(-1, (H_out, W_out))  # (..., C, H_out, W_out)
+        if not self.return_indices:
+            return y
+        return y, torch.stack(indices, dim=-1).unflatten(-1, (H_out, W_out))
+
+    @classmethod
+    def from_torch(cls, m: nn.AdaptiveMaxPool2d) -> "AdaptiveMaxPool2d":
+        return cls(m.output_size, m.return_indices)
