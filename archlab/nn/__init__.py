@@ -19,3 +19,14 @@ __all__ += [
     "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
     "BatchNorm1d", "BatchNorm2d",
 ]
+
+# Blocks of the famous CNNs (archlab.nn.conv_blocks)
+from archlab.nn.conv_blocks import (  # noqa: E402
+    BasicBlock, Bottleneck, ConvNormAct, Inception, MBConv, SqueezeExcitation, StochasticDepth, ZeroPadShortcut,
+    make_divisible,
+)
+
+__all__ += [
+    "ConvNormAct", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "Inception", "SqueezeExcitation",
+    "StochasticDepth", "MBConv", "make_divisible",
+]

@@ -33,8 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
-# The one import point of the layers: torch-compatible constructors and parameter names.
-from torch.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
+from archlab.nn.batchnorm import BatchNorm2d
+from archlab.nn.conv import AdaptiveAvgPool2d, Conv2d, MaxPool2d
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 SHORTCUTS = ("projection", "zero_pad")
