@@ -45,3 +45,14 @@ from archlab.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, pac
 __all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "StepRecord", "record_steps",
             "hidden_grad_norms", "pack_padded", "detach_state", "time_chunks", "truncated_bptt",
             "clip_grad_norm_"]
+
+# Blocks of the famous CNNs (archlab.nn.conv_blocks)
+from archlab.nn.conv_blocks import (  # noqa: E402
+    BasicBlock, Bottleneck, ConvNormAct, Inception, MBConv, SqueezeExcitation, StochasticDepth, ZeroPadShortcut,
+    make_divisible,
+)
+
+__all__ += [
+    "ConvNormAct", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "Inception", "SqueezeExcitation",
+    "StochasticDepth", "MBConv", "make_divisible",
+]
