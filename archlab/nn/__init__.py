@@ -8,3 +8,7 @@ model with ``archlab.nn.set_impl(model, "reference")``. The default is ``"fused"
 from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
+
+from archlab.nn.seq_attention import AdditiveAttention, MultiplicativeAttention, SeqAttention  # noqa: E402
+
+__all__ += ["AdditiveAttention", "MultiplicativeAttention", "SeqAttention"]
