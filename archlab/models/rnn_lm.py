@@ -68,6 +68,17 @@ def run_padded(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor, state=Non
     return out, state
 
 
+def lengths_from_mask(mask: torch.Tensor, shape: tuple[int, int], name: str = "mask") -> torch.Tensor:
+    """(B,) lengths of a right-padded batch from its (B, T) boolean mask (True = real step)."""
+    check(mask.dtype == torch.bool and tuple(mask.shape) == tuple(shape),
+          f"{name} must be a boolean {tuple(shape)} tensor (True = real step), got {mask.dtype} {tuple(mask.shape)}")
+    lengths = mask.sum(1)
+    steps = torch.arange(mask.shape[1], device=mask.device)
+    check(bool((mask == (steps[None, :] < lengths[:, None])).all()),
+          f"{name} must mark a prefix of every row (right padding), got a gap inside a row")
+    return lengths
+
+
 def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
     check(ids.dim() == 2 and not ids.is_floating_point(),
           f"{name} must be a (B, T) integer tensor, got {ids.dtype} of shape {tuple(ids.shape)}")

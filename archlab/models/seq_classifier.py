@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.rnn_lm import check_cell, check_token_ids, recurrent_layer, run_padded
+from archlab.models.rnn_lm import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
 from archlab.nn.seq_attention import AdditiveAttention, lengths_to_mask
 from archlab.registry import build_config, register_model
 
@@ -89,12 +89,7 @@ class SeqClassifier(PretrainedMixin, nn.Module):
                   f"x must be (B, T, input_size={cfg.input_size}) features, got shape {tuple(x.shape)}")
         B, T = x.shape[:2]
         if mask is not None:
-            check(mask.dtype == torch.bool and mask.shape == (B, T),
-                  f"mask must be a boolean (B, T)=({B}, {T}) tensor (True = real step), "
-                  f"got {mask.dtype} {tuple(mask.shape)}")
-            lengths = mask.sum(1)
-            check(bool((mask == lengths_to_mask(lengths, T)).all()),
-                  "mask must mark a prefix of every row (right padding), got a gap inside a row")
+            lengths = lengths_from_mask(mask, (B, T))
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
             if bool((lengths == T).all()):
