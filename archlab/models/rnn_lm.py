@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.nn import GRU, LSTM, RNN
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pad_packed_sequence
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
 from archlab.models.decoding import check_sampling_args, sample_next
+from archlab.nn import GRU, LSTM, RNN, pack_padded
 from archlab.registry import build_config, register_model
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -57,14 +57,8 @@ def run_padded(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor, state=Non
     the final state of row b is the state after its step ``lengths[b] - 1`` (for the backward
     direction, after step 0). Returns output (B, T, D * H) and the final state.
     """
-    T = x.shape[1]
-    check(lengths.dim() == 1 and lengths.shape[0] == x.shape[0],
-          f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}")
-    check(bool(((lengths >= 1) & (lengths <= T)).all()),
-          f"lengths must lie in [1, {T}] (the padded length), got {lengths.tolist()}")
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, state = rnn(packed, state)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D * H)
+    out, state = rnn(pack_padded(x, lengths, batch_first=True), state)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, D * H)
     return out, state
 
 

@@ -9,6 +9,18 @@ from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
 
+# Recurrent blocks
+from archlab.nn.bptt import clip_grad_norm_, detach_state, time_chunks, truncated_bptt  # noqa: E402
+from archlab.nn.recurrent import (  # noqa: E402
+    GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, StepRecord, hidden_grad_norms, pack_padded,
+    record_steps,
+)
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "StepRecord", "record_steps",
+            "hidden_grad_norms", "pack_padded", "detach_state", "time_chunks", "truncated_bptt",
+            "clip_grad_norm_"]
+
+# Attention for recurrent encoder-decoders
 from archlab.nn.seq_attention import AdditiveAttention, MultiplicativeAttention, SeqAttention  # noqa: E402
 
 __all__ += ["AdditiveAttention", "MultiplicativeAttention", "SeqAttention"]
