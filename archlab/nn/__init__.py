@@ -56,3 +56,8 @@ __all__ += [
     "ConvNormAct", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "Inception", "SqueezeExcitation",
     "StochasticDepth", "MBConv", "make_divisible",
 ]
+
+# Attention for recurrent encoder-decoders
+from archlab.nn.seq_attention import AdditiveAttention, MultiplicativeAttention, SeqAttention  # noqa: E402
+
+__all__ += ["AdditiveAttention", "MultiplicativeAttention", "SeqAttention"]
