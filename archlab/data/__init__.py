@@ -11,14 +11,16 @@ Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``) and ve
 from archlab.data.download import cache_dir, fetch
 from archlab.data.images import ImageData, load_image_data
 from archlab.data.pronunciation import PronunciationData, g2p_error_rates, load_cmudict, strip_stress
-from archlab.data.text import load_text
+from archlab.data.text import SentencePairs, load_sentence_pairs, load_text
+from archlab.data.timeseries import TimeSeries, load_co2, load_csv_series, load_series, load_sunspots, make_windows
 from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize
 from archlab.data.tokenizer import (
     BPETokenizer, CharTokenizer, SymbolTokenizer, Tokenizer, WordTokenizer, load_tokenizer, tokenizer_from_dict,
 )
 
 __all__ = [
-    "ImageData", "load_image_data", "load_text",
+    "ImageData", "load_image_data", "load_text", "SentencePairs", "load_sentence_pairs",
+    "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",
     "PronunciationData", "load_cmudict", "strip_stress", "g2p_error_rates", "cache_dir", "fetch",
     "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
     "Tokenizer", "CharTokenizer", "SymbolTokenizer", "WordTokenizer", "BPETokenizer", "tokenizer_from_dict", "load_tokenizer",
