@@ -8,6 +8,7 @@
 Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``) and verified by SHA-256.
 """
 
+from archlab.data.catalog import DATASETS, dataset_info, list_datasets
 from archlab.data.download import cache_dir, fetch
 from archlab.data.images import ImageData, load_image_data
 from archlab.data.pronunciation import PronunciationData, g2p_error_rates, load_cmudict, strip_stress
@@ -19,6 +20,7 @@ from archlab.data.tokenizer import (
 )
 
 __all__ = [
+    "DATASETS", "list_datasets", "dataset_info",
     "ImageData", "load_image_data", "load_text", "SentencePairs", "load_sentence_pairs",
     "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",
     "PronunciationData", "load_cmudict", "strip_stress", "g2p_error_rates", "cache_dir", "fetch",
