@@ -25,5 +25,6 @@ __all__ = [
     "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",
     "PronunciationData", "load_cmudict", "strip_stress", "g2p_error_rates", "cache_dir", "fetch",
     "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
-    "Tokenizer", "CharTokenizer", "SymbolTokenizer", "WordTokenizer", "BPETokenizer", "tokenizer_from_dict", "load_tokenizer",
+    "Tokenizer", "CharTokenizer", "SymbolTokenizer", "WordTokenizer", "BPETokenizer",
+    "tokenizer_from_dict", "load_tokenizer",
 ]

@@ -119,7 +119,8 @@ def fetch(
     check(name in REMOTE, f"no downloadable data set {name!r}; known: {', '.join(sorted(REMOTE))}")
     remote = REMOTE[name]
     extra = sorted(set(checksums or {}) - set(remote.files))
-    check(not extra, f"checksums for {name!r} name files {extra} it does not have; its files: {', '.join(remote.files)}")
+    check(not extra,
+          f"checksums for {name!r} name files {extra} it does not have; its files: {', '.join(remote.files)}")
     expected = {**remote.files, **(checksums or {})}
     url = base_url_for(name, base_url)
     folder = cache_dir(root) / name

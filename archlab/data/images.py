@@ -53,7 +53,7 @@ class ImageData:
 
 
 def make_image_data(name: str, x_train, y_train, x_test, y_test, classes: list[str]) -> ImageData:
-    """Wrap uint8/float arrays already scaled to [0, 1] as ``ImageData``; statistics from train only."""
+    """Wrap float arrays of pixels in [0, 1] as ``ImageData``; the statistics come from the train split only."""
     x_train = torch.as_tensor(np.ascontiguousarray(x_train), dtype=torch.float32)
     x_test = torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32)
     check(x_train.ndim == 4, f"{name}: images must be (N, C, H, W), got shape {tuple(x_train.shape)}")

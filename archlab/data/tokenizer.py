@@ -186,7 +186,8 @@ class SymbolTokenizer(VocabTokenizer):
         return cls([*specials, *symbols], specials)
 
     def encode(self, symbols: Sequence[str], *, bos: bool = False, eos: bool = False) -> list[int]:
-        check(not isinstance(symbols, str), f"SymbolTokenizer encodes a sequence of symbols, got the str {symbols!r:.40}")
+        check(not isinstance(symbols, str),
+              f"SymbolTokenizer encodes a sequence of symbols, got the str {symbols!r:.40}")
         return self._wrap([self._lookup(s) for s in symbols], bos, eos)
 
     def decode(self, ids, *, skip_special: bool = True) -> list[str]:

@@ -1,6 +1,6 @@
 import pytest
 
-from archlab.data import list_datasets, load_image_data, load_series, load_text
+from archlab.data import list_datasets, load_image_data, load_series
 from archlab.data.catalog import DATASETS, dataset_info
 from archlab.data.download import REMOTE
 from archlab.data.images import IMAGE_SETS

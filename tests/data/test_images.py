@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -42,7 +41,8 @@ def test_digits_split_and_cache_is_not_shared():
 
 
 def test_unknown_name_lists_known_and_hints():
-    with pytest.raises(ConfigError, match=r"unknown image data set 'mnist5'.*digits, .*mnist5k.*did you mean 'mnist5k'"):
+    with pytest.raises(ConfigError, 
+                       match=r"unknown image data set 'mnist5'.*digits, .*mnist5k.*did you mean 'mnist5k'"):
         load_image_data("mnist5")
 
 

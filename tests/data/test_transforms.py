@@ -14,7 +14,8 @@ def test_normalize_per_channel_batch_and_single():
     assert batch.dtype == torch.float64 and torch.equal(batch[2], out.double())
     with pytest.raises(ConfigError, match="images have 3 channels, Normalize expects 2"):
         t(torch.zeros(3, 4, 4))
-    with pytest.raises(ConfigError, match=r"images must be a tensor \(C, H, W\) or \(N, C, H, W\), got torch.Size\(\[4, 4\]\)"):
+    with pytest.raises(ConfigError, match=r"images must be a tensor \(C, H, W\) or \(N, C, H, W\), got "
+                                          r"torch.Size\(\[4, 4\]\)"):
         t(torch.zeros(4, 4))
 
 
