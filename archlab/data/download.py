@@ -141,7 +141,11 @@ def fetch(
 
 def _download(url: str, path: Path, sha256: str, *, name: str, timeout: float) -> None:
     """Download ``url`` to a temporary file, verify its digest, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"data set {name!r}: cannot create the cache folder {path.parent} ({e}); "
+                          f"set $ARCHLAB_CACHE or root= to a writable folder") from e
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     try:
         try:
