@@ -76,3 +76,13 @@ def test_compose_uses_one_generator_and_works_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = t(x.bfloat16(), generator=torch.Generator().manual_seed(1))
     assert y.dtype == torch.bfloat16 and torch.allclose(y.float(), a, atol=2e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transforms_follow_the_images_device():
+    x = torch.rand(4, 3, 8, 8)
+    t = Compose([RandomCrop(8, padding=2), RandomHorizontalFlip(), Resize(6), Normalize((0.5,) * 3, (0.2,) * 3)])
+    on_cpu = t(x, generator=torch.Generator().manual_seed(0))
+    on_gpu = t(x.cuda(), generator=torch.Generator().manual_seed(0))
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-5)  # same crops and flips: one CPU generator
