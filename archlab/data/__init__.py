@@ -1,11 +1,18 @@
 """Real data for every task: loaders, caches, checksums, tokenizers and transforms.
 
-    load_image_data(name_or_path)  "digits", "mnist5k" (offline), "mnist", "fashion_mnist", "cifar10"
-                                   (downloaded), or a folder of class subfolders -> ImageData
-    load_text(name_or_path)        "tinyshakespeare" (downloaded) or a text file -> str
-    CharTokenizer                  characters <-> ids, saved beside checkpoints (to_dict / from_dict)
+    load_image_data(name_or_path)    "digits", "mnist5k" (offline), "mnist", "fashion_mnist", "cifar10"
+                                     (downloaded), or a folder of class subfolders -> ImageData
+    load_text(name_or_path)          "tinyshakespeare" (downloaded) or a text file -> str
+    load_sentence_pairs(path)        source<TAB>target lines -> SentencePairs (train / val / test)
+    load_cmudict()                   CMU Pronouncing Dictionary, spelling -> phonemes -> PronunciationData
+    load_series(name_or_path)        "co2", "sunspots" (offline) or a CSV column -> TimeSeries
+    CharTokenizer, SymbolTokenizer,  text <-> ids, saved beside checkpoints (to_dict / from_dict,
+    WordTokenizer, BPETokenizer      save / load_tokenizer)
+    Normalize, RandomCrop, ...       image transforms on (N, C, H, W) batches, seeded by a generator
+    list_datasets(kind)              every named data set
 
-Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``) and verified by SHA-256.
+Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``), verified by SHA-256, and
+fetched from a mirror given by ``base_url=`` or ``$ARCHLAB_<NAME>_URL``.
 """
 
 from archlab.data.catalog import DATASETS, dataset_info, list_datasets

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archlab.errors import check
+from archlab.errors import ConfigError, check
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,10 @@ def list_datasets(kind: str | None = None, offline: bool | None = None) -> list[
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    from archlab.data.common import unknown_name
-
     if name not in DATASETS:
-        raise unknown_name("data set", name, DATASETS)
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), DATASETS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown data set {name!r}: expected one of {', '.join(sorted(DATASETS))}{hint}")
     return DATASETS[name]

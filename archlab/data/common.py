@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from archlab.data.catalog import DATASETS
 from archlab.errors import ConfigError
 
 SEED = 0  # every fixed split of archlab's data sets is drawn with this seed
@@ -32,8 +33,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int = SEED)
 
 def unknown_name(kind: str, given: str, known: Iterable[str], extra: str = "") -> ConfigError:
     """``ConfigError`` listing the known names, with a "did you mean" for a near miss."""
-    from archlab.data.catalog import DATASETS
-
     known = sorted(known)
     other = DATASETS.get(given)
     if other is not None:  # a real data set, asked of the wrong loader
