@@ -1,23 +1,37 @@
 """Real data for every task: loaders, caches, checksums, tokenizers and transforms.
 
-    load_image_data(name_or_path)  "digits", "mnist5k" (offline), "mnist", "fashion_mnist", "cifar10"
-                                   (downloaded), or a folder of class subfolders -> ImageData
-    load_text(name_or_path)        "tinyshakespeare" (downloaded) or a text file -> str
-    CharTokenizer                  characters <-> ids, saved beside checkpoints (to_dict / from_dict)
+    load_image_data(name_or_path)    "digits", "mnist5k" (offline), "mnist", "fashion_mnist", "cifar10"
+                                     (downloaded), or a folder of class subfolders -> ImageData
+    load_text(name_or_path)          "tinyshakespeare" (downloaded) or a text file -> str
+    load_sentence_pairs(path)        source<TAB>target lines -> SentencePairs (train / val / test)
+    load_cmudict()                   CMU Pronouncing Dictionary, spelling -> phonemes -> PronunciationData
+    load_series(name_or_path)        "co2", "sunspots" (offline) or a CSV column -> TimeSeries
+    CharTokenizer, SymbolTokenizer,  text <-> ids, saved beside checkpoints (to_dict / from_dict,
+    WordTokenizer, BPETokenizer      save / load_tokenizer)
+    Normalize, RandomCrop, ...       image transforms on (N, C, H, W) batches, seeded by a generator
+    list_datasets(kind)              every named data set
 
-Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``) and verified by SHA-256.
+Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``), verified by SHA-256, and
+fetched from a mirror given by ``base_url=`` or ``$ARCHLAB_<NAME>_URL``.
 """
 
+from archlab.data.catalog import DATASETS, dataset_info, list_datasets
 from archlab.data.download import cache_dir, fetch
 from archlab.data.images import ImageData, load_image_data
-from archlab.data.text import load_text
+from archlab.data.pronunciation import PronunciationData, g2p_error_rates, load_cmudict, strip_stress
+from archlab.data.text import SentencePairs, load_sentence_pairs, load_text
+from archlab.data.timeseries import TimeSeries, load_co2, load_csv_series, load_series, load_sunspots, make_windows
 from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize
 from archlab.data.tokenizer import (
-    BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer, tokenizer_from_dict,
+    BPETokenizer, CharTokenizer, SymbolTokenizer, Tokenizer, WordTokenizer, load_tokenizer, tokenizer_from_dict,
 )
 
 __all__ = [
-    "ImageData", "load_image_data", "load_text", "cache_dir", "fetch",
+    "DATASETS", "list_datasets", "dataset_info",
+    "ImageData", "load_image_data", "load_text", "SentencePairs", "load_sentence_pairs",
+    "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",
+    "PronunciationData", "load_cmudict", "strip_stress", "g2p_error_rates", "cache_dir", "fetch",
     "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
-    "Tokenizer", "CharTokenizer", "WordTokenizer", "BPETokenizer", "tokenizer_from_dict", "load_tokenizer",
+    "Tokenizer", "CharTokenizer", "SymbolTokenizer", "WordTokenizer", "BPETokenizer",
+    "tokenizer_from_dict", "load_tokenizer",
 ]

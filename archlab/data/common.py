@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from archlab.data.catalog import DATASETS
 from archlab.errors import ConfigError
 
 SEED = 0  # every fixed split of archlab's data sets is drawn with this seed
@@ -33,6 +34,11 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int = SEED)
 def unknown_name(kind: str, given: str, known: Iterable[str], extra: str = "") -> ConfigError:
     """``ConfigError`` listing the known names, with a "did you mean" for a near miss."""
     known = sorted(known)
-    close = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    other = DATASETS.get(given)
+    if other is not None:  # a real data set, asked of the wrong loader
+        article = "an" if other.kind[0] in "aeiou" else "a"
+        hint = f"; {given!r} is {article} {other.kind} data set: load it with archlab.data.{other.loader}"
+    else:
+        close = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown {kind} {given!r}: expected one of {', '.join(known)}{extra}{hint}")

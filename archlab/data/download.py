@@ -19,14 +19,16 @@ The base URL of each data set can be replaced (``base_url=`` or ``$ARCHLAB_<NAME
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from archlab.errors import ConfigError
+from tqdm import tqdm
+
+from archlab.errors import ConfigError, check
 from archlab.utils.io import fsync_dir
 
 CHUNK = 1 << 20
@@ -114,7 +116,11 @@ def fetch(
 
     ``checksums`` replaces the expected digests (for mirrors serving other bytes, and tests).
     """
+    check(name in REMOTE, f"no downloadable data set {name!r}; known: {', '.join(sorted(REMOTE))}")
     remote = REMOTE[name]
+    extra = sorted(set(checksums or {}) - set(remote.files))
+    check(not extra,
+          f"checksums for {name!r} name files {extra} it does not have; its files: {', '.join(remote.files)}")
     expected = {**remote.files, **(checksums or {})}
     url = base_url_for(name, base_url)
     folder = cache_dir(root) / name
@@ -135,17 +141,27 @@ def fetch(
 
 def _download(url: str, path: Path, sha256: str, *, name: str, timeout: float) -> None:
     """Download ``url`` to a temporary file, verify its digest, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"data set {name!r}: cannot create the cache folder {path.parent} ({e}); "
+                          f"set $ARCHLAB_CACHE or root= to a writable folder") from e
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     try:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out, CHUNK)
+                size = int(response.headers.get("Content-Length") or 0) or None
+                # A progress bar on a terminal only (disable=None); silent in logs and tests.
+                with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=None, leave=False) as bar:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        bar.update(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
             raise ConfigError(
-                f"data set {name!r}: could not download {url} ({getattr(e, 'reason', e)}) and there is no "
+                f"data set {name!r}: could not download {url} ({reason}) and there is no "
                 f"verified copy at {path}; connect to the network, set $ARCHLAB_{name.upper()}_URL to a "
                 f"mirror, or place the file there"
             ) from e

@@ -56,7 +56,8 @@ def read_cifar10(archive: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
             try:
                 f = tar.extractfile(f"{CIFAR10_FOLDER}/{member}")
             except KeyError as e:
-                raise ConfigError(f"{archive}: no {CIFAR10_FOLDER}/{member} inside; not a CIFAR-10 python archive") from e
+                raise ConfigError(
+                    f"{archive}: no {CIFAR10_FOLDER}/{member} inside; not a CIFAR-10 python archive") from e
             return pickle.load(f, encoding="bytes")  # verified file only (see docstring)
 
         def batches(members: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,7 @@ class ImageData:
 
 
 def make_image_data(name: str, x_train, y_train, x_test, y_test, classes: list[str]) -> ImageData:
-    """Wrap uint8/float arrays already scaled to [0, 1] as ``ImageData``; statistics from train only."""
+    """Wrap float arrays of pixels in [0, 1] as ``ImageData``; the statistics come from the train split only."""
     x_train = torch.as_tensor(np.ascontiguousarray(x_train), dtype=torch.float32)
     x_test = torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32)
     check(x_train.ndim == 4, f"{name}: images must be (N, C, H, W), got shape {tuple(x_train.shape)}")
@@ -135,6 +135,11 @@ def _mnist5k() -> ImageData:
 
 # --- Downloaded sets -----------------------------------------------------------------------------
 
+def scale_bytes(pixels: np.ndarray) -> np.ndarray:
+    """Grey levels 0..255 as float32 in [0, 1] (cast first: NumPy 1.x would divide uint8 in float16)."""
+    return pixels.astype(np.float32) / np.float32(255)
+
+
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -149,8 +154,8 @@ def _load_idx_set(name: str, classes: list[str], **fetch_options) -> ImageData:
     for x, y, part in [(x_train, y_train, "train"), (x_test, y_test, "t10k")]:
         check(x.ndim == 3 and y.ndim == 1 and len(x) == len(y),
               f"{name}: {part} images {x.shape} and labels {y.shape} do not match (expected (N, H, W) and (N,))")
-    return make_image_data(name, x_train[:, None] / np.float32(255), y_train.astype(np.int64),  # (N, 1, H, W)
-                           x_test[:, None] / np.float32(255), y_test.astype(np.int64), classes)
+    return make_image_data(name, scale_bytes(x_train[:, None]), y_train.astype(np.int64),  # (N, 1, H, W)
+                           scale_bytes(x_test[:, None]), y_test.astype(np.int64), classes)
 
 
 def load_mnist(**fetch_options) -> ImageData:
@@ -167,7 +172,7 @@ def load_cifar10(**fetch_options) -> ImageData:
     """CIFAR-10 (Krizhevsky 2009): 50,000 / 10,000 32x32 RGB images, 10 classes."""
     archive = fetch("cifar10", **fetch_options)["cifar-10-python.tar.gz"]  # SHA-256 verified
     x_train, y_train, x_test, y_test, classes = read_cifar10(archive)
-    return make_image_data("cifar10", x_train / np.float32(255), y_train, x_test / np.float32(255), y_test, classes)
+    return make_image_data("cifar10", scale_bytes(x_train), y_train, scale_bytes(x_test), y_test, classes)
 
 
 # --- A folder of images, one subfolder per class ---------------------------------------------------

@@ -1,13 +1,16 @@
-"""Text corpora: Tiny Shakespeare (downloaded, verified) or any UTF-8 text file."""
+"""Text: corpora (Tiny Shakespeare, downloaded and verified, or any UTF-8 file) and TSV sentence pairs."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from archlab.data.common import unknown_name
+import numpy as np
+
+from archlab.data.common import SEED, unknown_name
 from archlab.data.download import fetch
-from archlab.errors import ConfigError
+from archlab.errors import ConfigError, check
 
 TEXT_SETS = {"tinyshakespeare": "input.txt"}  # name -> file of the remote set
 
@@ -43,3 +46,44 @@ def load_text(
     if Path(name).expanduser().is_file():
         return read_text_file(name)
     raise unknown_name("text data set", name, TEXT_SETS, extra=", or the path of a text file")
+
+
+# --- Sentence pairs for translation ----------------------------------------------------------------
+
+@dataclass
+class SentencePairs:
+    """(source, target) pairs split into train / val / test (shuffled with ``common.SEED``)."""
+
+    name: str
+    train: list[tuple[str, str]]
+    val: list[tuple[str, str]]
+    test: list[tuple[str, str]]
+
+
+def read_sentence_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``source<TAB>target`` per line (further tab-separated fields, such as a licence note, are
+    ignored; blank lines skipped). A line without both sides is a ``ConfigError`` naming it."""
+    path = Path(path).expanduser()
+    pairs = []
+    for number, line in enumerate(read_text_file(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
+            raise ConfigError(f"{path}, line {number}: expected source<TAB>target, got {line[:60]!r}")
+        pairs.append((fields[0].strip(), fields[1].strip()))
+    check(len(pairs) > 0, f"{path}: no sentence pairs (expected source<TAB>target lines)")
+    return pairs
+
+
+def load_sentence_pairs(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                        seed: int = SEED) -> SentencePairs:
+    """A TSV file of sentence pairs, shuffled once with ``seed`` and split train / val / test."""
+    check(0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1,
+          f"val_fraction + test_fraction must be in [0, 1), got {val_fraction} + {test_fraction}")
+    pairs = read_sentence_pairs(path)
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    shuffled = [pairs[i] for i in order]
+    n_test, n_val = round(test_fraction * len(pairs)), round(val_fraction * len(pairs))
+    return SentencePairs(Path(path).stem, shuffled[n_test + n_val:], shuffled[n_test:n_test + n_val],
+                         shuffled[:n_test])

@@ -1,12 +1,13 @@
 """Tokenizers: text <-> integer ids, stored beside checkpoints as JSON.
 
-Three granularities, one interface (``encode``, ``decode``, ``vocab_size``, ``to_dict`` /
+Four granularities, one interface (``encode``, ``decode``, ``vocab_size``, ``to_dict`` /
 ``from_dict``, ``save`` / ``load``):
 
-    CharTokenizer  one id per character (Karpathy's char-rnn; Tiny Shakespeare has 65)
-    WordTokenizer  one id per word or punctuation mark; words rarer than ``min_freq`` -> <unk>
-    BPETokenizer   byte-level byte-pair encoding (Sennrich et al. 2016, as in GPT-2), trained with
-                   the ``tokenizers`` library: any text round-trips, no <unk> needed
+    CharTokenizer    one id per character (Karpathy's char-rnn; Tiny Shakespeare has 65)
+    SymbolTokenizer  one id per symbol of pre-split sequences (phonemes)
+    WordTokenizer    one id per word or punctuation mark; words rarer than ``min_freq`` -> <unk>
+    BPETokenizer     byte-level byte-pair encoding (Sennrich et al. 2016, as in GPT-2), trained
+                     with the ``tokenizers`` library: any text round-trips, no <unk> needed
 
 Special tokens (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``) take the first ids, so ``<pad>`` is id 0
 when present; ``pad_id``/``bos_id``/``eos_id``/``unk_id`` are ``None`` for a tokenizer without them.
@@ -19,7 +20,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from archlab.errors import ConfigError, check
@@ -172,6 +173,27 @@ class CharTokenizer(VocabTokenizer):
         return "".join(self._tokens_of(ids, skip_special))
 
 
+class SymbolTokenizer(VocabTokenizer):
+    """One id per symbol of already-split sequences, e.g. ARPAbet phonemes ("T", "AH0", "M")."""
+
+    kind = "symbols"
+
+    @classmethod
+    def fit(cls, sequences: Iterable[Sequence[str]], specials: Iterable[str] = SPECIALS) -> "SymbolTokenizer":
+        specials = cls._check_specials(specials)
+        symbols = sorted({s for seq in sequences for s in seq} - set(specials))
+        check(len(symbols) > 0, "SymbolTokenizer.fit needs at least one symbol, got none")
+        return cls([*specials, *symbols], specials)
+
+    def encode(self, symbols: Sequence[str], *, bos: bool = False, eos: bool = False) -> list[int]:
+        check(not isinstance(symbols, str),
+              f"SymbolTokenizer encodes a sequence of symbols, got the str {symbols!r:.40}")
+        return self._wrap([self._lookup(s) for s in symbols], bos, eos)
+
+    def decode(self, ids, *, skip_special: bool = True) -> list[str]:
+        return self._tokens_of(ids, skip_special)
+
+
 WORD_PATTERN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")  # words (with an inner apostrophe) or one punctuation mark
 NO_SPACE_BEFORE = re.compile(r" ([.,;:!?)\]}'])")
 NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
@@ -277,7 +299,9 @@ class BPETokenizer(Tokenizer):
         return cls(Backend.from_str(json.dumps(d["backend"])), d.get("specials", SPECIALS))
 
 
-TOKENIZERS: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BPETokenizer}
+TOKENIZERS: dict[str, type[Tokenizer]] = {
+    "char": CharTokenizer, "symbols": SymbolTokenizer, "word": WordTokenizer, "bpe": BPETokenizer,
+}
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:

@@ -1,5 +1,4 @@
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +69,10 @@ def test_published_tinyshakespeare_digest(loopback, tmp_path):
     text = load_text("tinyshakespeare", root=tmp_path, base_url=loopback.url)
     assert len(text) == 1_115_394 and text.startswith("First Citizen:")
     assert REMOTE["tinyshakespeare"].files["input.txt"] == hashlib.sha256(SHAKESPEARE.read_bytes()).hexdigest()
+
+
+def test_missing_file_on_mirror_and_bad_checksum_names(loopback, tmp_path):
+    with pytest.raises(ConfigError, match=r"could not download .*/input\.txt \(HTTP 404 "):
+        load_text("tinyshakespeare", root=tmp_path, base_url=loopback.url)
+    with pytest.raises(ConfigError, match=r"checksums for 'tinyshakespeare' name files \['inptu.txt'\]"):
+        fetch("tinyshakespeare", root=tmp_path, checksums={"inptu.txt": DIGEST})

@@ -14,3 +14,22 @@ def test_text_file_and_errors(tmp_path):
         load_text(bad)
     with pytest.raises(ConfigError, match=r"unknown text data set 'tinyshakespear'.*did you mean 'tinyshakespeare'"):
         load_text("tinyshakespear")
+
+
+def test_sentence_pairs_split_and_errors(tmp_path):
+    from archlab.data import load_sentence_pairs
+
+    path = tmp_path / "en-fr.tsv"
+    lines = [f"I have {i} cats.\tJ'ai {i} chats.\tCC-BY 2.0 (France)" for i in range(20)]
+    path.write_text("\n".join(lines[:10]) + "\n\n" + "\n".join(lines[10:]) + "\n", encoding="utf-8")
+    data = load_sentence_pairs(path)
+    assert data.name == "en-fr" and (len(data.train), len(data.val), len(data.test)) == (16, 2, 2)
+    everything = data.train + data.val + data.test
+    assert sorted(everything) == sorted((f"I have {i} cats.", f"J'ai {i} chats.") for i in range(20))
+    assert load_sentence_pairs(path).test == data.test  # fixed by the seed
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("hello\tbonjour\nno tab here\n")
+    with pytest.raises(ConfigError, match=r"bad\.tsv, line 2: expected source<TAB>target, got 'no tab here'"):
+        load_sentence_pairs(bad)
+    with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction must be in \[0, 1\), got 0.5 \+ 0.5"):
+        load_sentence_pairs(path, val_fraction=0.5, test_fraction=0.5)

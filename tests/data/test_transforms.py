@@ -14,7 +14,8 @@ def test_normalize_per_channel_batch_and_single():
     assert batch.dtype == torch.float64 and torch.equal(batch[2], out.double())
     with pytest.raises(ConfigError, match="images have 3 channels, Normalize expects 2"):
         t(torch.zeros(3, 4, 4))
-    with pytest.raises(ConfigError, match=r"images must be a tensor \(C, H, W\) or \(N, C, H, W\), got torch.Size\(\[4, 4\]\)"):
+    with pytest.raises(ConfigError, match=r"images must be a tensor \(C, H, W\) or \(N, C, H, W\), got "
+                                          r"torch.Size\(\[4, 4\]\)"):
         t(torch.zeros(4, 4))
 
 
@@ -75,3 +76,13 @@ def test_compose_uses_one_generator_and_works_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = t(x.bfloat16(), generator=torch.Generator().manual_seed(1))
     assert y.dtype == torch.bfloat16 and torch.allclose(y.float(), a, atol=2e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transforms_follow_the_images_device():
+    x = torch.rand(4, 3, 8, 8)
+    t = Compose([RandomCrop(8, padding=2), RandomHorizontalFlip(), Resize(6), Normalize((0.5,) * 3, (0.2,) * 3)])
+    on_cpu = t(x, generator=torch.Generator().manual_seed(0))
+    on_gpu = t(x.cuda(), generator=torch.Generator().manual_seed(0))
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-5)  # same crops and flips: one CPU generator

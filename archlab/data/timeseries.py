@@ -1,0 +1,180 @@
+"""Time series for forecasting: float arrays with their dates, split in time order.
+
+Offline, shipped with statsmodels:
+    "co2"       Mauna Loa atmospheric CO2 (ppm; Keeling & Whorf), weekly 1958-2001, resampled to
+                monthly means (1958-03 .. 2001-12, 526 months); the five months without any
+                measurement are filled by linear interpolation. The last 24 months are the test
+                set, the 24 before them validation.
+    "sunspots"  yearly mean sunspot numbers 1700-2008 (309 years); the last 31 years are the test
+                set, the 31 before them validation.
+User data:
+    a CSV file with a value column and an optional date column, chosen by name.
+
+A forecast is scored on the future only: the parts are consecutive, never shuffled.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archlab.data.common import unknown_name
+from archlab.errors import ConfigError, check
+
+
+@dataclass
+class SeriesPart:
+    values: np.ndarray  # float64 (T,)
+    dates: np.ndarray | None  # datetime64[D] (T,), or None for a series without dates
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class TimeSeries:
+    """A series and its consecutive train / val / test parts."""
+
+    name: str
+    values: np.ndarray  # float64 (T,), the whole series
+    dates: np.ndarray | None
+    train: SeriesPart
+    val: SeriesPart
+    test: SeriesPart
+    frequency: str  # "monthly", "yearly", or "" when unknown
+    unit: str = ""
+    source: str = ""
+
+
+def split_series(name: str, values, dates, n_val: int, n_test: int, **meta) -> TimeSeries:
+    """Cut ``values`` (and ``dates``) into train | val (next ``n_val``) | test (last ``n_test``)."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    check(n_val >= 0 and n_test >= 1 and n - n_val - n_test >= 2,
+          f"{name}: a series of {n} values cannot hold out n_val={n_val} and n_test={n_test} "
+          f"and keep at least 2 for training")
+    dates = None if dates is None else np.asarray(dates, dtype="datetime64[D]")
+    cut_val, cut_test = n - n_val - n_test, n - n_test
+
+    def part(lo, hi):
+        return SeriesPart(values[lo:hi], None if dates is None else dates[lo:hi])
+
+    return TimeSeries(name, values, dates, part(0, cut_val), part(cut_val, cut_test), part(cut_test, n), **meta)
+
+
+@functools.lru_cache(maxsize=None)
+def _co2_monthly() -> tuple[np.ndarray, np.ndarray]:
+    from statsmodels.datasets import co2
+
+    weekly = co2.load_pandas().data["co2"]  # weekly (Saturdays), NaN where no measurement
+    monthly = weekly.resample("MS").mean()  # mean of the month's measured weeks
+    monthly = monthly.interpolate(method="linear")  # months with none: between their neighbours
+    return monthly.to_numpy(dtype=np.float64), monthly.index.to_numpy().astype("datetime64[D]")
+
+
+def load_co2(n_val: int = 24, n_test: int = 24) -> TimeSeries:
+    """Monthly Mauna Loa CO2 (ppm), 1958-03 .. 2001-12; the last 24 months held out."""
+    values, dates = _co2_monthly()
+    return split_series("co2", values.copy(), dates.copy(), n_val, n_test, frequency="monthly", unit="ppm",
+                        source="statsmodels.datasets.co2 (Keeling & Whorf, Scripps, Mauna Loa)")
+
+
+@functools.lru_cache(maxsize=None)
+def _sunspots() -> tuple[np.ndarray, np.ndarray]:
+    from statsmodels.datasets import sunspots
+
+    frame = sunspots.load_pandas().data
+    years = frame["YEAR"].to_numpy().astype(int)
+    return frame["SUNACTIVITY"].to_numpy(dtype=np.float64), np.array([f"{y:04d}-01-01" for y in years],
+                                                                      dtype="datetime64[D]")
+
+
+def load_sunspots(n_val: int = 31, n_test: int = 31) -> TimeSeries:
+    """Yearly sunspot numbers, 1700-2008; the last 31 years held out."""
+    values, dates = _sunspots()
+    return split_series("sunspots", values.copy(), dates.copy(), n_val, n_test, frequency="yearly",
+                        unit="sunspot number", source="statsmodels.datasets.sunspots (SIDC)")
+
+
+# --- CSV --------------------------------------------------------------------------------------------
+
+def load_csv_series(path: str | os.PathLike, value_column: str, date_column: str | None = None, *,
+                    n_val: int | None = None, n_test: int | None = None) -> TimeSeries:
+    """A series from a CSV file with a header row; columns chosen by name.
+
+    Values must be numbers and dates ISO (``2001-12-31``, ``2001-12`` or ``2001``), strictly
+    increasing; anything else is a ``ConfigError`` naming the file and line. By default the last
+    10% (at least one value) is the test set and the 10% before it validation.
+    """
+    path = Path(path).expanduser()
+    check(path.is_file(), f"CSV file {str(path)!r} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        check(header is not None, f"{path}: empty file, expected a header row naming the columns")
+        header = [h.strip() for h in header]
+        for wanted, what in ((value_column, "value_column"), (date_column, "date_column")):
+            check(wanted is None or wanted in header,
+                  f"{path}: {what}={wanted!r} is not a column; the header has {', '.join(map(repr, header))}")
+        vi = header.index(value_column)
+        di = None if date_column is None else header.index(date_column)
+        values, dates = [], []
+        for row in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            check(len(row) == len(header), f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+            try:
+                values.append(float(row[vi]))
+            except ValueError:
+                raise ConfigError(f"{path}, line {line}: column {value_column!r} holds {row[vi]!r}, "
+                                  f"expected a number") from None
+            if di is not None:
+                try:
+                    date = np.datetime64(row[di].strip(), "D")
+                except ValueError:
+                    raise ConfigError(f"{path}, line {line}: column {date_column!r} holds {row[di]!r}, "
+                                      f"expected an ISO date such as 2001-12-31") from None
+                if dates and not date > dates[-1]:
+                    raise ConfigError(f"{path}, line {line}: date {row[di].strip()} does not come after "
+                                      f"{dates[-1]}; rows must be in increasing time order")
+                dates.append(date)
+    n = len(values)
+    check(n >= 4, f"{path}: {n} values, a series needs at least 4")
+    n_test = max(1, n // 10) if n_test is None else n_test
+    n_val = max(1, n // 10) if n_val is None else n_val
+    return split_series(path.stem, values, dates if di is not None else None, n_val, n_test, frequency="",
+                        source=str(path))
+
+
+SERIES = {"co2": load_co2, "sunspots": load_sunspots}
+
+
+def load_series(name_or_path: str | os.PathLike, value_column: str | None = None,
+                date_column: str | None = None, **split) -> TimeSeries:
+    """A named series ("co2", "sunspots") or a CSV file (then ``value_column`` is required)."""
+    name = str(name_or_path)
+    if name in SERIES:
+        return SERIES[name](**split)
+    if Path(name).expanduser().is_file():
+        check(value_column is not None, "a CSV series needs value_column (the name of a column), got None")
+        return load_csv_series(name, value_column, date_column, **split)
+    raise unknown_name("time series", name, SERIES, extra=", or the path of a CSV file")
+
+
+def make_windows(values: np.ndarray, context: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Supervised pairs from a series: ``x[i] = values[i : i+context]``, ``y[i]`` the next ``horizon``.
+
+    Returns x (N, context) and y (N, horizon) with N = T - context - horizon + 1.
+    """
+    values = np.asarray(values)
+    check(context >= 1 and horizon >= 1, f"context and horizon must be >= 1, got {context} and {horizon}")
+    n = len(values) - context - horizon + 1
+    check(n >= 1, f"a series of {len(values)} values is too short for context={context} + horizon={horizon}")
+    windows = np.lib.stride_tricks.sliding_window_view(values, context + horizon)  # (N, context + horizon)
+    return windows[:, :context].copy(), windows[:, context:].copy()
