@@ -101,8 +101,13 @@ def scaled_dot_product_attention(
     if impl not in IMPLS:
         raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
     T, S = q.size(-2), k.size(-2)
-    if is_causal:
+    use_fused = impl == "fused" and not need_weights
+    # The fused kernel knows the plain causal mask (S == T) without materialising it.
+    kernel_causal = use_fused and is_causal and mask is None and T == S
+    if is_causal and not kernel_causal:
         mask = merge_masks(mask, causal_mask(T, S, device=q.device), q.dtype)
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(q.dtype)  # an additive mask follows the scores' dtype (e.g. bf16 under autocast)
     dead = None
     if mask is not None:
         dead = _dead_rows(mask)  # (..., T, 1)
@@ -110,8 +115,8 @@ def scaled_dot_product_attention(
         mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
     p = dropout_p if training else 0.0
 
-    if impl == "fused" and not need_weights:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    if use_fused:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal)
         weights = None
     else:
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)

@@ -240,3 +240,17 @@ def test_bad_inputs_name_argument_expected_and_given(call, words):
     with pytest.raises(ConfigError) as e:
         call(m, torch.randn(2, L, E))
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+def test_float_mask_in_another_dtype_follows_the_scores(impl):
+    m = MultiHeadAttention(E, NH, batch_first=True, dtype=f64)
+    m.impl = impl
+    x = torch.randn(2, L, E, dtype=f64)
+    bias32 = torch.randn(L, L)  # float32 additive mask, float64 scores
+    out, _ = m(x, x, x, attn_mask=bias32, need_weights=False)
+    expected, _ = m(x, x, x, attn_mask=bias32.double(), need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_bf16, _ = m.float()(x.float(), x.float(), x.float(), key_padding_mask=torch.zeros(2, L), attn_mask=bias32)
+    assert out_bf16.dtype == torch.bfloat16 and torch.isfinite(out_bf16).all()
