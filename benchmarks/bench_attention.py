@@ -6,7 +6,7 @@ training mode (PyTorch's inference fast path does not apply to a backward pass).
 of ``--repeats`` timings in milliseconds and each time as a ratio of PyTorch's, measured in the
 same process on the same inputs.
 
-    python benchmarks/bench_attention.py                       # d_model 512, 8 heads, batch 16, length 128; and a small size
+    python benchmarks/bench_attention.py        # d_model 512, 8 heads, batch 16, length 128; and a small size
     python benchmarks/bench_attention.py --repeats 10 --device cuda
 """
 

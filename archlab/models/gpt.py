@@ -53,7 +53,8 @@ class GPTConfig:
               f"n_head must divide d_model={self.d_model}, got n_head={self.n_head}")
         check(self.d_ff is None or self.d_ff > 0, f"d_ff must be positive or None, got {self.d_ff}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check(self.activation in ACTIVATIONS,
+              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
 
 # The published GPT-2 sizes, as data (vocab 50257, 1024 positions).

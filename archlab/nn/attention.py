@@ -328,7 +328,8 @@ class MultiHeadAttention(TwoPath, nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
                 attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False, *, kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                is_causal: bool = False, *,
+                kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``torch.nn.MultiheadAttention.forward``: same arguments, semantics and return values.
 
         query (L, N, E), key (S, N, kdim), value (S, N, vdim) — (N, L, E)... with ``batch_first``,

@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from archlab.errors import ConfigError
 from archlab.nn import (
-    LayerNorm, SinusoidalPositionalEncoding, Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+    LayerNorm, SinusoidalPositionalEncoding, Transformer, TransformerDecoder, TransformerDecoderLayer,
+    TransformerEncoder, TransformerEncoderLayer,
     set_impl,
 )
 from archlab.utils.runtime import count_parameters
@@ -33,7 +34,8 @@ def _assert_same(out_o, out_t, ours_inputs, torch_inputs):
 
 def test_generate_square_subsequent_mask_equals_torch():
     for sz in (1, 4):
-        assert torch.equal(Transformer.generate_square_subsequent_mask(sz), nn.Transformer.generate_square_subsequent_mask(sz))
+        ours, ref = Transformer.generate_square_subsequent_mask(sz), nn.Transformer.generate_square_subsequent_mask(sz)
+        assert torch.equal(ours, ref)
     assert Transformer.generate_square_subsequent_mask(3, dtype=f64).dtype == f64
 
 
