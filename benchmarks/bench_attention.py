@@ -8,6 +8,7 @@ same process on the same inputs.
 
     python benchmarks/bench_attention.py        # d_model 512, 8 heads, batch 16, length 128; and a small size
     python benchmarks/bench_attention.py --repeats 10 --device cuda
+    python benchmarks/bench_attention.py --threads 1 --clock process   # a busy shared machine: CPU time
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(steps: dict, device: torch.device, repeats: int, warmup: int = 2) -> dict[str, float]:
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}  # process: CPU seconds of this process
+
+
+def median_ms(steps: dict, device: torch.device, repeats: int, warmup: int = 2,
+              clock=time.perf_counter) -> dict[str, float]:
     """Median milliseconds of each step; the steps take turns, so a change in machine load hits all alike."""
     for step in steps.values():
         for _ in range(warmup):
@@ -40,10 +45,10 @@ def median_ms(steps: dict, device: torch.device, repeats: int, warmup: int = 2) 
     for _ in range(repeats):
         for k, step in steps.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
             _sync(device)
-            times[k].append((time.perf_counter() - t0) * 1000)
+            times[k].append((clock() - t0) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -55,7 +60,8 @@ def forward_backward(module: nn.Module, x: torch.Tensor, call):
     return step
 
 
-def bench(size: str, device: torch.device, repeats: int, dropout: float) -> list[tuple[str, str, float, float]]:
+def bench(size: str, device: torch.device, repeats: int, dropout: float,
+          clock=time.perf_counter) -> list[tuple[str, str, float, float]]:
     d, nh, B, T = SIZES[size]
     torch.manual_seed(0)
     x = torch.randn(B, T, d, device=device, requires_grad=True)
@@ -70,7 +76,7 @@ def bench(size: str, device: torch.device, repeats: int, dropout: float) -> list
         modules = {"torch": ref.train()}
         for impl in ("reference", "fused"):
             modules[impl] = set_impl(from_torch(ref), impl).train()
-        ms = median_ms({k: forward_backward(m, x, call) for k, m in modules.items()}, device, repeats)
+        ms = median_ms({k: forward_backward(m, x, call) for k, m in modules.items()}, device, repeats, clock=clock)
         rows += [(name, k, ms[k], ms[k] / ms["torch"]) for k in modules]
     return rows
 
@@ -82,17 +88,21 @@ def main() -> None:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall time (default), or CPU time of this process: steadier on a busy machine (CPU only)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.clock == "process" and device.type != "cpu":
+        p.error("--clock process measures CPU work only; use --clock wall on an accelerator")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}, forward + backward, dropout {args.dropout}")
+          f"{args.clock} clock, median of {args.repeats}, forward + backward, dropout {args.dropout}")
     for size in args.sizes:
         d, nh, B, T = SIZES[size]
         print(f"\n{size}: d_model {d}, {nh} heads, batch {B}, length {T}")
         print(f"  {'module':<24} {'path':<10} {'ms':>9} {'vs torch':>9}")
-        for name, impl, ms, ratio in bench(size, device, args.repeats, args.dropout):
+        for name, impl, ms, ratio in bench(size, device, args.repeats, args.dropout, CLOCKS[args.clock]):
             print(f"  {name:<24} {impl:<10} {ms:9.2f} {ratio:8.2f}x")
 
 
