@@ -17,6 +17,12 @@ from archlab.errors import check
 from archlab.registry import create_model
 from archlab.utils.runtime import count_parameters, resolve_device, seed_everything
 
+DESCRIPTION = (
+    "Train a tiny character-level GPT on a short text bundled with archlab (a few paragraphs about "
+    "CNNs, RNNs and Transformers) for a few seconds, with no download, then print the loss before and "
+    "after and a greedy and a sampled continuation of a prompt."
+)
+
 TEXT = """\
 Deep learning has three great families of architectures, and each one fits a kind of data.
 
@@ -50,7 +56,7 @@ attention for sequences, and attention for language.
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train a tiny character-level GPT for a few seconds and let it write",
-                       description=__doc__)
+                       description=DESCRIPTION)
     p.add_argument("--seconds", type=float, default=20.0, help="training time (default 20)")
     p.add_argument("--prompt", default="Attention ", help="text to continue")
     p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default 200)")
