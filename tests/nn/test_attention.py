@@ -257,3 +257,13 @@ def test_float_mask_in_another_dtype_follows_the_scores(impl):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out_bf16, _ = m.float()(x.float(), x.float(), x.float(), key_padding_mask=torch.zeros(2, L), attn_mask=bias32)
     assert out_bf16.dtype == torch.bfloat16 and torch.isfinite(out_bf16).all()
+
+
+def test_kv_cache_reorder_keeps_the_chosen_rows():
+    cache = KVCache()
+    k, v = torch.randn(3, NH, 2, 4), torch.randn(3, NH, 2, 4)
+    cache.update(k, v)
+    cache.reorder(torch.tensor([2, 2, 0]))  # beam search: rows 2, 2 and 0 survive
+    assert torch.equal(cache.k, k[[2, 2, 0]]) and torch.equal(cache.v, v[[2, 2, 0]])
+    cache.update(k, v)
+    assert len(cache) == 4
