@@ -53,7 +53,8 @@ class GPTConfig:
               f"n_head must divide d_model={self.d_model}, got n_head={self.n_head}")
         check(self.d_ff is None or self.d_ff > 0, f"d_ff must be positive or None, got {self.d_ff}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check(self.activation in ACTIVATIONS,
+              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
 
 # The published GPT-2 sizes, as data (vocab 50257, 1024 positions).
@@ -67,7 +68,11 @@ GPT2_COMMON = dict(vocab_size=50257, block_size=1024, activation="gelu_tanh", bi
 
 
 class Block(nn.Module):
-    """x = x + Dropout(Attention(LN_1(x)));  x = x + FFN(LN_2(x)) — the pre-norm GPT-2 block."""
+    """x = x + Dropout(Attention(LN_1(x)));  x = x + FFN(LN_2(x)) — the pre-norm GPT-2 block.
+
+    ``FeedForward`` also drops out after its activation, which GPT-2 does not; with dropout 0 (and
+    in evaluation) the two are the same function.
+    """
 
     def __init__(self, c: GPTConfig):
         super().__init__()
@@ -136,10 +141,9 @@ class GPT(PretrainedMixin, nn.Module):
         check(past + T <= c.block_size,
               f"input_ids has length {T}" + (f" after {past} cached positions" if past else "")
               + f"; GPT expects at most block_size={c.block_size} positions, got {past + T}")
-        if input_ids.numel():
+        if bool(((input_ids < 0) | (input_ids >= c.vocab_size)).any()):  # one device sync, not two
             lo, hi = int(input_ids.min()), int(input_ids.max())
-            check(lo >= 0 and hi < c.vocab_size,
-                  f"input_ids must be token ids in [0, vocab_size={c.vocab_size}), got values in [{lo}, {hi}]")
+            check(False, f"input_ids must be token ids in [0, vocab_size={c.vocab_size}), got values in [{lo}, {hi}]")
         x = self.drop(self.wpe(self.wte(input_ids), offset=past))  # (B, T, D)
         attentions = []
         for i, block in enumerate(self.h):

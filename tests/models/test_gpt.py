@@ -79,8 +79,9 @@ def test_greedy_generation_same_with_and_without_cache(prompt_len, new):
 def test_sampling_is_seeded_and_top_k_1_is_greedy():
     model = tiny().eval()
     prompt = torch.randint(0, 50, (2, 3))
-    a = model.generate(prompt, 8, do_sample=True, temperature=1.5, top_p=0.9, generator=torch.Generator().manual_seed(1))
-    b = model.generate(prompt, 8, do_sample=True, temperature=1.5, top_p=0.9, generator=torch.Generator().manual_seed(1))
+    kw = dict(do_sample=True, temperature=1.5, top_p=0.9)
+    a = model.generate(prompt, 8, **kw, generator=torch.Generator().manual_seed(1))
+    b = model.generate(prompt, 8, **kw, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     assert torch.equal(model.generate(prompt, 8, do_sample=True, top_k=1), model.generate(prompt, 8))
 

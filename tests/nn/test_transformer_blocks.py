@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from archlab.errors import ConfigError
 from archlab.nn import (
-    LayerNorm, SinusoidalPositionalEncoding, Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+    LayerNorm, SinusoidalPositionalEncoding, Transformer, TransformerDecoder, TransformerDecoderLayer,
+    TransformerEncoder, TransformerEncoderLayer,
     set_impl,
 )
 from archlab.utils.runtime import count_parameters
@@ -33,7 +34,8 @@ def _assert_same(out_o, out_t, ours_inputs, torch_inputs):
 
 def test_generate_square_subsequent_mask_equals_torch():
     for sz in (1, 4):
-        assert torch.equal(Transformer.generate_square_subsequent_mask(sz), nn.Transformer.generate_square_subsequent_mask(sz))
+        ours, ref = Transformer.generate_square_subsequent_mask(sz), nn.Transformer.generate_square_subsequent_mask(sz)
+        assert torch.equal(ours, ref)
     assert Transformer.generate_square_subsequent_mask(3, dtype=f64).dtype == f64
 
 
@@ -136,3 +138,25 @@ def test_batch_mismatch_is_a_config_error():
         model(torch.randn(S, 2, D), torch.randn(T, 3, D))
     with pytest.raises(ConfigError, match="d_model=16 features, got 16 and 8"):
         model(torch.randn(S, 2, D), torch.randn(T, 2, 8))
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+@pytest.mark.parametrize("batch_first, norm_first", [(False, False), (True, True)])
+def test_decoder_step_by_step_with_cache_equals_full_pass(impl, batch_first, norm_first):
+    decoder = set_impl(TransformerDecoder(TransformerDecoderLayer(D, NH, FF, dropout=0.0, batch_first=batch_first,
+                                                                  norm_first=norm_first, dtype=f64), 2,
+                                          norm=LayerNorm(D, dtype=f64)), impl).eval()
+    seq = 1 if batch_first else 0  # the length dimension
+    tgt = torch.randn((N, T, D) if batch_first else (T, N, D), dtype=f64)
+    memory = torch.randn((N, S, D) if batch_first else (S, N, D), dtype=f64)
+    memory_kpm = torch.zeros(N, S, dtype=torch.bool)
+    memory_kpm[1, -2:] = True
+    full = decoder(tgt, memory, tgt_is_causal=True, memory_key_padding_mask=memory_kpm)
+    caches = decoder.new_cache()
+    # A 2-position prefix, then one position at a time.
+    steps = [decoder(tgt.narrow(seq, 0, 2), memory, tgt_is_causal=True, memory_key_padding_mask=memory_kpm,
+                     kv_caches=caches)]
+    steps += [decoder(tgt.narrow(seq, t, 1), memory, tgt_is_causal=True, memory_key_padding_mask=memory_kpm,
+                      kv_caches=caches) for t in range(2, T)]
+    torch.testing.assert_close(torch.cat(steps, dim=seq), full, atol=1e-10, rtol=0)
+    assert len(caches[0][0]) == T and len(caches[0][1]) == S

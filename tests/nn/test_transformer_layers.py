@@ -69,7 +69,8 @@ def test_feedforward_names_and_function():
 
 
 @pytest.mark.parametrize("activation, fn", [
-    ("relu", F.relu), ("gelu", F.gelu), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")), (torch.tanh, torch.tanh),
+    ("relu", F.relu), ("gelu", F.gelu), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")),
+    (torch.tanh, torch.tanh),
 ])
 def test_feedforward_activations(activation, fn):
     ff = FeedForward(D, FF, activation=activation, dtype=f64)
