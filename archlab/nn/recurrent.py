@@ -291,10 +291,11 @@ class RecurrentLayer(TwoPath, nn.Module):
     c_0 of shape (L*D, B, H)), zeros when not given. It returns ``(output, h_n)`` (LSTM:
     ``(output, (h_n, c_n))``): output holds the last layer's h_t for every t, both directions
     concatenated, (T, B, D*P); h_n the final state of every layer and direction, row
-    ``layer * D + direction``. For a bidirectional layer, ``h_n[-1]`` is the reverse direction's
-    state after reading the whole sequence backwards, i.e. at t = 0, which is not
-    ``output[-1]``'s reverse half (that one has seen only the last step). With packed input,
-    h_n is taken at each sequence's own last step.
+    ``layer * D + direction`` (``h_n.view(L, D, B, P)`` separates them). For a bidirectional
+    layer, ``h_n[-1]`` is the reverse direction's state after reading the whole sequence
+    backwards, i.e. at t = 0: it equals ``output[0, :, P:]``, not ``output[-1, :, P:]`` (which
+    has seen only the last step); ``h_n[-2]`` equals ``output[-1, :, :P]``. With packed input,
+    h_n is taken at each sequence's own last step, not at the padded end.
 
     Dropout (probability ``dropout``) is applied to the output of every layer but the last, in
     training mode only.
