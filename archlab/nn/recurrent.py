@@ -109,19 +109,35 @@ class Mode(NamedTuple):
     """What distinguishes the recurrent families: a table, not copied classes."""
 
     name: str             # as torch names it in repr and errors
-    num_gates: int        # rows of weight_ih per hidden unit
+    gate_names: tuple     # the blocks of weight_ih / weight_hh, top to bottom (torch's order)
     step: Callable        # one step of the equations
     fused: Callable       # torch's fused sequence kernel
     fused_cell: Callable  # torch's fused single-step kernel
     has_cell: bool        # LSTM carries (h, c); the others carry h
 
 
+    @property
+    def num_gates(self) -> int:
+        return len(self.gate_names)
+
+
+LSTM_GATES = ("input_gate", "forget_gate", "candidate", "output_gate")
+GRU_GATES = ("reset_gate", "update_gate", "candidate")
+
 MODES = {
-    "RNN_TANH": Mode("RNN", 1, rnn_tanh_step, _VF.rnn_tanh, _VF.rnn_tanh_cell, False),
-    "RNN_RELU": Mode("RNN", 1, rnn_relu_step, _VF.rnn_relu, _VF.rnn_relu_cell, False),
-    "LSTM": Mode("LSTM", 4, lstm_step, _VF.lstm, _VF.lstm_cell, True),
-    "GRU": Mode("GRU", 3, gru_step, _VF.gru, _VF.gru_cell, False),
+    "RNN_TANH": Mode("RNN", ("hidden",), rnn_tanh_step, _VF.rnn_tanh, _VF.rnn_tanh_cell, False),
+    "RNN_RELU": Mode("RNN", ("hidden",), rnn_relu_step, _VF.rnn_relu, _VF.rnn_relu_cell, False),
+    "LSTM": Mode("LSTM", LSTM_GATES, lstm_step, _VF.lstm, _VF.lstm_cell, True),
+    "GRU": Mode("GRU", GRU_GATES, gru_step, _VF.gru, _VF.gru_cell, False),
 }
+
+
+def _split_gates(mode: str, params: dict[str, Tensor | None]) -> dict[str, dict[str, Tensor | None]]:
+    """{gate: {"weight_ih": W_x, "weight_hh": W_h, "bias_ih": b_x, "bias_hh": b_h}}, as views."""
+    names = MODES[mode].gate_names
+    blocks = {k: (params[k].chunk(len(names)) if params[k] is not None else (None,) * len(names))
+              for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    return {gate: {k: blocks[k][i] for k in blocks} for i, gate in enumerate(names)}
 
 
 def _rnn_mode(nonlinearity: str) -> str:
@@ -215,6 +231,11 @@ class RecurrentCell(TwoPath, nn.Module):
         if not batched:
             out = tuple(s.squeeze(0) for s in out) if mode.has_cell else out.squeeze(0)
         return out
+
+    def gate_weights(self) -> dict[str, dict[str, Tensor | None]]:
+        """The weights of each gate by name, as views of the parameters (see RecurrentLayer)."""
+        return _split_gates(self.mode, {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh,
+                                        "bias_ih": self.bias_ih, "bias_hh": self.bias_hh})
 
     @classmethod
     def from_torch(cls, m: nn.Module) -> "RecurrentCell":
@@ -381,6 +402,15 @@ class RecurrentLayer(TwoPath, nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+
+    def gate_weights(self, layer: int = 0, direction: int = 0) -> dict[str, dict[str, Tensor | None]]:
+        """The weights of each gate by name, ``{"forget_gate": {"weight_ih": W_if, "weight_hh": W_hf,
+        "bias_ih": b_if, "bias_hh": b_hf}, ...}``, as views of the parameters: writing into them
+        writes the parameters (e.g. ``gate_weights()["forget_gate"]["bias_ih"].data.fill_(1.0)``)."""
+        check(0 <= layer < self.num_layers and direction in range(self.num_directions),
+              f"{self.kind}: layer must be in [0, {self.num_layers}) and direction in "
+              f"[0, {self.num_directions}), got layer={layer}, direction={direction}")
+        return _split_gates(self.mode, self._layer_params(layer, direction))
 
     def flatten_parameters(self) -> None:
         """Kept for drop-in compatibility with ``torch.nn.RNNBase``; does nothing. The parameters

@@ -160,6 +160,22 @@ def test_bidirectional_final_states_are_where_each_direction_ends():
         assert torch.allclose(h_packed.view(2, 2, B, H)[-1, 1, i], padded[i, 0, H:], atol=TOL)
 
 
+def test_gate_weights_are_named_views_in_torch_gate_order():
+    lstm = LSTM(F_IN, H, num_layers=2, bidirectional=True)
+    gates = lstm.gate_weights(layer=1, direction=1)
+    assert list(gates) == ["input_gate", "forget_gate", "candidate", "output_gate"]
+    assert torch.equal(gates["forget_gate"]["weight_ih"], lstm.weight_ih_l1_reverse[H:2 * H])
+    assert torch.equal(gates["output_gate"]["bias_hh"], lstm.bias_hh_l1_reverse[3 * H:])
+    with torch.no_grad():
+        gates["forget_gate"]["bias_ih"].fill_(1.0)  # the classic forget-gate bias of 1
+    assert (lstm.bias_ih_l1_reverse[H:2 * H] == 1).all() and (lstm.bias_ih_l1_reverse[:H] != 1).all()
+    gru = GRUCell(F_IN, H, bias=False).gate_weights()
+    assert list(gru) == ["reset_gate", "update_gate", "candidate"] and gru["candidate"]["bias_hh"] is None
+    assert gru["candidate"]["weight_hh"].shape == (H, H)
+    with pytest.raises(ConfigError, match="layer must be in \\[0, 2\\) and direction in \\[0, 2\\), got layer=2"):
+        lstm.gate_weights(layer=2)
+
+
 # ---- backpropagation through time -----------------------------------------------------------------
 
 @pytest.mark.parametrize("batch_first", [False, True])
