@@ -81,8 +81,8 @@ def main(argv=None) -> None:
     if args.clock == "cpu" and device.type != "cpu":
         p.error("--clock cpu measures CPU work only; use the wall clock on an accelerator")
     torch.manual_seed(0)
-    print(f"forward+backward, {args.clock} clock, device={device}, threads={torch.get_num_threads()}, torch {torch.__version__}; "
-          f"input {args.input_size}, hidden {args.hidden}, {args.layers} layers, batch {args.batch}, "
+    print(f"forward+backward, {args.clock} clock, device={device}, threads={torch.get_num_threads()}, "
+          f"torch {torch.__version__}; input {args.input_size}, hidden {args.hidden}, {args.layers} layers, batch {args.batch}, "
           f"length {args.length}; median of {args.repeats}")
     print(f"{'model':6} {'torch ms':>9} {'fused ms':>9} {'ref ms':>9} {'fused/torch':>12} {'ref/torch':>10}")
     for name in args.models:

@@ -28,16 +28,17 @@ Parameters are stored as PyTorch stores them, so state_dicts interchange with ``
 ``weight_ih`` stacks the input weights of the gates (W_xh for the simple RNN), ``weight_hh`` the
 recurrent ones, in torch's gate order (LSTM: i, f, g, o; GRU: r, z, n). The two biases b_ih and b_hh
 (one would do; cuDNN keeps two) sum to the seed's b_h. A layer names them ``weight_ih_l{k}``,
-``bias_hh_l{k}_reverse``, ... and ``weight_hr_l{k}`` for the LSTM projection.
+``bias_hh_l{k}_reverse``, ... and ``weight_hr_l{k}`` for the LSTM projection (torch's name; not
+the GRU's W_hr, which is a block of ``weight_hh``). ``gate_weights()`` returns the blocks by gate.
 
 Two paths (``module.impl``):
 
 - ``"reference"`` runs the equations above step by step in Python. Packed sequences are handled by
   the per-step batch sizes: at step t only the first ``batch_sizes[t]`` sequences (sorted longest
-  first) are updated, the others keep their state. Step hooks (``register_step_hook``,
-  ``record_steps``) see every h_t, c_t and gate, kept in the autograd graph.
+  first) are updated, the others keep their state. Step hooks (``register_step_hook``, and
+  ``record_steps`` in ``archlab.nn.bptt``) see every h_t, c_t and gate, kept in the autograd graph.
 - ``"fused"`` (default) calls the kernels ``torch.nn.LSTM`` itself calls (``torch._VF.lstm``,
-  ``gru``, ``rnn_tanh``, ``rnn_relu``: the C++ loop on CPU, cuDNN on CUDA) on the same parameters,
+  ``gru``, ``rnn_tanh``, ``rnn_relu``: oneDNN or a C++ loop on CPU, cuDNN on CUDA) on the same parameters,
   passed as the flat weight list in torch's order. We pass the parameters as they are rather than
   flattening them into one cuDNN buffer, so on CUDA cuDNN may copy them into one per call.
 
