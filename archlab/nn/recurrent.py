@@ -28,16 +28,17 @@ Parameters are stored as PyTorch stores them, so state_dicts interchange with ``
 ``weight_ih`` stacks the input weights of the gates (W_xh for the simple RNN), ``weight_hh`` the
 recurrent ones, in torch's gate order (LSTM: i, f, g, o; GRU: r, z, n). The two biases b_ih and b_hh
 (one would do; cuDNN keeps two) sum to the seed's b_h. A layer names them ``weight_ih_l{k}``,
-``bias_hh_l{k}_reverse``, ... and ``weight_hr_l{k}`` for the LSTM projection.
+``bias_hh_l{k}_reverse``, ... and ``weight_hr_l{k}`` for the LSTM projection (torch's name; not
+the GRU's W_hr, which is a block of ``weight_hh``). ``gate_weights()`` returns the blocks by gate.
 
 Two paths (``module.impl``):
 
 - ``"reference"`` runs the equations above step by step in Python. Packed sequences are handled by
   the per-step batch sizes: at step t only the first ``batch_sizes[t]`` sequences (sorted longest
-  first) are updated, the others keep their state. Step hooks (``register_step_hook``,
-  ``record_steps``) see every h_t, c_t and gate, kept in the autograd graph.
+  first) are updated, the others keep their state. Step hooks (``register_step_hook``, and
+  ``record_steps`` in ``archlab.nn.bptt``) see every h_t, c_t and gate, kept in the autograd graph.
 - ``"fused"`` (default) calls the kernels ``torch.nn.LSTM`` itself calls (``torch._VF.lstm``,
-  ``gru``, ``rnn_tanh``, ``rnn_relu``: the C++ loop on CPU, cuDNN on CUDA) on the same parameters,
+  ``gru``, ``rnn_tanh``, ``rnn_relu``: oneDNN or a C++ loop on CPU, cuDNN on CUDA) on the same parameters,
   passed as the flat weight list in torch's order. We pass the parameters as they are rather than
   flattening them into one cuDNN buffer, so on CUDA cuDNN may copy them into one per call.
 
@@ -109,19 +110,35 @@ class Mode(NamedTuple):
     """What distinguishes the recurrent families: a table, not copied classes."""
 
     name: str             # as torch names it in repr and errors
-    num_gates: int        # rows of weight_ih per hidden unit
+    gate_names: tuple     # the blocks of weight_ih / weight_hh, top to bottom (torch's order)
     step: Callable        # one step of the equations
     fused: Callable       # torch's fused sequence kernel
     fused_cell: Callable  # torch's fused single-step kernel
     has_cell: bool        # LSTM carries (h, c); the others carry h
 
 
+    @property
+    def num_gates(self) -> int:
+        return len(self.gate_names)
+
+
+LSTM_GATES = ("input_gate", "forget_gate", "candidate", "output_gate")
+GRU_GATES = ("reset_gate", "update_gate", "candidate")
+
 MODES = {
-    "RNN_TANH": Mode("RNN", 1, rnn_tanh_step, _VF.rnn_tanh, _VF.rnn_tanh_cell, False),
-    "RNN_RELU": Mode("RNN", 1, rnn_relu_step, _VF.rnn_relu, _VF.rnn_relu_cell, False),
-    "LSTM": Mode("LSTM", 4, lstm_step, _VF.lstm, _VF.lstm_cell, True),
-    "GRU": Mode("GRU", 3, gru_step, _VF.gru, _VF.gru_cell, False),
+    "RNN_TANH": Mode("RNN", ("hidden",), rnn_tanh_step, _VF.rnn_tanh, _VF.rnn_tanh_cell, False),
+    "RNN_RELU": Mode("RNN", ("hidden",), rnn_relu_step, _VF.rnn_relu, _VF.rnn_relu_cell, False),
+    "LSTM": Mode("LSTM", LSTM_GATES, lstm_step, _VF.lstm, _VF.lstm_cell, True),
+    "GRU": Mode("GRU", GRU_GATES, gru_step, _VF.gru, _VF.gru_cell, False),
 }
+
+
+def _split_gates(mode: str, params: dict[str, Tensor | None]) -> dict[str, dict[str, Tensor | None]]:
+    """{gate: {"weight_ih": W_x, "weight_hh": W_h, "bias_ih": b_x, "bias_hh": b_h}}, as views."""
+    names = MODES[mode].gate_names
+    blocks = {k: (params[k].chunk(len(names)) if params[k] is not None else (None,) * len(names))
+              for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    return {gate: {k: blocks[k][i] for k in blocks} for i, gate in enumerate(names)}
 
 
 def _rnn_mode(nonlinearity: str) -> str:
@@ -216,6 +233,11 @@ class RecurrentCell(TwoPath, nn.Module):
             out = tuple(s.squeeze(0) for s in out) if mode.has_cell else out.squeeze(0)
         return out
 
+    def gate_weights(self) -> dict[str, dict[str, Tensor | None]]:
+        """The weights of each gate by name, as views of the parameters (see RecurrentLayer)."""
+        return _split_gates(self.mode, {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh,
+                                        "bias_ih": self.bias_ih, "bias_hh": self.bias_hh})
+
     @classmethod
     def from_torch(cls, m: nn.Module) -> "RecurrentCell":
         """Build the archlab cell equal to the torch cell ``m`` (same parameters, copied)."""
@@ -291,10 +313,11 @@ class RecurrentLayer(TwoPath, nn.Module):
     c_0 of shape (L*D, B, H)), zeros when not given. It returns ``(output, h_n)`` (LSTM:
     ``(output, (h_n, c_n))``): output holds the last layer's h_t for every t, both directions
     concatenated, (T, B, D*P); h_n the final state of every layer and direction, row
-    ``layer * D + direction``. For a bidirectional layer, ``h_n[-1]`` is the reverse direction's
-    state after reading the whole sequence backwards, i.e. at t = 0, which is not
-    ``output[-1]``'s reverse half (that one has seen only the last step). With packed input,
-    h_n is taken at each sequence's own last step.
+    ``layer * D + direction`` (``h_n.view(L, D, B, P)`` separates them). For a bidirectional
+    layer, ``h_n[-1]`` is the reverse direction's state after reading the whole sequence
+    backwards, i.e. at t = 0: it equals ``output[0, :, P:]``, not ``output[-1, :, P:]`` (which
+    has seen only the last step); ``h_n[-2]`` equals ``output[-1, :, :P]``. With packed input,
+    h_n is taken at each sequence's own last step, not at the padded end.
 
     Dropout (probability ``dropout``) is applied to the output of every layer but the last, in
     training mode only.
@@ -380,6 +403,15 @@ class RecurrentLayer(TwoPath, nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+
+    def gate_weights(self, layer: int = 0, direction: int = 0) -> dict[str, dict[str, Tensor | None]]:
+        """The weights of each gate by name, ``{"forget_gate": {"weight_ih": W_if, "weight_hh": W_hf,
+        "bias_ih": b_if, "bias_hh": b_hf}, ...}``, as views of the parameters: writing into them
+        writes the parameters (e.g. ``gate_weights()["forget_gate"]["bias_ih"].data.fill_(1.0)``)."""
+        check(0 <= layer < self.num_layers and direction in range(self.num_directions),
+              f"{self.kind}: layer must be in [0, {self.num_layers}) and direction in "
+              f"[0, {self.num_directions}), got layer={layer}, direction={direction}")
+        return _split_gates(self.mode, self._layer_params(layer, direction))
 
     def flatten_parameters(self) -> None:
         """Kept for drop-in compatibility with ``torch.nn.RNNBase``; does nothing. The parameters

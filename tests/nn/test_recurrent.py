@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archlab.errors import ConfigError
 from archlab.nn import (
@@ -141,6 +141,39 @@ def test_record_steps_names_the_layer_inside_a_model():
         y, _ = model["encoder"](torch.randn(T, B, F_IN))
         model["decoder"](y)
     assert [r.source for r in steps] == ["encoder"] * T + ["decoder"] * T
+
+
+def test_bidirectional_final_states_are_where_each_direction_ends():
+    gru = GRU(F_IN, H, num_layers=2, bidirectional=True, batch_first=True, dtype=torch.float64)
+    x = torch.randn(B, T, F_IN, dtype=torch.float64)
+    out, h_n = gru(x)
+    last = h_n.view(2, 2, B, H)[-1]                            # (directions, B, H) of the top layer
+    assert torch.allclose(last[0], out[:, -1, :H], atol=TOL)   # forward ends at t = T-1
+    assert torch.allclose(last[1], out[:, 0, H:], atol=TOL)    # reverse ends at t = 0
+    assert not torch.allclose(last[1], out[:, -1, H:], atol=1e-3)
+    # packed: each sequence's forward state is taken at its own last step, not at the padding
+    lengths = [3, T]
+    packed_out, h_packed = gru(pack_padded(x, lengths, batch_first=True))
+    padded, _ = pad_packed_sequence(packed_out, batch_first=True)
+    for i, n in enumerate(lengths):
+        assert torch.allclose(h_packed.view(2, 2, B, H)[-1, 0, i], padded[i, n - 1, :H], atol=TOL)
+        assert torch.allclose(h_packed.view(2, 2, B, H)[-1, 1, i], padded[i, 0, H:], atol=TOL)
+
+
+def test_gate_weights_are_named_views_in_torch_gate_order():
+    lstm = LSTM(F_IN, H, num_layers=2, bidirectional=True)
+    gates = lstm.gate_weights(layer=1, direction=1)
+    assert list(gates) == ["input_gate", "forget_gate", "candidate", "output_gate"]
+    assert torch.equal(gates["forget_gate"]["weight_ih"], lstm.weight_ih_l1_reverse[H:2 * H])
+    assert torch.equal(gates["output_gate"]["bias_hh"], lstm.bias_hh_l1_reverse[3 * H:])
+    with torch.no_grad():
+        gates["forget_gate"]["bias_ih"].fill_(1.0)  # the classic forget-gate bias of 1
+    assert (lstm.bias_ih_l1_reverse[H:2 * H] == 1).all() and (lstm.bias_ih_l1_reverse[:H] != 1).all()
+    gru = GRUCell(F_IN, H, bias=False).gate_weights()
+    assert list(gru) == ["reset_gate", "update_gate", "candidate"] and gru["candidate"]["bias_hh"] is None
+    assert gru["candidate"]["weight_hh"].shape == (H, H)
+    with pytest.raises(ConfigError, match="layer must be in \\[0, 2\\) and direction in \\[0, 2\\), got layer=2"):
+        lstm.gate_weights(layer=2)
 
 
 # ---- backpropagation through time -----------------------------------------------------------------
