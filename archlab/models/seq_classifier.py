@@ -85,6 +85,8 @@ class SeqClassifier(PretrainedMixin, nn.Module):
                 mask = x != cfg.pad_id
             x = self.embedding(x)  # (B, T, E)
         else:
+            if x.dim() == 4 and x.shape[1] == 1:
+                x = x[:, 0]  # a one-channel image (B, 1, H, W), read row by row: (B, T=H, F=W)
             check(x.dim() == 3 and x.shape[-1] == cfg.input_size,
                   f"x must be (B, T, input_size={cfg.input_size}) features, got shape {tuple(x.shape)}")
         B, T = x.shape[:2]
@@ -98,7 +100,8 @@ class SeqClassifier(PretrainedMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 return_attention: bool = False):
-        """x: token ids (B, T) or features (B, T, input_size) -> logits (B, num_classes).
+        """x: token ids (B, T), features (B, T, input_size) or a one-channel image (B, 1, T, input_size)
+        read row by row -> logits (B, num_classes).
 
         Padding: ``lengths`` (B,), or ``mask`` (B, T) boolean with True on real steps; token input
         without either treats ``pad_id`` as padding. ``return_attention=True`` also returns the

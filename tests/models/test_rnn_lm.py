@@ -5,9 +5,9 @@ import torch.nn.functional as F
 from archlab.checkpoint import from_pretrained
 from archlab.errors import ConfigError
 from archlab.models.decoding import sample_next
-from archlab.nn import record_steps, set_impl
+from archlab.nn import detach_state, record_steps, set_impl
 from archlab.registry import create_model, list_models
-from archlab.utils.runtime import count_parameters
+from archlab.utils.runtime import count_parameters, seed_everything
 
 TINY = dict(vocab_size=11, embed_dim=16, hidden_size=16, num_layers=2, dropout=0.0)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -80,8 +80,7 @@ def test_learns_a_character_text_with_truncated_bptt(cell):
         for start in range(0, data.shape[1] - 1, 16):
             x, y = data[:, start:start + 16], data[:, start + 1:start + 17]
             x = x[:, : y.shape[1]]
-            logits, state = model(x, state, return_state=True)
-            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            logits, state = model(x, detach_state(state), return_state=True)
             loss = F.cross_entropy(logits.reshape(-1, len(chars)), y.reshape(-1))
             opt.zero_grad()
             loss.backward()
@@ -104,6 +103,15 @@ def test_save_and_load_keeps_outputs_and_tied_weights(tmp_path):
     assert loaded.config == model.config
     assert loaded.decoder.weight is loaded.embedding.weight
     assert torch.equal(loaded(ids), model(ids))
+
+
+def test_seeded_builds_are_identical():
+    outs = []
+    for _ in range(2):
+        seed_everything(7)
+        model = create_model("lstm_lm", **TINY)
+        outs.append(model(torch.arange(10).view(2, 5)))
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_runs_under_bf16_autocast():

@@ -152,6 +152,8 @@ def test_bad_input_raises_config_errors_naming_it():
         model(torch.tensor([[3, 10]]), src)
     with pytest.raises(ConfigError, match=r"tgt_in_ids has batch size 3, src_ids has 2"):
         model(src, torch.randint(3, V, (3, 4)))
+    with pytest.raises(ConfigError, match=r"beam_size must be >= 1, got 0"):
+        model.translate(src, beam_size=0)
     with pytest.raises(ConfigError, match=r"lengths must be between 1 and the padded length 4, got \[4, 0\]"):
         model(torch.tensor([[3, 4, 5, 6], [0, 0, 0, 0]]), src)
 

@@ -119,6 +119,14 @@ def test_learns_real_digits_read_row_by_row():
     assert acc > 0.85, f"held-out accuracy {acc:.3f} (chance 0.1)"
 
 
+def test_default_config_reads_a_28x28_image_as_28_steps_of_28_features():
+    model = create_model("rnn_classifier").eval()
+    images = torch.rand(2, 1, 28, 28)
+    logits = model(images)
+    assert logits.shape == (2, 10)
+    assert torch.equal(logits, model(images[:, 0]))
+
+
 def test_save_load_and_bf16_autocast(tmp_path):
     model = create_model("rnn_classifier", **FEATURES, pooling="attention", bidirectional=True).eval()
     x = torch.randn(3, 6, 5)
