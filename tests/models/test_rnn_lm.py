@@ -118,7 +118,9 @@ def test_runs_under_bf16_autocast():
     model = create_model("lstm_lm", **TINY)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(torch.randint(0, 11, (2, 5)))
+        generated = model.eval().generate(torch.randint(0, 11, (2, 3)), 4, do_sample=True, top_p=0.9)
     assert logits.shape == (2, 5, 11) and torch.isfinite(logits.float()).all()
+    assert generated.shape == (2, 7)
 
 
 def test_bad_input_raises_config_errors_naming_it():

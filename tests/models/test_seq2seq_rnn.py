@@ -136,7 +136,10 @@ def test_save_load_and_bf16_autocast(tmp_path):
     assert torch.equal(from_pretrained(tmp_path)(src, tgt_in), model(src, tgt_in))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(src, tgt_in)
-    assert torch.isfinite(logits.float()).all()
+        beam = model.translate(src, max_len=6, beam_size=3)
+        greedy, alpha = model.translate(src, max_len=6, return_attention=True)
+    assert torch.isfinite(logits.float()).all() and torch.isfinite(alpha.float()).all()
+    assert beam.shape[0] == greedy.shape[0] == 3
 
 
 def test_bad_input_raises_config_errors_naming_it():
