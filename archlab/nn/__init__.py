@@ -10,11 +10,11 @@ from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
 
 # Recurrent blocks
-from archlab.nn.bptt import clip_grad_norm_, detach_state, time_chunks, truncated_bptt  # noqa: E402
-from archlab.nn.recurrent import (  # noqa: E402
-    GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, StepRecord, hidden_grad_norms, pack_padded,
-    record_steps,
+from archlab.nn.bptt import (  # noqa: E402
+    StepRecord, clip_grad_norm_, detach_state, hidden_grad_norms, record_steps, time_chunks,
+    truncated_bptt,
 )
+from archlab.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, pack_padded  # noqa: E402
 
 __all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "StepRecord", "record_steps",
             "hidden_grad_norms", "pack_padded", "detach_state", "time_chunks", "truncated_bptt",

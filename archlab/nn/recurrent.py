@@ -50,9 +50,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -61,7 +59,8 @@ from torch import Tensor, _VF
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from torch.utils.hooks import RemovableHandle
 
-from archlab.errors import ConfigError, check
+from archlab.errors import check
+from archlab.nn.bptt import StepRecord
 from archlab.nn.twopath import TwoPath
 
 # --------------------------------------------------------------------------------------------------
@@ -196,6 +195,8 @@ class RecurrentCell(TwoPath, nn.Module):
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             hx = (zeros, zeros) if mode.has_cell else zeros
         else:
+            check(not mode.has_cell or (isinstance(hx, (tuple, list)) and len(hx) == 2),
+                  f"{self.kind}: hx must be the pair (h_0, c_0), got {type(hx).__name__}")
             states = hx if mode.has_cell else (hx,)
             names = ("h_0", "c_0") if mode.has_cell else ("hx",)
             want = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
@@ -257,64 +258,8 @@ class GRUCell(RecurrentCell):
 
 
 # --------------------------------------------------------------------------------------------------
-# Step hooks: what happens inside the layer at every time step.
+# Variable-length batches.
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StepRecord:
-    """One time step of one direction of one layer, as the reference path computed it.
-
-    ``h_t`` (and ``c_t`` for the LSTM) is the very tensor that feeds the next step and the output,
-    so ``torch.autograd.grad(loss, record.h_t)`` is dL/dh_t. Rows are the sequences active at step
-    ``t``: the whole batch for a padded input; for a packed input the first ``batch_sizes[t]``
-    sequences in the packed (longest first) order.
-    """
-
-    layer: int
-    direction: int                 # 0 forward, 1 reverse
-    t: int                         # time index in the sequence (reverse steps run t = T-1 .. 0)
-    h_t: Tensor                    # (b_t, P)
-    c_t: Tensor | None             # (b_t, H), LSTM only
-    gates: dict[str, Tensor] = field(default_factory=dict)  # name -> (b_t, H)
-    source: str = ""               # name of the recurrent module inside the recorded model
-
-
-@contextmanager
-def record_steps(module: nn.Module) -> Iterator[list[StepRecord]]:
-    """Collect a :class:`StepRecord` for every time step of every recurrent layer in ``module``.
-
-    Recording runs the reference path (the fused kernels do not expose their steps)::
-
-        with record_steps(lstm) as steps:
-            output, (h_n, c_n) = lstm(x)
-        loss = output.sum()
-        norms = hidden_grad_norms(loss, [s for s in steps if s.layer == 0])   # ||dL/dh_t|| by t
-    """
-    records: list[StepRecord] = []
-    handles = []
-    for name, m in module.named_modules():
-        if isinstance(m, RecurrentLayer):
-            def hook(_m, rec, _name=name):
-                rec.source = _name
-                records.append(rec)
-            handles.append(m.register_step_hook(hook))
-    try:
-        yield records
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def hidden_grad_norms(loss: Tensor, records: list[StepRecord], retain_graph: bool = True) -> Tensor:
-    """||dL/dh_t|| for each record, in the order given (0 where h_t does not reach the loss).
-
-    Ordered by t for a single layer and direction, this is the curve of the vanishing-gradient
-    claim: how much the loss at the end still depends on the state many steps back.
-    """
-    grads = torch.autograd.grad(loss, [r.h_t for r in records], retain_graph=retain_graph,
-                                allow_unused=True)
-    return torch.stack([g.norm() if g is not None else loss.new_zeros(()) for g in grads])
 
 
 def pack_padded(x: Tensor, lengths, batch_first: bool = False) -> PackedSequence:
@@ -551,14 +496,12 @@ class RecurrentLayer(TwoPath, nn.Module):
             outputs = []
             for direction in range(D):
                 idx = layer * D + direction
-                state = (h0[idx], c0[idx]) if mode.has_cell else h0[idx]
+                state = (h0[idx], c0[idx]) if mode.has_cell else (h0[idx],)
                 out, state = self._run_direction(layer_input, sizes, state, layer, direction)
                 outputs.append(out)
+                h_n.append(state[0])
                 if mode.has_cell:
-                    h_n.append(state[0])
                     c_n.append(state[1])
-                else:
-                    h_n.append(state)
             layer_input = torch.cat(outputs, dim=-1)  # (sum of sizes, D*P)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
@@ -568,31 +511,30 @@ class RecurrentLayer(TwoPath, nn.Module):
         return output, torch.stack(h_n), (torch.stack(c_n) if mode.has_cell else None)
 
     def _run_direction(self, layer_input, sizes, state, layer, direction):
-        """One direction of one layer over all steps; returns (outputs (sum of sizes, P), final state).
+        """One direction of one layer over all steps.
 
-        Sequences are sorted longest first, so the active ones at step t are the first sizes[t]
-        rows of the state; the others keep their state (finished, or, in reverse, not started).
+        ``state`` is (h,) or (h, c), each (B, ·). Returns the outputs h_t of every step, stacked as
+        (sum of sizes, P), and the final state. Sequences are sorted longest first, so the active
+        ones at step t are the first sizes[t] rows.
         """
         mode = MODES[self.mode]
         p = self._layer_params(layer, direction)
         gi_all = F.linear(layer_input, p["weight_ih"], p["bias_ih"])  # W_ih x_t + b_ih, all t at once
         gi_steps = gi_all.split(sizes)                                  # T x (b_t, G*H)
-        reverse = direction == 1
+        steps = range(len(sizes))
         outputs: list[Tensor | None] = [None] * len(sizes)
-        for t in (reversed(range(len(sizes))) if reverse else range(len(sizes))):
+        for t in (reversed(steps) if direction == 1 else steps):
             b = sizes[t]
-            active = tuple(s[:b] for s in state) if mode.has_cell else state[:b]
-            new, gates = mode.step(gi_steps[t], active, p["weight_hh"], p["bias_hh"], p["weight_hr"])
-            h_t, c_t = new if mode.has_cell else (new, None)
+            active = tuple(s[:b] for s in state)
+            new, gates = mode.step(gi_steps[t], active if mode.has_cell else active[0],
+                                   p["weight_hh"], p["bias_hh"], p["weight_hr"])
+            new = new if mode.has_cell else (new,)
+            h_t, c_t = new[0], (new[1] if mode.has_cell else None)
             for fn in self._step_hooks.values():
                 fn(self, StepRecord(layer, direction, t, h_t, c_t, gates))
             outputs[t] = h_t
-            if b == (state[0] if mode.has_cell else state).shape[0]:
-                state = new
-            elif mode.has_cell:  # rows b.. are not active at this step: they keep their state
-                state = tuple(torch.cat([n, s[b:]]) for n, s in zip(new, state))
-            else:
-                state = torch.cat([new, state[b:]])
+            # rows b.. are idle at step t (finished or, in reverse, not started): they keep their state
+            state = new if b == len(state[0]) else tuple(torch.cat([n, s[b:]]) for n, s in zip(new, state))
         return torch.cat(outputs), state
 
     # ---- interchange with torch ------------------------------------------------------------------

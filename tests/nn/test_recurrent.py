@@ -250,6 +250,8 @@ BAD_INPUTS = {
                          "GRUCell: hx has shape (3, 4), expected (2, 4) (batch, hidden_size=4)"),
     "cell c_0": (lambda: LSTMCell(5, 4)(torch.randn(2, 5), (torch.zeros(2, 4), torch.zeros(2, 5))),
                  "LSTMCell: c_0 has shape (2, 5), expected (2, 4)"),
+    "cell hx not a pair": (lambda: LSTMCell(5, 4)(torch.randn(2, 5), torch.zeros(2, 4)),
+                           "LSTMCell: hx must be the pair (h_0, c_0), got Tensor"),
     "cell rank": (lambda: RNNCell(5, 4)(torch.randn(1, 2, 5)),
                   "RNNCell: input must be 2-D (batch, features) or 1-D (features), got shape (1, 2, 5)"),
     "proj_size on GRU": (lambda: GRU(5, 4, proj_size=2),

@@ -220,6 +220,19 @@ def test_runs_under_bf16_autocast_close_to_float32(cls, impl):
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("cls", [LSTMCell, GRUCell, RNNCell])
+def test_cells_run_under_bf16_autocast_close_to_float32(cls, impl):
+    cell = cls(F_IN, 8)
+    cell.impl = impl
+    x = torch.randn(B, F_IN)
+    want = _flat(cell(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = _flat(cell(x))
+    for a, b in zip(got, want):
+        assert torch.allclose(a.float(), b, atol=2e-2), (a.float() - b).abs().max()
+
+
 def test_seeded_runs_with_dropout_are_deterministic():
     outs = []
     for _ in range(2):
