@@ -119,12 +119,16 @@ def test_learns_real_digits_read_row_by_row():
     assert acc > 0.85, f"held-out accuracy {acc:.3f} (chance 0.1)"
 
 
-def test_default_config_reads_a_28x28_image_as_28_steps_of_28_features():
+def test_images_are_read_row_by_row_28x28_by_default():
     model = create_model("rnn_classifier").eval()
     images = torch.rand(2, 1, 28, 28)
     logits = model(images)
     assert logits.shape == (2, 10)
     assert torch.equal(logits, model(images[:, 0]))
+    rgb = create_model("rnn_classifier", input_size=3 * 4).eval()   # a 3-channel 5x4 image: 5 rows of 12
+    image = torch.rand(1, 3, 5, 4)
+    rows = torch.stack([image[0, :, r, :].flatten() for r in range(5)])[None]  # (1, 5, 12)
+    assert torch.equal(rgb(image), rgb(rows))
 
 
 def test_save_load_and_bf16_autocast(tmp_path):
