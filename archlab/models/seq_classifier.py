@@ -94,6 +94,7 @@ class SeqClassifier(PretrainedMixin, nn.Module):
             lengths = lengths_from_mask(mask, (B, T))
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
+            check(tuple(lengths.shape) == (B,), f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
             if bool((lengths == T).all()):
                 lengths = None  # nothing padded: no need to pack
         return x, lengths

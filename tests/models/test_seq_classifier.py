@@ -150,6 +150,8 @@ def test_bad_input_raises_config_errors_naming_it():
         model(torch.randn(2, 4, 6))
     with pytest.raises(ConfigError, match=r"lengths must be between 1 and the padded length 4, got \[4, 0\]"):
         model(torch.randn(2, 4, 5), lengths=torch.tensor([4, 0]))
+    with pytest.raises(ConfigError, match=r"lengths must have shape \(2,\), got \(1,\)"):
+        model(torch.randn(2, 4, 5), lengths=torch.tensor([4]))
     with pytest.raises(ConfigError, match=r"mask must mark a prefix"):
         model(torch.randn(1, 3, 5), mask=torch.tensor([[True, False, True]]))
     tokens = create_model("rnn_classifier", **TOKENS)
