@@ -12,6 +12,10 @@ Given the last C observations x_{t-C+1..t} (each a vector of F series), predict 
 
     x^ = mu + sigma * z^                             de-normalised forecast
 
+With ``relative`` the window is read and forecast relative to its last value, z_s - z_t, and z_t
+is added back to the forecast: the network sees shapes rather than levels, so a trend that leaves
+the training range (CO2, prices) stays within what it has learned.
+
 The direct strategy trains one output per lead time and does not compound its own errors; the
 autoregressive one forecasts any horizon with one small head, carrying the state so each new step
 costs one recurrence step (not a re-read of the history).
@@ -56,6 +60,7 @@ class ForecasterConfig:
     context_length: int = 48        # C: steps of history the model reads
     horizon: int = 12               # H: steps ahead it is trained to forecast
     strategy: str = "direct"        # "direct" | "autoregressive"
+    relative: bool = False          # read and forecast each window relative to its last value
 
     def __post_init__(self):
         check_cell(self.cell)
@@ -111,18 +116,21 @@ class Forecaster(PretrainedMixin, nn.Module):
         horizon = cfg.horizon if horizon is None else horizon
         check(horizon >= 1, f"horizon must be >= 1, got {horizon}")
         z = self.normalize(self._check_history(history))    # (B, C, F)
+        anchor = z[:, -1:] if cfg.relative else torch.zeros_like(z[:, -1:])  # z_t or 0: (B, 1, F)
+        z = z - anchor
         B, F = z.shape[0], cfg.input_size
         out, state = self.rnn(z)                             # h_t for every step: (B, C, H)
         if cfg.strategy == "direct":
             check(horizon <= cfg.horizon,
                   f"horizon={horizon} exceeds the direct head's horizon={cfg.horizon} (use strategy="
                   "'autoregressive' for longer forecasts)")
-            return self.head(out[:, -1]).view(B, cfg.horizon, F)[:, :horizon]  # (B, H, F)
+            z_hat = self.head(out[:, -1]).view(B, cfg.horizon, F)[:, :horizon]  # (B, H, F)
+            return z_hat + anchor
         preds = [self.head(out[:, -1])]                      # z^_{t+1}: (B, F)
         for _ in range(horizon - 1):
             out, state = self.rnn(preds[-1][:, None], state)  # feed the prediction back: (B, 1, H)
             preds.append(self.head(out[:, -1]))
-        return torch.stack(preds, dim=1)                     # (B, horizon, F)
+        return torch.stack(preds, dim=1) + anchor            # (B, horizon, F)
 
     @torch.no_grad()
     def forecast(self, history: torch.Tensor, horizon: int | None = None) -> torch.Tensor:

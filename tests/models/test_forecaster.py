@@ -42,17 +42,28 @@ def test_normalization_is_fitted_on_the_training_split_and_saved(tmp_path):
     assert torch.allclose(model.forecast(history), model.denormalize(model(history[..., None]))[..., 0])
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_autoregressive_rollout_equals_rereading_history_and_predictions(cell):
+@pytest.mark.parametrize("cell,relative", [("lstm", False), ("gru", True), ("rnn", False)])
+def test_autoregressive_rollout_equals_rereading_history_and_predictions(cell, relative):
     model = create_model("rnn_forecaster", cell=cell, strategy="autoregressive", context_length=C, horizon=H,
-                         hidden_size=16, input_size=2).double().eval()
+                         hidden_size=16, input_size=2, relative=relative).double().eval()
     model.fit_normalization(torch.randn(100, 2, dtype=torch.float64) * 3 + 1)
     history = torch.randn(3, C, 2, dtype=torch.float64)
-    z_hat = model(history, horizon=5)
     z = model.normalize(history)
+    anchor = z[:, -1:] if relative else 0.0
+    z_hat = model(history, horizon=5) - anchor
+    z = z - anchor
     for k in range(5):  # re-run the RNN from scratch over history + the predictions so far
         out, _ = model.rnn(torch.cat([z, z_hat[:, :k]], 1))
         assert torch.allclose(model.head(out[:, -1]), z_hat[:, k], atol=1e-12), "carried == recomputed (1e-12)"
+
+
+@pytest.mark.parametrize("strategy", ["direct", "autoregressive"])
+def test_relative_forecasts_move_with_the_level_of_the_series(strategy):
+    model = create_model("rnn_forecaster", strategy=strategy, context_length=C, horizon=H, hidden_size=8,
+                         relative=True).double().fit_normalization(torch.randn(50, dtype=torch.float64) * 2 + 5)
+    history = torch.randn(2, C, dtype=torch.float64)
+    shifted = model.forecast(history + 100.0)
+    assert torch.allclose(shifted, model.forecast(history) + 100.0, atol=1e-9), "x + c -> x^ + c (1e-9)"
 
 
 @pytest.mark.parametrize("strategy", ["direct", "autoregressive"])
@@ -91,6 +102,38 @@ def test_learns_a_seasonal_series_far_better_than_the_naive_forecast(strategy, c
     rmse = (pred - y_test).pow(2).mean().sqrt().item()
     naive = (x_test[:, -1:] - y_test).pow(2).mean().sqrt().item()          # repeat the last value
     assert rmse < 0.1 and rmse < 0.05 * naive, f"RMSE {rmse:.3f} vs naive {naive:.3f} (amplitude 3)"
+
+
+def test_beats_naive_and_seasonal_naive_forecasts_on_real_co2_data():
+    """Mauna Loa CO2 (shipped with statsmodels), monthly: a rising trend and a 12-month season.
+
+    The test years lie above anything seen in training; reading windows relative to their last
+    value lets the model follow the trend."""
+    import statsmodels.api as sm
+
+    monthly = sm.datasets.co2.load_pandas().data["co2"].resample("MS").mean().ffill()
+    series = torch.tensor(monthly.values, dtype=torch.float32)           # 526 months, 1958-2001
+    context, horizon, steps = 36, 12, 150
+    n_train = int(len(series) * 0.8)
+    train, test = series[:n_train], series[n_train - context:]
+    model = create_model("rnn_forecaster", cell="lstm", strategy="direct", context_length=context,
+                         horizon=horizon, hidden_size=32, num_layers=1, relative=True).fit_normalization(train)
+    x, y = make_windows(train, context, horizon)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (64,))
+        loss = torch.nn.functional.mse_loss(model(x[idx]), model.normalize(y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    x_test, y_test = make_windows(test, context, horizon)
+    rmse = (model.eval().forecast(x_test) - y_test).pow(2).mean().sqrt().item()
+    naive = (x_test[:, -1:] - y_test).pow(2).mean().sqrt().item()              # last value
+    seasonal = (x_test[:, -12:] - y_test).pow(2).mean().sqrt().item()          # same month last year
+    assert rmse < 0.7 * seasonal and rmse < 0.4 * naive, (
+        f"RMSE {rmse:.2f} ppm vs seasonal naive {seasonal:.2f}, naive {naive:.2f}")
 
 
 def test_forecast_accepts_one_series_as_2d_and_crops_to_the_context():
