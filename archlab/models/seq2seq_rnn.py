@@ -102,7 +102,7 @@ class Seq2SeqRNN(PretrainedMixin, nn.Module):
         finals = final if isinstance(final, tuple) else (final,)
         L, Hh = cfg.num_layers, cfg.hidden_size // 2
         # (L * 2, B, H/2) -> (L, 2, B, H/2) -> (L, B, 2, H/2) -> (L, B, H) = [h_n^fwd ; h_n^bwd]
-        both = [f.view(L, 2, B, Hh).permute(0, 2, 1, 3).reshape(L, B, 2 * Hh) for f in finals]
+        both = [f.reshape(L, 2, B, Hh).permute(0, 2, 1, 3).reshape(L, B, 2 * Hh) for f in finals]
         s_0 = tuple(torch.tanh(W_b(f)) for W_b, f in zip(self.bridge, both))
         return memory, lengths_to_mask(src_lengths, S), s_0 if cfg.cell == "lstm" else s_0[0]
 

@@ -41,7 +41,7 @@ class SeqClassifierConfig:
     num_classes: int = 10
     vocab_size: int = 0             # > 0: token ids through an embedding; 0: feature vectors
     embed_dim: int = 64             # token embedding size (vocab_size > 0)
-    input_size: int = 28            # features per step (vocab_size == 0), e.g. a 28-pixel image row
+    input_size: int = 28            # features per step (vocab_size == 0); an image row: C * W pixels
     pad_id: int = 0                 # padding token (vocab_size > 0) when no lengths/mask are given
     cell: str = "lstm"
     hidden_size: int = 128
@@ -85,6 +85,8 @@ class SeqClassifier(PretrainedMixin, nn.Module):
                 mask = x != cfg.pad_id
             x = self.embedding(x)  # (B, T, E)
         else:
+            if x.dim() == 4:  # an image (B, C, H, W), read row by row: H steps of C * W features
+                x = x.permute(0, 2, 1, 3).flatten(2)  # (B, H, C, W) -> (B, T=H, F=C*W)
             check(x.dim() == 3 and x.shape[-1] == cfg.input_size,
                   f"x must be (B, T, input_size={cfg.input_size}) features, got shape {tuple(x.shape)}")
         B, T = x.shape[:2]
@@ -92,13 +94,15 @@ class SeqClassifier(PretrainedMixin, nn.Module):
             lengths = lengths_from_mask(mask, (B, T))
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
+            check(tuple(lengths.shape) == (B,), f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
             if bool((lengths == T).all()):
                 lengths = None  # nothing padded: no need to pack
         return x, lengths
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 return_attention: bool = False):
-        """x: token ids (B, T) or features (B, T, input_size) -> logits (B, num_classes).
+        """x: token ids (B, T), features (B, T, input_size), or an image (B, C, H, W) read row by row
+        (input_size = C * W) -> logits (B, num_classes).
 
         Padding: ``lengths`` (B,), or ``mask`` (B, T) boolean with True on real steps; token input
         without either treats ``pad_id`` as padding. ``return_attention=True`` also returns the

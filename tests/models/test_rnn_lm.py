@@ -5,8 +5,9 @@ import torch.nn.functional as F
 from archlab.checkpoint import from_pretrained
 from archlab.errors import ConfigError
 from archlab.models.decoding import sample_next
+from archlab.nn import detach_state, record_steps, set_impl
 from archlab.registry import create_model, list_models
-from archlab.utils.runtime import count_parameters
+from archlab.utils.runtime import count_parameters, seed_everything
 
 TINY = dict(vocab_size=11, embed_dim=16, hidden_size=16, num_layers=2, dropout=0.0)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -79,8 +80,7 @@ def test_learns_a_character_text_with_truncated_bptt(cell):
         for start in range(0, data.shape[1] - 1, 16):
             x, y = data[:, start:start + 16], data[:, start + 1:start + 17]
             x = x[:, : y.shape[1]]
-            logits, state = model(x, state, return_state=True)
-            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            logits, state = model(x, detach_state(state), return_state=True)
             loss = F.cross_entropy(logits.reshape(-1, len(chars)), y.reshape(-1))
             opt.zero_grad()
             loss.backward()
@@ -105,11 +105,22 @@ def test_save_and_load_keeps_outputs_and_tied_weights(tmp_path):
     assert torch.equal(loaded(ids), model(ids))
 
 
+def test_seeded_builds_are_identical():
+    outs = []
+    for _ in range(2):
+        seed_everything(7)
+        model = create_model("lstm_lm", **TINY)
+        outs.append(model(torch.arange(10).view(2, 5)))
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_runs_under_bf16_autocast():
     model = create_model("lstm_lm", **TINY)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(torch.randint(0, 11, (2, 5)))
+        generated = model.eval().generate(torch.randint(0, 11, (2, 3)), 4, do_sample=True, top_p=0.9)
     assert logits.shape == (2, 5, 11) and torch.isfinite(logits.float()).all()
+    assert generated.shape == (2, 7)
 
 
 def test_bad_input_raises_config_errors_naming_it():
@@ -126,3 +137,32 @@ def test_bad_input_raises_config_errors_naming_it():
         model(torch.zeros(2, 3))
     with pytest.raises(ConfigError, match=r"top_k must be >= 1 or None, got 0"):
         model.generate(torch.tensor([[1]]), 3, do_sample=True, top_k=0)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_reference_and_fused_recurrences_give_the_same_model(cell):
+    model = create_model(f"{cell}_lm", **TINY).double()
+    ids = torch.randint(0, 11, (2, 6))
+    grads = {}
+    for impl in ("fused", "reference"):
+        set_impl(model, impl)
+        model.zero_grad()
+        logits = model(ids)
+        logits.logsumexp(-1).sum().backward()
+        grads[impl] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.allclose(grads["fused"][0], grads["reference"][0], atol=1e-10), "logits agree (1e-10, float64)"
+    for gf, gr in zip(grads["fused"][1], grads["reference"][1]):
+        assert torch.allclose(gf, gr, atol=1e-10), "every parameter's gradient agrees (1e-10)"
+        assert gf.abs().sum() > 0, "every parameter gets a gradient"
+
+
+def test_gates_of_a_language_model_can_be_recorded_step_by_step():
+    model = create_model("lstm_lm", **TINY).eval()
+    ids = torch.randint(0, 11, (2, 5))
+    with record_steps(model) as steps:
+        logits = model(ids)
+    top = sorted((s for s in steps if s.layer == 1), key=lambda s: s.t)
+    assert [s.t for s in top] == list(range(5))
+    h = torch.stack([s.h_t for s in top], 1)  # (B, T, H)
+    assert torch.allclose(model.decoder(h), logits, atol=1e-6)
+    assert all(0 <= s.gates["forget_gate"].min() and s.gates["forget_gate"].max() <= 1 for s in top)

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from archlab.checkpoint import from_pretrained
 from archlab.errors import ConfigError
 from archlab.models.decoding import beam_search, greedy_decode
+from archlab.nn import set_impl
 from archlab.registry import create_model
 from archlab.utils.runtime import count_parameters
 
@@ -135,7 +136,10 @@ def test_save_load_and_bf16_autocast(tmp_path):
     assert torch.equal(from_pretrained(tmp_path)(src, tgt_in), model(src, tgt_in))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(src, tgt_in)
-    assert torch.isfinite(logits.float()).all()
+        beam = model.translate(src, max_len=6, beam_size=3)
+        greedy, alpha = model.translate(src, max_len=6, return_attention=True)
+    assert torch.isfinite(logits.float()).all() and torch.isfinite(alpha.float()).all()
+    assert beam.shape[0] == greedy.shape[0] == 3
 
 
 def test_bad_input_raises_config_errors_naming_it():
@@ -151,5 +155,24 @@ def test_bad_input_raises_config_errors_naming_it():
         model(torch.tensor([[3, 10]]), src)
     with pytest.raises(ConfigError, match=r"tgt_in_ids has batch size 3, src_ids has 2"):
         model(src, torch.randint(3, V, (3, 4)))
+    with pytest.raises(ConfigError, match=r"beam_size must be >= 1, got 0"):
+        model.translate(src, beam_size=0)
     with pytest.raises(ConfigError, match=r"lengths must be between 1 and the padded length 4, got \[4, 0\]"):
         model(torch.tensor([[3, 4, 5, 6], [0, 0, 0, 0]]), src)
+
+
+@pytest.mark.parametrize("cell,attention", [("gru", "additive"), ("lstm", "general")])
+def test_reference_and_fused_recurrences_agree(cell, attention):
+    model = create_model("seq2seq_rnn", **TINY, cell=cell, attention=attention).double()
+    src, _, tgt_in, tgt_out = reverse_batch(4, torch.Generator().manual_seed(5))
+    results = {}
+    for impl in ("fused", "reference"):
+        set_impl(model, impl)
+        model.zero_grad()
+        logits = model(src, tgt_in)
+        F.cross_entropy(logits.reshape(-1, V), tgt_out.reshape(-1), ignore_index=PAD).backward()
+        results[impl] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.allclose(results["fused"][0], results["reference"][0], atol=1e-10), "logits agree (1e-10)"
+    for gf, gr in zip(results["fused"][1], results["reference"][1]):
+        assert torch.allclose(gf, gr, atol=1e-10), "gradients agree (1e-10, float64)"
+        assert gf.abs().sum() > 0, "every parameter gets a gradient"

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from archlab.checkpoint import from_pretrained
 from archlab.errors import ConfigError
 from archlab.models.seq_classifier import POOLINGS
+from archlab.nn import set_impl
 from archlab.registry import create_model
 from archlab.utils.runtime import count_parameters
 
@@ -118,6 +119,18 @@ def test_learns_real_digits_read_row_by_row():
     assert acc > 0.85, f"held-out accuracy {acc:.3f} (chance 0.1)"
 
 
+def test_images_are_read_row_by_row_28x28_by_default():
+    model = create_model("rnn_classifier").eval()
+    images = torch.rand(2, 1, 28, 28)
+    logits = model(images)
+    assert logits.shape == (2, 10)
+    assert torch.equal(logits, model(images[:, 0]))
+    rgb = create_model("rnn_classifier", input_size=3 * 4).eval()   # a 3-channel 5x4 image: 5 rows of 12
+    image = torch.rand(1, 3, 5, 4)
+    rows = torch.stack([image[0, :, r, :].flatten() for r in range(5)])[None]  # (1, 5, 12)
+    assert torch.equal(rgb(image), rgb(rows))
+
+
 def test_save_load_and_bf16_autocast(tmp_path):
     model = create_model("rnn_classifier", **FEATURES, pooling="attention", bidirectional=True).eval()
     x = torch.randn(3, 6, 5)
@@ -137,8 +150,27 @@ def test_bad_input_raises_config_errors_naming_it():
         model(torch.randn(2, 4, 6))
     with pytest.raises(ConfigError, match=r"lengths must be between 1 and the padded length 4, got \[4, 0\]"):
         model(torch.randn(2, 4, 5), lengths=torch.tensor([4, 0]))
+    with pytest.raises(ConfigError, match=r"lengths must have shape \(2,\), got \(1,\)"):
+        model(torch.randn(2, 4, 5), lengths=torch.tensor([4]))
     with pytest.raises(ConfigError, match=r"mask must mark a prefix"):
         model(torch.randn(1, 3, 5), mask=torch.tensor([[True, False, True]]))
     tokens = create_model("rnn_classifier", **TOKENS)
     with pytest.raises(ConfigError, match=r"x must lie in \[0, 11\] \(vocab_size=12\), got values in \[3, 12\]"):
         tokens(torch.tensor([[3, 12]]))
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_reference_and_fused_recurrences_agree_on_packed_batches(pooling):
+    model = create_model("rnn_classifier", **FEATURES, cell="lstm", bidirectional=True, pooling=pooling).double()
+    x = torch.randn(4, 7, 5, dtype=torch.float64)
+    results = {}
+    for impl in ("fused", "reference"):
+        set_impl(model, impl)
+        model.zero_grad()
+        logits = model(x, lengths=LENGTHS)
+        logits.pow(2).sum().backward()
+        results[impl] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.allclose(results["fused"][0], results["reference"][0], atol=1e-10), "logits agree (1e-10)"
+    for gf, gr in zip(results["fused"][1], results["reference"][1]):
+        assert torch.allclose(gf, gr, atol=1e-10), "gradients agree (1e-10, float64)"
+        assert gf.abs().sum() > 0, "every parameter gets a gradient"
