@@ -28,8 +28,6 @@ K = (C_in/G)*kh*kw values in one receptive field.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -70,8 +68,9 @@ def unfold_windows(x: torch.Tensor, kernel_size, dilation, stride) -> torch.Tens
     return cols.view(B, C, kh * kw, -1)  # (B, C, kh*kw, L)
 
 
-def _out_size(n: int, k: int, s: int, d: int, pad_lo: int, pad_hi: int) -> int:
-    return (n + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
+def _out_size(n: int, k: int, s: int, d: int) -> int:
+    """Positions of a kernel k (dilation d, stride s) over n already padded cells."""
+    return (n - d * (k - 1) - 1) // s + 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,8 +98,8 @@ def conv2d_reference(
     B, C_in, H, W = x.shape
     C_out, C_g, kh, kw = weight.shape  # C_g = C_in / groups input channels seen by each filter
     G = groups
-    H_out = _out_size(H, kh, stride[0], dilation[0], 0, 0)
-    W_out = _out_size(W, kw, stride[1], dilation[1], 0, 0)
+    H_out = _out_size(H, kh, stride[0], dilation[0])
+    W_out = _out_size(W, kw, stride[1], dilation[1])
     check(
         H_out > 0 and W_out > 0,
         f"input of padded size {H}x{W} is smaller than the dilated kernel "
