@@ -281,7 +281,7 @@ class MaxPool2d(_Pool2d, nn.MaxPool2d):
         if not self.return_indices:
             return y if batched else y.squeeze(0)
         # Window offset -> (row, col) in the unpadded input -> flat index row*W + col.
-        kh, kw = _pair(self.kernel_size)
+        kw = _pair(self.kernel_size)[1]
         s, p = _pair(self.stride), _pair(self.padding)
         arg = arg.view(B, C, H_out, W_out)
         i = torch.arange(H_out, device=x.device).view(H_out, 1)
