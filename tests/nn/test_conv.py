@@ -195,3 +195,19 @@ def test_both_paths_agree_on_a_small_cnn_under_bf16_autocast():
         ref = net(x)
     assert ref.dtype == fused.dtype == torch.bfloat16
     assert torch.allclose(ref.float(), fused.float(), atol=3e-2), (ref.float() - fused.float()).abs().max()
+
+
+@pytest.mark.parametrize(
+    "module",
+    [Conv2d(4, 6, 3, padding=1, groups=2), MaxPool2d(3, 2, 1), AvgPool2d(2, ceil_mode=True),
+     AdaptiveAvgPool2d(3), AdaptiveMaxPool2d(2)],
+    ids=lambda m: type(m).__name__,
+)
+def test_reference_path_takes_channels_last_and_permuted_inputs(module):
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    module.double()
+    module.impl = "fused"
+    expected = module(x)
+    module.impl = "reference"
+    for layout in (x.to(memory_format=torch.channels_last), x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)):
+        assert torch.allclose(module(layout), expected, atol=1e-10)
