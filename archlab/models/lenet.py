@@ -48,7 +48,10 @@ class LeNetConfig:
         check(self.num_classes > 0, f"num_classes must be positive, got {self.num_classes}")
         check(self.in_channels > 0, f"in_channels must be positive, got {self.in_channels}")
         check(self.input_size in (28, 32), f"input_size must be 32 or 28, got {self.input_size}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+        check(
+            self.activation in ACTIVATIONS,
+            f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}",
+        )
         check(self.pooling in POOLINGS, f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
 
 

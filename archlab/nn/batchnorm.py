@@ -75,7 +75,8 @@ class _BatchNorm(TwoPath):
     def _check_input_dim(self, x: torch.Tensor) -> None:
         check(
             x.dim() in self._dims,
-            f"{type(self).__name__} expects a {' or '.join(f'{d}-D' for d in self._dims)} input, got shape {tuple(x.shape)}",
+            f"{type(self).__name__} expects a {' or '.join(f'{d}-D' for d in self._dims)} input, "
+            f"got shape {tuple(x.shape)}",
         )
 
     @classmethod

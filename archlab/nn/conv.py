@@ -28,8 +28,6 @@ K = (C_in/G)*kh*kw values in one receptive field.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -70,8 +68,9 @@ def unfold_windows(x: torch.Tensor, kernel_size, dilation, stride) -> torch.Tens
     return cols.view(B, C, kh * kw, -1)  # (B, C, kh*kw, L)
 
 
-def _out_size(n: int, k: int, s: int, d: int, pad_lo: int, pad_hi: int) -> int:
-    return (n + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
+def _out_size(n: int, k: int, s: int, d: int) -> int:
+    """Positions of a kernel k (dilation d, stride s) over n already padded cells."""
+    return (n - d * (k - 1) - 1) // s + 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,8 +98,8 @@ def conv2d_reference(
     B, C_in, H, W = x.shape
     C_out, C_g, kh, kw = weight.shape  # C_g = C_in / groups input channels seen by each filter
     G = groups
-    H_out = _out_size(H, kh, stride[0], dilation[0], 0, 0)
-    W_out = _out_size(W, kw, stride[1], dilation[1], 0, 0)
+    H_out = _out_size(H, kh, stride[0], dilation[0])
+    W_out = _out_size(W, kw, stride[1], dilation[1])
     check(
         H_out > 0 and W_out > 0,
         f"input of padded size {H}x{W} is smaller than the dilated kernel "
@@ -120,7 +119,7 @@ def conv2d_reference(
     return feature_map
 
 
-def _explicit_padding(module, spatial_dims: int) -> tuple[int, ...]:
+def _explicit_padding(module) -> tuple[int, ...]:
     """The module's padding per side in ``F.pad`` order (last dim first), resolving 'same'/'valid'."""
     if isinstance(module.padding, str):
         pads = []
@@ -135,7 +134,26 @@ def _explicit_padding(module, spatial_dims: int) -> tuple[int, ...]:
     return tuple(v for lo_hi in reversed(pads) for v in lo_hi)
 
 
-class Conv2d(TwoPath, nn.Conv2d):
+class _Conv(TwoPath):
+    """What Conv1d and Conv2d share: the input check both paths run first."""
+
+    def _check_input(self, x: torch.Tensor) -> bool:
+        """ConfigError for a wrong rank, channel count or an input smaller than the kernel; True if batched."""
+        spatial = len(self.kernel_size)
+        batched = _check_image(x, self, spatial, self.in_channels)
+        pads = _explicit_padding(self)[::-1]  # (hi, lo) per dim, first spatial dim first
+        sizes = tuple(x.shape[-spatial:])
+        padded = tuple(n + pads[2 * i] + pads[2 * i + 1] for i, n in enumerate(sizes))
+        kernel = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+        check(
+            all(n >= k for n, k in zip(padded, kernel)),
+            f"input of spatial size {sizes} (padded {padded}) is smaller than the dilated kernel {kernel} "
+            f"of {type(self).__name__}",
+        )
+        return batched
+
+
+class Conv2d(_Conv, nn.Conv2d):
     """2-D convolution: ``feature_map = W * x + b`` (see module docstring). Drop-in for ``nn.Conv2d``.
 
     Arguments as ``nn.Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0 (int,
@@ -144,12 +162,12 @@ class Conv2d(TwoPath, nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batched = _check_image(x, self, 2, self.in_channels)
+        batched = self._check_input(x)
         if self.impl == "fused":
             return super().forward(x)
         x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
         y = conv2d_reference(
-            x4, self.weight, self.bias, self.stride, _explicit_padding(self, 2), self.dilation,
+            x4, self.weight, self.bias, self.stride, _explicit_padding(self), self.dilation,
             self.groups, self.padding_mode,
         )
         return y if batched else y.squeeze(0)
@@ -159,20 +177,20 @@ class Conv2d(TwoPath, nn.Conv2d):
         return _conv_from_torch(cls, m)
 
 
-class Conv1d(TwoPath, nn.Conv1d):
+class Conv1d(_Conv, nn.Conv1d):
     """1-D convolution over a sequence (B, C, T): a filter slid along time. Drop-in for ``nn.Conv1d``.
 
     The reference path is the 2-D one on a map of height 1: (B, C, T) -> (B, C, 1, T).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batched = _check_image(x, self, 1, self.in_channels)
+        batched = self._check_input(x)
         if self.impl == "fused":
             return super().forward(x)
         x4 = (x if batched else x.unsqueeze(0)).unsqueeze(2)  # (B, C, 1, T)
         y = conv2d_reference(
             x4, self.weight.unsqueeze(2), self.bias, (1, self.stride[0]),  # weight (C_out, C_g, 1, k)
-            _explicit_padding(self, 1) + (0, 0), (1, self.dilation[0]), self.groups, self.padding_mode,
+            _explicit_padding(self) + (0, 0), (1, self.dilation[0]), self.groups, self.padding_mode,
         )
         y = y.squeeze(2)  # (B, C_out, T_out)
         return y if batched else y.squeeze(0)
@@ -214,24 +232,33 @@ def _pool_geometry(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> t
 class _Pool2d(TwoPath):
     """Shared window bookkeeping of MaxPool2d and AvgPool2d."""
 
-    def _windows(self, x: torch.Tensor, fill: float, dilation=(1, 1)):
-        """Pad ``x`` (B, C, H, W) with ``fill`` and cut out every window.
+    def _geometry(self, x: torch.Tensor):
+        """Check ``x`` (both paths) and return the output size and the padding the windows need.
 
-        Returns the windows (B, C, kh*kw, L), the output size (H_out, W_out) and the padding applied
-        in ``F.pad`` order (left, right, top, bottom), right/bottom including ceil_mode's overhang.
+        The padding is in ``F.pad`` order (left, right, top, bottom); right/bottom include
+        ceil_mode's overhang.
         """
+        batched = _check_image(x, self, 2)
         k, s, p = _pair(self.kernel_size), _pair(self.stride), _pair(self.padding)
+        d = _pair(getattr(self, "dilation", 1))
         check(
             all(pi <= ki // 2 for pi, ki in zip(p, k)),
             f"{type(self).__name__} padding must be at most half the kernel size {k}, got padding={p}",
         )
         H, W = x.shape[-2:]
-        H_out, extra_h = _pool_geometry(H, k[0], s[0], p[0], dilation[0], self.ceil_mode)
-        W_out, extra_w = _pool_geometry(W, k[1], s[1], p[1], dilation[1], self.ceil_mode)
-        check(H_out > 0 and W_out > 0, f"input of size {H}x{W} is too small for {type(self).__name__} {k}")
-        pad = (p[1], p[1] + extra_w, p[0], p[0] + extra_h)
+        H_out, extra_h = _pool_geometry(H, k[0], s[0], p[0], d[0], self.ceil_mode)
+        W_out, extra_w = _pool_geometry(W, k[1], s[1], p[1], d[1], self.ceil_mode)
+        check(
+            H_out > 0 and W_out > 0,
+            f"input of spatial size {H}x{W} is too small for {type(self).__name__} with kernel_size={k}",
+        )
+        return batched, (H_out, W_out), (p[1], p[1] + extra_w, p[0], p[0] + extra_h)
+
+    def _windows(self, x: torch.Tensor, pad: tuple[int, ...], fill: float) -> torch.Tensor:
+        """Pad ``x`` (B, C, H, W) with ``fill`` and cut out every window: (B, C, kh*kw, L)."""
         x = F.pad(x, pad, value=fill)
-        return unfold_windows(x, k, dilation, s), (H_out, W_out), pad
+        dilation = _pair(getattr(self, "dilation", 1))
+        return unfold_windows(x, _pair(self.kernel_size), dilation, _pair(self.stride))
 
 
 class MaxPool2d(_Pool2d, nn.MaxPool2d):
@@ -242,19 +269,19 @@ class MaxPool2d(_Pool2d, nn.MaxPool2d):
     """
 
     def forward(self, x: torch.Tensor):
-        batched = _check_image(x, self, 2)
+        batched, (H_out, W_out), pad = self._geometry(x)
         if self.impl == "fused":
             return super().forward(x)
         x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
         B, C, H, W = x4.shape
         d = _pair(self.dilation)
-        windows, (H_out, W_out), _ = self._windows(x4, float("-inf"), d)  # (B, C, kh*kw, L)
+        windows = self._windows(x4, pad, float("-inf"))  # (B, C, kh*kw, L)
         y, arg = windows.max(dim=2)  # (B, C, L): value and window offset of each maximum
         y = y.view(B, C, H_out, W_out)  # (B, C, H_out, W_out)
         if not self.return_indices:
             return y if batched else y.squeeze(0)
         # Window offset -> (row, col) in the unpadded input -> flat index row*W + col.
-        kh, kw = _pair(self.kernel_size)
+        kw = _pair(self.kernel_size)[1]
         s, p = _pair(self.stride), _pair(self.padding)
         arg = arg.view(B, C, H_out, W_out)
         i = torch.arange(H_out, device=x.device).view(H_out, 1)
@@ -278,12 +305,13 @@ class AvgPool2d(_Pool2d, nn.AvgPool2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batched = _check_image(x, self, 2)
+        batched, (H_out, W_out), pad = self._geometry(x)
         if self.impl == "fused":
             return super().forward(x)
         x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
         B, C, H, W = x4.shape
-        windows, (H_out, W_out), (left, right, top, bottom) = self._windows(x4, 0.0)  # (B, C, kh*kw, L)
+        windows = self._windows(x4, pad, 0.0)  # (B, C, kh*kw, L)
+        left, right, top, bottom = pad
         total = windows.sum(dim=2)  # (B, C, L)
         if self.divisor_override:
             divisor = float(self.divisor_override)

@@ -51,6 +51,7 @@ CONV2D_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("cin,cout,k,kw,hw", CONV2D_CASES)
 def test_conv2d_reference_equals_torch(cin, cout, k, kw, hw, dtype):
@@ -110,9 +111,12 @@ def test_conv_errors_name_the_argument():
         conv(torch.randn(1, 5, 8, 8))
     with pytest.raises(ConfigError, match="4-D .* got shape \\(8, 8\\)"):
         conv(torch.randn(8, 8))
-    conv.impl = "reference"
-    with pytest.raises(ConfigError, match="smaller than the dilated kernel 3x3"):
-        conv(torch.randn(1, 3, 2, 8))
+    for impl in ("fused", "reference"):  # both paths check before computing
+        conv.impl = impl
+        with pytest.raises(ConfigError, match=r"spatial size \(2, 8\) \(padded \(2, 8\)\) is smaller than the dilated kernel \(3, 3\)"):
+            conv(torch.randn(1, 3, 2, 8))
+    with pytest.raises(ConfigError, match=r"spatial size \(4,\) \(padded \(6,\)\) is smaller than the dilated kernel \(7,\)"):
+        Conv1d(2, 2, 4, padding=1, dilation=2)(torch.randn(1, 2, 4))
     with pytest.raises(ConfigError, match="impl must be one of"):
         conv.impl = "fast"
 
@@ -168,8 +172,8 @@ def test_pooling_unbatched_and_errors():
     assert torch.equal(pool(x), nn.MaxPool2d(2)(x))
     with pytest.raises(ConfigError, match="padding must be at most half the kernel size"):
         _ref(MaxPool2d(2, padding=2))(x)
-    with pytest.raises(ConfigError, match="too small for AvgPool2d"):
-        _ref(AvgPool2d(3))(torch.randn(1, 1, 2, 2))
+    with pytest.raises(ConfigError, match="spatial size 2x2 is too small for AvgPool2d with kernel_size=\\(3, 3\\)"):
+        AvgPool2d(3)(torch.randn(1, 1, 2, 2))
     with pytest.raises(ConfigError, match="4-D .* got shape"):
         AdaptiveAvgPool2d(1)(torch.randn(4, 4))
 
@@ -191,3 +195,19 @@ def test_both_paths_agree_on_a_small_cnn_under_bf16_autocast():
         ref = net(x)
     assert ref.dtype == fused.dtype == torch.bfloat16
     assert torch.allclose(ref.float(), fused.float(), atol=3e-2), (ref.float() - fused.float()).abs().max()
+
+
+@pytest.mark.parametrize(
+    "module",
+    [Conv2d(4, 6, 3, padding=1, groups=2), MaxPool2d(3, 2, 1), AvgPool2d(2, ceil_mode=True),
+     AdaptiveAvgPool2d(3), AdaptiveMaxPool2d(2)],
+    ids=lambda m: type(m).__name__,
+)
+def test_reference_path_takes_channels_last_and_permuted_inputs(module):
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    module.double()
+    module.impl = "fused"
+    expected = module(x)
+    module.impl = "reference"
+    for layout in (x.to(memory_format=torch.channels_last), x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)):
+        assert torch.allclose(module(layout), expected, atol=1e-10)
