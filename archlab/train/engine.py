@@ -128,7 +128,8 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
     out = Path(spec.out)
     check(not out.exists() or out.is_dir(), f"--out {str(out)!r} exists and is not a directory")
     has_run = (out / RUN_FILE).is_file()
-    non_empty = out.is_dir() and any(out.iterdir())
+    # Hidden files (a temporary file of a killed write) do not make a directory a run.
+    non_empty = out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())
     resuming = False
     if spec.resume and has_run:
         saved = json.loads((out / RUN_FILE).read_text())
@@ -150,6 +151,7 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
                           "--overwrite to start it over")
     elif non_empty and not has_run and not spec.overwrite:
         raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
+    world.barrier()  # every process has checked the directory before the main one changes it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if not resuming and spec.overwrite:
@@ -247,9 +249,11 @@ def train(spec: RunSpec) -> dict[str, Any]:
     settings_device = spec.settings.get("device", "auto")
     device = distributed.device_for(world, resolve_device(parse_value("device", settings_device, str)))
     world = distributed.setup(device)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
         return _train(spec, world, device)
     finally:
+        torch.use_deterministic_algorithms(deterministic_before)
         distributed.teardown()
 
 
