@@ -8,3 +8,18 @@ model with ``archlab.nn.set_impl(model, "reference")``. The default is ``"fused"
 from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
+
+# Transformer blocks
+from archlab.nn.attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention  # noqa: E402
+from archlab.nn.feedforward import FeedForward  # noqa: E402
+from archlab.nn.norm import LayerNorm  # noqa: E402
+from archlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding  # noqa: E402
+from archlab.nn.transformer import (  # noqa: E402
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)
+
+__all__ += [
+    "KVCache", "MultiHeadAttention", "causal_mask", "scaled_dot_product_attention", "FeedForward", "LayerNorm",
+    "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "Transformer", "TransformerDecoder",
+    "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
+]

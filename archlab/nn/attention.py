@@ -1,0 +1,413 @@
+"""Scaled dot-product attention and multi-head attention (Vaswani et al. 2017, "Attention Is All You Need").
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V
+
+    head_i    = Attention(X_q W_q^i, X_kv W_k^i, X_kv W_v^i)
+    MultiHead = Concat(head_1, ..., head_h) W_o
+
+Three flavours share this code: self-attention (queries, keys and values from the same sequence),
+masked (causal) self-attention (a position never sees the future: scores above the diagonal are
+set to -inf before the softmax), and encoder-decoder cross-attention (queries from the decoder,
+keys and values from the encoder output, the ``context``).
+
+Dimension letters: B batch, T query length, S key/value length, E embed_dim, nh heads,
+hs head size (E // nh).
+
+Masks. Inside archlab a mask is boolean, ``True`` = may attend, broadcastable to (B, nh, T, S); a
+float mask is added to the scores (0 keeps, -inf removes). ``MultiHeadAttention.forward`` mirrors
+``torch.nn.MultiheadAttention``, whose boolean masks mean the opposite (``True`` = masked out); it
+converts at that boundary only. A query row with nothing to attend to yields zeros, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from archlab.errors import ConfigError, check
+from archlab.nn.twopath import IMPLS, TwoPath
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks
+# ------------------------------------------------------------------------------------------------
+
+def causal_mask(T: int, S: int | None = None, *, device=None) -> torch.Tensor:
+    """(T, S) boolean mask, True = may attend: query i sees keys j <= i + (S - T).
+
+    With S == T this is the lower triangle. With S > T (a KV cache holding S - T earlier positions)
+    the last query row sees every key: the triangle is aligned to the bottom-right corner.
+    """
+    S = T if S is None else S
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def _as_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean (True = may attend) or additive float mask as an additive float mask."""
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    return mask.to(dtype)
+
+
+def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Both masks together: AND of two boolean masks, otherwise the sum of their additive forms."""
+    if a is None or b is None:
+        return a if b is None else b
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        return a & b
+    return _as_additive(a, dtype) + _as_additive(b, dtype)
+
+
+def _dead_rows(mask: torch.Tensor) -> torch.Tensor:
+    """(..., T, 1) True where a query row may attend to nothing."""
+    if mask.dtype == torch.bool:
+        return ~mask.any(dim=-1, keepdim=True)
+    return torch.isneginf(mask).all(dim=-1, keepdim=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scaled dot-product attention
+# ------------------------------------------------------------------------------------------------
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    need_weights: bool = False,
+    impl: str = "fused",
+    training: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(Q K^T / sqrt(d_k) + M) V, returning ``(out, weights or None)``.
+
+    q: (B, nh, T, hs); k, v: (B, nh, S, hs). ``mask``: boolean (True = may attend) or additive
+    float, broadcastable to (B, nh, T, S). ``is_causal`` adds ``causal_mask(T, S)`` (bottom-right
+    aligned, so it stays right with a KV cache). Dropout applies to the attention weights when
+    ``training``.
+
+    ``impl="reference"`` writes the equation out; ``"fused"`` calls
+    ``torch.nn.functional.scaled_dot_product_attention``. A fused kernel never materialises the
+    (T, S) weights, so when ``need_weights`` is True the weights are computed explicitly on the
+    reference path, as ``torch.nn.MultiheadAttention`` also does. Returned weights are the ones
+    multiplied with V (after dropout). Rows with nothing to attend to give zeros (and zero
+    gradients), never NaN, on both paths.
+    """
+    if impl not in IMPLS:
+        raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
+    T, S = q.size(-2), k.size(-2)
+    use_fused = impl == "fused" and not need_weights
+    # The fused kernel knows the plain causal mask (S == T) without materialising it.
+    kernel_causal = use_fused and is_causal and mask is None and T == S
+    if is_causal and not kernel_causal:
+        mask = merge_masks(mask, causal_mask(T, S, device=q.device), q.dtype)
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(q.dtype)  # an additive mask follows the scores' dtype (e.g. bf16 under autocast)
+    dead = None
+    if mask is not None:
+        dead = _dead_rows(mask)  # (..., T, 1)
+        # Let dead rows attend everywhere (finite softmax, finite gradients); their output is zeroed below.
+        mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
+    p = dropout_p if training else 0.0
+
+    if use_fused:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal)
+        weights = None
+    else:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            else:
+                scores = scores + mask
+        weights = scores.softmax(dim=-1)
+        if dead is not None:
+            weights = weights.masked_fill(dead, 0.0)
+        weights = F.dropout(weights, p=p, training=p > 0)
+        out = weights @ v  # (B, nh, T, hs)
+    if dead is not None:
+        out = out.masked_fill(dead, 0.0)
+    return out, (weights if need_weights else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Key/value cache for incremental decoding
+# ------------------------------------------------------------------------------------------------
+
+class KVCache:
+    """Keys and values of the positions already seen, per attention layer.
+
+    Self-attention appends the new step's K, V (``update``); cross-attention computes the
+    encoder's K, V once and reuses them (``attend`` stores them on the first call when given a
+    ``context``). Tensors are (B, nh, S, hs).
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.size(-2)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, nh, t, hs) keys and values; return all of them, (B, nh, S + t, hs)."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=-2)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` of the batch (beam search)."""
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-head attention
+# ------------------------------------------------------------------------------------------------
+
+class MultiHeadAttention(TwoPath, nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1..head_h) W_o, head_i = Attention(Q W_q^i, K W_k^i, V W_v^i).
+
+    A drop-in for ``torch.nn.MultiheadAttention``: same constructor, ``forward`` signature, return
+    values and parameter names (``in_proj_weight`` (3E, E) packing W_q, W_k, W_v, ``in_proj_bias``;
+    ``q_proj_weight``/``k_proj_weight``/``v_proj_weight`` when kdim/vdim differ from embed_dim;
+    ``out_proj`` = W_o), so state_dicts interchange with torch's module, its Transformer layers and
+    torchvision's ViT. archlab's own models call ``attend`` (batch first, True = may attend, KV cache).
+    ``add_bias_kv`` and ``add_zero_attn`` are not supported.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, device=None, dtype=None):
+        super().__init__()
+        check(embed_dim > 0, f"embed_dim must be positive, got {embed_dim}")
+        check(num_heads > 0 and embed_dim % num_heads == 0,
+              f"num_heads must divide embed_dim={embed_dim}, got num_heads={num_heads}")
+        check(0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")
+        check(not add_bias_kv, "add_bias_kv=True is not supported by archlab's MultiHeadAttention, got True")
+        check(not add_zero_attn, "add_zero_attn=True is not supported by archlab's MultiHeadAttention, got True")
+        factory = {"device": device, "dtype": dtype}
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.dropout = dropout
+        self.batch_first = batch_first
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim, **factory))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
+        else:
+            self.q_proj_weight = nn.Parameter(torch.empty(embed_dim, embed_dim, **factory))
+            self.k_proj_weight = nn.Parameter(torch.empty(embed_dim, self.kdim, **factory))
+            self.v_proj_weight = nn.Parameter(torch.empty(embed_dim, self.vdim, **factory))
+            self.register_parameter("in_proj_weight", None)
+        if bias:
+            self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim, **factory))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.bias_k = self.bias_v = None  # torch's attribute names, for code that inspects them
+        self.add_zero_attn = False
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        # torch's initialisation: Xavier-uniform projections, zero biases.
+        for w in (self.in_proj_weight, self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+            if w is not None:
+                nn.init.xavier_uniform_(w)
+        if self.in_proj_bias is not None:
+            nn.init.zeros_(self.in_proj_bias)
+            nn.init.zeros_(self.out_proj.bias)
+
+    # The texts' names for the projections: views of torch's packed layout.
+    @property
+    def W_q(self) -> torch.Tensor:
+        return self.q_proj_weight if self.in_proj_weight is None else self.in_proj_weight[: self.embed_dim]
+
+    @property
+    def W_k(self) -> torch.Tensor:
+        E = self.embed_dim
+        return self.k_proj_weight if self.in_proj_weight is None else self.in_proj_weight[E: 2 * E]
+
+    @property
+    def W_v(self) -> torch.Tensor:
+        return self.v_proj_weight if self.in_proj_weight is None else self.in_proj_weight[2 * self.embed_dim:]
+
+    @property
+    def W_o(self) -> nn.Linear:
+        return self.out_proj
+
+    def _bias(self, i: int) -> torch.Tensor | None:
+        E = self.embed_dim
+        return None if self.in_proj_bias is None else self.in_proj_bias[i * E: (i + 1) * E]
+
+    # --------------------------------------------------------------------------------------------
+    # archlab's native call: batch first, boolean mask True = may attend
+    # --------------------------------------------------------------------------------------------
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, L, hs)
+
+    def project_qkv(self, query: torch.Tensor, key: torch.Tensor | None, value: torch.Tensor | None):
+        """Q = query W_q^T + b_q, K = key W_k^T + b_k, V = value W_v^T + b_v, split into heads.
+
+        ``key``/``value`` None: only Q is computed (cross-attention with cached K, V).
+        """
+        if self.impl == "fused" and key is query and value is query and self.in_proj_weight is not None:
+            # Self-attention: one matmul for the three projections.
+            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # 3 x (B, T, E)
+            return self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        q = self._split_heads(F.linear(query, self.W_q, self._bias(0)))  # (B, nh, T, hs)
+        if key is None:
+            return q, None, None
+        k = self._split_heads(F.linear(key, self.W_k, self._bias(1)))  # (B, nh, S, hs)
+        v = self._split_heads(F.linear(value, self.W_v, self._bias(2)))  # (B, nh, S, hs)
+        return q, k, v
+
+    def _attention(self, q, k, v, mask, is_causal, need_weights, average_attn_weights):
+        """Heads attend, are concatenated and mixed by W_o: (B, T, E), weights or None."""
+        B, _, T, _ = q.shape
+        S = k.size(-2)
+        if mask is not None:
+            try:
+                torch.broadcast_shapes(mask.shape, (B, self.num_heads, T, S))
+            except RuntimeError:
+                raise ConfigError(f"mask must broadcast to (batch, heads, T, S) = {(B, self.num_heads, T, S)}, "
+                                  f"got shape {tuple(mask.shape)}") from None
+        y, weights = scaled_dot_product_attention(
+            q, k, v, mask=mask, dropout_p=self.dropout, is_causal=is_causal, need_weights=need_weights,
+            impl=self.impl, training=self.training)
+        y = y.transpose(1, 2).reshape(B, T, self.embed_dim)  # (B, T, E): heads side by side again
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(dim=1)  # (B, T, S)
+        return self.W_o(y), weights
+
+    def attend(self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
+               is_causal: bool = False, kv_cache: KVCache | None = None, need_weights: bool = False,
+               average_attn_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Multi-head attention of x (B, T, E) over itself, or over ``context`` (B, S, kdim).
+
+        ``mask``: boolean (True = may attend) or additive float, broadcastable to (B, nh, T, S)
+        (a key padding mask of shape (B, S) is ``mask[:, None, None, :]``). ``is_causal``: causal
+        self-attention (bottom-right aligned, right with a cache). ``kv_cache``: self-attention
+        appends this step's K, V to it; with a ``context`` (cross-attention) the context's K, V are
+        computed on the first call and reused after. Returns (out (B, T, E), weights (B, T, S)
+        averaged over heads or (B, nh, T, S), or None).
+        """
+        check(x.dim() == 3 and x.size(-1) == self.embed_dim,
+              f"x must be (batch, length, embed_dim={self.embed_dim}), got shape {tuple(x.shape)}")
+        if context is not None:
+            check(context.dim() == 3 and context.size(0) == x.size(0) and context.size(-1) == self.kdim
+                  and self.kdim == self.vdim,
+                  f"context must be (batch={x.size(0)}, length, kdim={self.kdim}), got shape {tuple(context.shape)}")
+        if context is not None and kv_cache is not None and len(kv_cache) > 0:
+            q, _, _ = self.project_qkv(x, None, None)
+            k, v = kv_cache.k, kv_cache.v
+        else:
+            c = x if context is None else context
+            q, k, v = self.project_qkv(x, c, c)
+            if kv_cache is not None:
+                k, v = kv_cache.update(k, v)
+        return self._attention(q, k, v, mask, is_causal, need_weights, average_attn_weights)
+
+    # --------------------------------------------------------------------------------------------
+    # torch.nn.MultiheadAttention's call
+    # --------------------------------------------------------------------------------------------
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
+                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False, *, kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``torch.nn.MultiheadAttention.forward``: same arguments, semantics and return values.
+
+        query (L, N, E), key (S, N, kdim), value (S, N, vdim) — (N, L, E)... with ``batch_first``,
+        or unbatched (L, E). ``key_padding_mask`` (N, S) and ``attn_mask`` (L, S) or (N*nh, L, S):
+        boolean True = masked out, or float added to the scores. ``is_causal`` without an
+        ``attn_mask`` applies the causal mask (torch requires the mask as well; with one, it is a hint).
+        Returns (output like query, weights (N, L, S) averaged or (N, nh, L, S), or None).
+
+        archlab's addition, ``kv_cache``: self-attention (key and value are query) appends this
+        call's K, V; cross-attention computes K, V from ``key``/``value`` on the first call and
+        reuses them after. S then counts the cached positions too.
+        """
+        unbatched = query.dim() == 2
+        check(query.dim() in (2, 3), f"query must be 2-D (unbatched) or 3-D, got shape {tuple(query.shape)}")
+        check(key.dim() == query.dim() and value.dim() == query.dim(),
+              f"query, key and value must have the same number of dims, got {query.dim()}, {key.dim()}, {value.dim()}")
+        self_attention = key is query and value is query
+        if unbatched:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif not self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)  # (N, L, E)
+        if self_attention:
+            key = value = query  # keeps the single packed projection of self-attention
+        N, L = query.size(0), query.size(1)
+        check(query.size(-1) == self.embed_dim,
+              f"query has embedding size {query.size(-1)}, MultiHeadAttention expects embed_dim={self.embed_dim}")
+        check(key.size(-1) == self.kdim, f"key has embedding size {key.size(-1)}, expected kdim={self.kdim}")
+        check(value.size(-1) == self.vdim, f"value has embedding size {value.size(-1)}, expected vdim={self.vdim}")
+        check(key.shape[:2] == value.shape[:2],
+              f"key and value must have the same batch and length, got {tuple(key.shape)} and {tuple(value.shape)}")
+        check(key.size(0) == N, f"key has batch size {key.size(0)}, expected the query's batch size {N}")
+
+        if kv_cache is not None and not self_attention and len(kv_cache) > 0:
+            q, _, _ = self.project_qkv(query, None, None)
+            k, v = kv_cache.k, kv_cache.v  # the encoder's K, V, projected on the first step
+        else:
+            q, k, v = self.project_qkv(query, key, value)
+            if kv_cache is not None:
+                k, v = kv_cache.update(k, v)
+        S = k.size(-2)
+
+        mask = None
+        if key_padding_mask is not None:
+            check(tuple(key_padding_mask.shape) == (N, S),
+                  f"key_padding_mask must have shape (batch, S) = {(N, S)}, got {tuple(key_padding_mask.shape)}")
+            mask = _from_torch_mask(key_padding_mask)[:, None, None, :]  # (N, 1, 1, S)
+        if attn_mask is not None:
+            if attn_mask.dim() == 2:
+                check(tuple(attn_mask.shape) == (L, S),
+                      f"attn_mask (2-D) must have shape (L, S) = {(L, S)}, got {tuple(attn_mask.shape)}")
+                am = attn_mask[None, None]  # (1, 1, L, S)
+            else:
+                want = (N * self.num_heads, L, S)
+                check(attn_mask.dim() == 3 and tuple(attn_mask.shape) == want,
+                      f"attn_mask (3-D) must have shape (batch*num_heads, L, S) = {want}, got {tuple(attn_mask.shape)}")
+                am = attn_mask.view(N, self.num_heads, L, S)
+            mask = merge_masks(mask, _from_torch_mask(am), query.dtype)
+        out, weights = self._attention(q, k, v, mask, is_causal and attn_mask is None, need_weights,
+                                       average_attn_weights)
+        if unbatched:
+            return out.squeeze(0), (weights.squeeze(0) if weights is not None else None)
+        if not self.batch_first:
+            out = out.transpose(0, 1)  # (L, N, E)
+        return out, weights
+
+    @classmethod
+    def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadAttention":
+        """The same attention, weights copied, from a ``torch.nn.MultiheadAttention``."""
+        check(m.bias_k is None and not m.add_zero_attn,
+              "from_torch: add_bias_kv / add_zero_attn are not supported, got a module that uses them")
+        p = m.out_proj.weight
+        new = cls(m.embed_dim, m.num_heads, dropout=m.dropout, bias=m.in_proj_bias is not None, kdim=m.kdim,
+                  vdim=m.vdim, batch_first=m.batch_first, device=p.device, dtype=p.dtype)
+        new.load_state_dict(m.state_dict())
+        return new.train(m.training)
+
+
+def _from_torch_mask(mask: torch.Tensor) -> torch.Tensor:
+    """torch's convention (bool True = masked out, or additive float) -> archlab's (True = may attend)."""
+    return ~mask if mask.dtype == torch.bool else mask
