@@ -23,3 +23,19 @@ __all__ += [
     "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "Transformer", "TransformerDecoder",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
 ]
+
+# Recurrent blocks
+from archlab.nn.bptt import (  # noqa: E402
+    StepRecord, clip_grad_norm_, detach_state, hidden_grad_norms, record_steps, time_chunks,
+    truncated_bptt,
+)
+from archlab.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, pack_padded  # noqa: E402
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "StepRecord", "record_steps",
+            "hidden_grad_norms", "pack_padded", "detach_state", "time_chunks", "truncated_bptt",
+            "clip_grad_norm_"]
+
+# Attention for recurrent encoder-decoders
+from archlab.nn.seq_attention import AdditiveAttention, MultiplicativeAttention, SeqAttention  # noqa: E402
+
+__all__ += ["AdditiveAttention", "MultiplicativeAttention", "SeqAttention"]
