@@ -155,7 +155,10 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if not resuming and spec.overwrite:
-            for name in RUN_OUTPUTS:
+            final_files = []
+            if (out / ckpt.MANIFEST_FILE).is_file():  # the final model's files, tokenizer included
+                final_files = list(json.loads((out / ckpt.MANIFEST_FILE).read_text()))
+            for name in (*RUN_OUTPUTS, *final_files):
                 p = out / name
                 if p.is_dir():
                     shutil.rmtree(p)
@@ -408,8 +411,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
     report.log({"step": step, "split": "eval", **metrics})
     last = save(step)
     if world.is_main:
-        ckpt.write_model_files(out, model, task)
-        ckpt.write_manifest(out)
+        ckpt.publish_final(out, model, task)
     world.barrier()
     report.message(f"done: step {step}; " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                    + f"; model in {out}")
@@ -481,6 +483,10 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tupl
     if (path / ckpt.MANIFEST_FILE).is_file():
         ckpt.verify(path)
     task_file = path / ckpt.TASK_FILE
+    if not task_file.is_file() and (path / RUN_FILE).is_file():
+        steps = [p.name for p in ckpt.list_checkpoints(path)]
+        raise CheckpointError(f"run {str(path)!r} has no final model yet; evaluate one of its checkpoints "
+                              f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
     if not task_file.is_file():
         raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
     described = json.loads(task_file.read_text())

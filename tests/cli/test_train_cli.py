@@ -78,6 +78,11 @@ def test_resume_refuses_another_model_and_skips_a_corrupted_checkpoint(tmp_path,
     w.write_bytes(b"x" + w.read_bytes()[1:])
     assert main(["evaluate", "--checkpoint", str(w.parent)]) == 2
     assert "fails its SHA-256 check" in capsys.readouterr().err
+    # --overwrite starts over: the run's own files go, a file of the user's stays.
+    (out / "notes.txt").write_text("mine")
+    assert main(["train", *ARGS, "--out", str(out), "--overwrite"]) == 0
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000006"]
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143)])

@@ -35,6 +35,10 @@ def test_classify_learns_and_final_model_loads(tmp_path):
     assert losses[-1] < 0.5 * losses[0]
     model = archlab.from_pretrained(out)
     assert model.config.in_features == 64 and model.config.num_classes == 10  # fixed by the 8x8 digits
+    # OUT's manifest vouches for the final model's files, which pass it.
+    assert set(json.loads((out / "manifest.json").read_text())) == {
+        "config.json", "model.safetensors", "task.json", "classes.json"}
+    ckpt.verify(out)
     # evaluate() on the saved model gives exactly the metrics the run reported.
     assert evaluate(out, batch_size=32) == pytest.approx(result["metrics"], rel=1e-12)
     # The trainer state is plain tensors and containers: weights-only loading reads it.
