@@ -20,7 +20,7 @@ def snapshot(directory):
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_train_from_a_recipe_then_evaluate(cli, tmp_path):
+def test_train_from_a_recipe_then_evaluate(cli, tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("task: classify\nmodel: mlp\ndata: digits\nhidden: [32]\nbatch_size: 32\nlr: 0.003\n"
                       "max_steps: 30\n")
@@ -40,8 +40,8 @@ def test_train_from_a_recipe_then_evaluate(cli, tmp_path):
 
     # Bad input: an existing run without --resume is refused and left untouched.
     before = snapshot(out)
-    again = cli("train", *ARGS, "--out", str(out))
-    assert again.returncode == 2 and "already holds a run; pass --resume" in again.stderr
+    assert main(["train", *ARGS, "--out", str(out)]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
     assert snapshot(out) == before
 
 
