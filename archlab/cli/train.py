@@ -17,9 +17,11 @@ FLAG_KEYS = ("max_steps", "epochs", "save_every", "eval_every", "device", "preci
 
 
 def register(sub) -> None:
+    from archlab.tasks import list_tasks
+
     p = sub.add_parser("train", help="train a model on a task (checkpoints, resume, bf16, DDP)",
                        description=__doc__)
-    p.add_argument("--task", help="what to train for: lm | classify | ... (or `task:` in --config)")
+    p.add_argument("--task", help=f"what to train for: {' | '.join(list_tasks())} (or `task:` in --config)")
     p.add_argument("--model", help="a registered model name (`archlab list`), or `model:` in --config")
     p.add_argument("--data", help="a known data set name or a path (default: the task's own)")
     p.add_argument("--config", metavar="FILE", help="a YAML or TOML recipe holding the same keys")

@@ -65,6 +65,8 @@ class Task:
         self.data = data or self.default_data
         if self.data is None:
             raise ConfigError(f"task {self.name!r} needs --data (a data set name or a path), got none")
+        if Path(self.data).expanduser().exists():  # a path: absolute, so task.json works from anywhere
+            self.data = str(Path(self.data).expanduser().resolve())
 
     # -- what the data fixes -------------------------------------------------------------------
     def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:

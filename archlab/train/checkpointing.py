@@ -157,6 +157,27 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, task, stat
     return final
 
 
+def publish_final(run_dir: Path, model: torch.nn.Module, task) -> None:
+    """The final model at ``OUT/config.json`` + ``OUT/model.safetensors`` (+ the task's files).
+
+    Written into a staging directory first; the old manifest goes, each file is renamed into place,
+    and the new manifest (of these files only) comes last, so a manifest never vouches for a
+    half-replaced set.
+    """
+    run_dir = Path(run_dir)
+    stage = run_dir / f".final-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    write_model_files(stage, model, task)
+    write_manifest(stage)
+    (run_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    for path in sorted(stage.iterdir(), key=lambda p: p.name == MANIFEST_FILE):
+        os.replace(path, run_dir / path.name)
+    fsync_dir(run_dir)
+    stage.rmdir()
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoint directories of a run, oldest first."""
     root = Path(run_dir) / "checkpoints"
@@ -168,6 +189,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 def remove_unfinished(run_dir: Path) -> None:
     """Delete temporary directories left by a write that was killed."""
+    for p in Path(run_dir).glob(".final-*"):
+        shutil.rmtree(p, ignore_errors=True)
     root = Path(run_dir) / "checkpoints"
     if root.is_dir():
         for p in root.iterdir():

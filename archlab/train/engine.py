@@ -128,7 +128,8 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
     out = Path(spec.out)
     check(not out.exists() or out.is_dir(), f"--out {str(out)!r} exists and is not a directory")
     has_run = (out / RUN_FILE).is_file()
-    non_empty = out.is_dir() and any(out.iterdir())
+    # Hidden files (a temporary file of a killed write) do not make a directory a run.
+    non_empty = out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())
     resuming = False
     if spec.resume and has_run:
         saved = json.loads((out / RUN_FILE).read_text())
@@ -150,10 +151,14 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
                           "--overwrite to start it over")
     elif non_empty and not has_run and not spec.overwrite:
         raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
+    world.barrier()  # every process has checked the directory before the main one changes it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if not resuming and spec.overwrite:
-            for name in RUN_OUTPUTS:
+            final_files = []
+            if (out / ckpt.MANIFEST_FILE).is_file():  # the final model's files, tokenizer included
+                final_files = list(json.loads((out / ckpt.MANIFEST_FILE).read_text()))
+            for name in (*RUN_OUTPUTS, *final_files):
                 p = out / name
                 if p.is_dir():
                     shutil.rmtree(p)
@@ -247,9 +252,11 @@ def train(spec: RunSpec) -> dict[str, Any]:
     settings_device = spec.settings.get("device", "auto")
     device = distributed.device_for(world, resolve_device(parse_value("device", settings_device, str)))
     world = distributed.setup(device)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
         return _train(spec, world, device)
     finally:
+        torch.use_deterministic_algorithms(deterministic_before)
         distributed.teardown()
 
 
@@ -404,8 +411,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
     report.log({"step": step, "split": "eval", **metrics})
     last = save(step)
     if world.is_main:
-        ckpt.write_model_files(out, model, task)
-        ckpt.write_manifest(out)
+        ckpt.publish_final(out, model, task)
     world.barrier()
     report.message(f"done: step {step}; " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                    + f"; model in {out}")
@@ -477,6 +483,10 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tupl
     if (path / ckpt.MANIFEST_FILE).is_file():
         ckpt.verify(path)
     task_file = path / ckpt.TASK_FILE
+    if not task_file.is_file() and (path / RUN_FILE).is_file():
+        steps = [p.name for p in ckpt.list_checkpoints(path)]
+        raise CheckpointError(f"run {str(path)!r} has no final model yet; evaluate one of its checkpoints "
+                              f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
     if not task_file.is_file():
         raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
     described = json.loads(task_file.read_text())

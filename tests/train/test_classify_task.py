@@ -1,0 +1,62 @@
+"""The image-classification task: epochs visit every image once, shards split the global batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from archlab.errors import ConfigError
+from archlab.tasks.classify import ClassifyConfig, ClassifyTask
+from archlab.train import RunSpec, evaluate, train
+
+
+@pytest.fixture(scope="module")
+def task():
+    return ClassifyTask(ClassifyConfig(), "digits")
+
+
+def test_an_epoch_visits_every_training_image_once(task):
+    n, bs = len(task.train_y), 64
+    per_epoch = n // bs  # the last, incomplete batch is dropped
+    epoch = torch.cat([task.train_batch(p, bs, seed=0, shard=slice(0, bs))[0] for p in range(per_epoch)])
+    rows = lambda x: Counter(tuple(r) for r in x.flatten(1).tolist())  # noqa: E731  multiset of images
+    visited, split = rows(epoch), rows(task._normalize(task.train_x))
+    assert not visited - split  # no image more often than it is in the split
+    assert sum((split - visited).values()) == n - per_epoch * bs  # all but the dropped remainder
+    # The next epoch is another order of the same images.
+    assert not torch.equal(task.train_batch(per_epoch, bs, 0, slice(0, bs))[0], epoch[:bs])
+    # Two processes' shards are the halves of the global batch.
+    x, y = task.train_batch(5, bs, 0, slice(0, bs))
+    assert torch.equal(task.train_batch(5, bs, 0, slice(32, 64))[0], x[32:])
+
+
+def test_images_are_standardised_with_training_statistics(task):
+    x = torch.cat([task.train_batch(p, 100, 0, slice(0, 100))[0] for p in range(len(task.train_y) // 100)])
+    assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1.0) < 0.05
+
+
+def test_model_fields_follow_the_model(task):
+    assert task.model_fields({"in_features", "num_classes", "hidden"}) == {"num_classes": 10, "in_features": 64}
+    assert task.model_fields({"in_channels", "num_classes"}) == {"num_classes": 10, "in_channels": 1}
+    assert task.model_fields({"img_size", "in_channels", "num_classes"})["img_size"] == 8
+
+
+def test_epochs_set_the_number_of_steps_and_other_data_is_refused(tmp_path):
+    out = tmp_path / "run"
+    settings = {"hidden": "16", "batch_size": 100, "epochs": 1.5, "max_steps": 0, "log_every": 100}
+    result = train(RunSpec(task="classify", model="mlp", data="digits", out=out, settings=settings))
+    assert result["step"] == 22  # ceil(1.5 * 1437 training images / 100)
+    # A model trained on the 10 digit classes cannot be evaluated on a folder of 3 classes.
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for c in ("a", "b", "c"):
+        (tmp_path / "folder" / c).mkdir(parents=True)
+        for i in range(5):
+            pixels = torch.randint(0, 256, (8, 8), generator=g, dtype=torch.uint8).numpy()
+            Image.fromarray(pixels, mode="L").save(tmp_path / "folder" / c / f"{i}.png")
+    with pytest.raises(ConfigError, match="has 3 classes of images \\(1, 8, 8\\), the checkpoint was trained on "
+                                          "10 classes of images \\(1, 8, 8\\)"):
+        evaluate(out, str(tmp_path / "folder"))
