@@ -69,7 +69,8 @@ class BertConfig:
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         check(self.hidden_size % self.num_heads == 0,
               f"hidden_size must be divisible by num_heads={self.num_heads}, got hidden_size={self.hidden_size}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check(self.activation in ACTIVATIONS,
+              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         check(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
         check(self.head != "classification" or self.pooler,
               "head='classification' classifies the pooled output and needs pooler=True, got pooler=False")
@@ -196,6 +197,9 @@ class Bert(PretrainedMixin, nn.Module):
 
         ``labels``: (B, T) token ids for the MLM head (``-100`` = not scored), or (B,) class ids for
         the classification head; the output then carries the cross-entropy ``loss``.
+        ``output_attentions``: each layer's attention weights (B, nh, T, T), from a second call of
+        the layer's attention module on the same input, so the layers keep their fused kernel
+        (identical weights in eval mode; in training the dropout draws differ).
         """
         self._check_inputs(input_ids, attention_mask, token_type_ids)
         if token_type_ids is None:
@@ -243,6 +247,16 @@ class Bert(PretrainedMixin, nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p), nn.Linear(c.hidden_size, num_labels)).to(ref.device, ref.dtype)
         self.classifier.apply(self._init_weights)
         self.mlm_head = None
+
+
+def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, *, normalize: bool = True):
+    """Sentence embedding: the mean of the real tokens' states (B, T, H) -> (B, H), L2-normalised.
+
+    The pooling of sentence-transformers models such as all-MiniLM-L6-v2.
+    """
+    m = attention_mask[..., None].to(last_hidden_state.dtype)  # (B, T, 1)
+    pooled = (last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return F.normalize(pooled, dim=-1) if normalize else pooled
 
 
 def mask_tokens(input_ids: torch.Tensor, *, mask_token_id: int, vocab_size: int, mlm_probability: float = 0.15,

@@ -76,7 +76,8 @@ class TransformerConfig:
               f"share_vocab=True needs src_vocab_size == tgt_vocab_size, got {self.src_vocab_size} "
               f"and {self.tgt_vocab_size}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check(self.activation in ACTIVATIONS,
+              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         vocab = min(self.src_vocab_size, self.tgt_vocab_size)
         for name in ("pad_id", "bos_id", "eos_id"):
             check(0 <= getattr(self, name) < vocab,
@@ -212,7 +213,8 @@ class Seq2SeqTransformer(PretrainedMixin, nn.Module):
                 return logits.float().log_softmax(-1), state
             caches = [(KVCache(), KVCache()) for _ in range(L)]
             for i, (sc, cc) in enumerate(caches):
-                sc.k, sc.v, cc.k, cc.v = state["self_k"][i], state["self_v"][i], state["cross_k"][i], state["cross_v"][i]
+                sc.k, sc.v = state["self_k"][i], state["self_v"][i]
+                cc.k, cc.v = state["cross_k"][i], state["cross_v"][i]
             done = len(caches[0][0])  # positions already in the cache
             logits = self.decode_step_cached(tokens[:, done:], state["memory"], state["src_keep"], caches, done)
             state = {**state, "self_k": [sc.k for sc, _ in caches], "self_v": [sc.v for sc, _ in caches],

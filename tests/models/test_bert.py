@@ -3,7 +3,7 @@ import torch
 
 import archlab
 from archlab.errors import ConfigError
-from archlab.models.bert import IGNORE_INDEX, mask_tokens
+from archlab.models.bert import IGNORE_INDEX, mask_tokens, mean_pool
 from archlab.nn import set_impl
 from archlab.utils.runtime import count_parameters
 
@@ -199,3 +199,10 @@ def test_bad_config_is_a_config_error(kwargs, message):
 def test_labels_without_a_head_are_a_config_error():
     with pytest.raises(ConfigError, match="labels need a head that makes logits, got head='none'"):
         tiny()(torch.ones(1, 3, dtype=torch.long), labels=torch.ones(1, 3, dtype=torch.long))
+
+
+def test_mean_pool_averages_only_real_tokens():
+    h = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    torch.testing.assert_close(mean_pool(h, mask, normalize=False), torch.tensor([[2.0, 2.0]]), rtol=0, atol=0)
+    torch.testing.assert_close(mean_pool(h, mask), torch.tensor([[2 ** -0.5, 2 ** -0.5]]), rtol=0, atol=1e-7)

@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 import archlab
 from archlab.errors import CheckpointError
+from archlab.models.bert import mean_pool
 
 # Everything here is local: the hub reads this once, when transformers is first imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -201,8 +202,7 @@ def test_real_minilm_sentence_embeddings_equal_sentence_transformers():
     ours = archlab.from_pretrained(model_dir)
     with torch.no_grad():
         h = ours(ids, attention_mask=mask).last_hidden_state  # (B, T, 384)
-    m = mask[..., None].to(h.dtype)
-    embeddings = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+    embeddings = mean_pool(h, mask)  # mean over real tokens, L2-normalised
 
     reference = minilm.load_model(device="cpu").encode(SENTENCES, convert_to_tensor=True)
     assert embeddings.shape == reference.shape == (4, 384)

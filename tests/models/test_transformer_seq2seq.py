@@ -174,7 +174,8 @@ def test_every_parameter_gets_a_gradient_and_bf16_autocast_runs():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: m(torch.tensor([[3, 13]]), torch.tensor([[1]])), r"src_ids must be in \[0, 13\), got values in \[3, 13\]"),
+    (lambda m: m(torch.tensor([[3, 13]]), torch.tensor([[1]])),
+     r"src_ids must be in \[0, 13\), got values in \[3, 13\]"),
     (lambda m: m(torch.ones(1, 17, dtype=torch.long), torch.tensor([[1]])),
      r"src_ids has length 17, the model expects at most max_len=16"),
     (lambda m: m(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long),
