@@ -101,8 +101,13 @@ def scaled_dot_product_attention(
     if impl not in IMPLS:
         raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
     T, S = q.size(-2), k.size(-2)
-    if is_causal:
+    use_fused = impl == "fused" and not need_weights
+    # The fused kernel knows the plain causal mask (S == T) without materialising it.
+    kernel_causal = use_fused and is_causal and mask is None and T == S
+    if is_causal and not kernel_causal:
         mask = merge_masks(mask, causal_mask(T, S, device=q.device), q.dtype)
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(q.dtype)  # an additive mask follows the scores' dtype (e.g. bf16 under autocast)
     dead = None
     if mask is not None:
         dead = _dead_rows(mask)  # (..., T, 1)
@@ -110,8 +115,8 @@ def scaled_dot_product_attention(
         mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
     p = dropout_p if training else 0.0
 
-    if impl == "fused" and not need_weights:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    if use_fused:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal)
         weights = None
     else:
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
@@ -323,7 +328,8 @@ class MultiHeadAttention(TwoPath, nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
                 attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                is_causal: bool = False, *,
+                kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``torch.nn.MultiheadAttention.forward``: same arguments, semantics and return values.
 
         query (L, N, E), key (S, N, kdim), value (S, N, vdim) — (N, L, E)... with ``batch_first``,
@@ -331,6 +337,10 @@ class MultiHeadAttention(TwoPath, nn.Module):
         boolean True = masked out, or float added to the scores. ``is_causal`` without an
         ``attn_mask`` applies the causal mask (torch requires the mask as well; with one, it is a hint).
         Returns (output like query, weights (N, L, S) averaged or (N, nh, L, S), or None).
+
+        archlab's addition, ``kv_cache``: self-attention (key and value are query) appends this
+        call's K, V; cross-attention computes K, V from ``key``/``value`` on the first call and
+        reuses them after. S then counts the cached positions too.
         """
         unbatched = query.dim() == 2
         check(query.dim() in (2, 3), f"query must be 2-D (unbatched) or 3-D, got shape {tuple(query.shape)}")
@@ -345,7 +355,7 @@ class MultiHeadAttention(TwoPath, nn.Module):
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)  # (N, L, E)
         if self_attention:
             key = value = query  # keeps the single packed projection of self-attention
-        N, L, S = query.size(0), query.size(1), key.size(1)
+        N, L = query.size(0), query.size(1)
         check(query.size(-1) == self.embed_dim,
               f"query has embedding size {query.size(-1)}, MultiHeadAttention expects embed_dim={self.embed_dim}")
         check(key.size(-1) == self.kdim, f"key has embedding size {key.size(-1)}, expected kdim={self.kdim}")
@@ -353,6 +363,15 @@ class MultiHeadAttention(TwoPath, nn.Module):
         check(key.shape[:2] == value.shape[:2],
               f"key and value must have the same batch and length, got {tuple(key.shape)} and {tuple(value.shape)}")
         check(key.size(0) == N, f"key has batch size {key.size(0)}, expected the query's batch size {N}")
+
+        if kv_cache is not None and not self_attention and len(kv_cache) > 0:
+            q, _, _ = self.project_qkv(query, None, None)
+            k, v = kv_cache.k, kv_cache.v  # the encoder's K, V, projected on the first step
+        else:
+            q, k, v = self.project_qkv(query, key, value)
+            if kv_cache is not None:
+                k, v = kv_cache.update(k, v)
+        S = k.size(-2)
 
         mask = None
         if key_padding_mask is not None:
@@ -370,14 +389,13 @@ class MultiHeadAttention(TwoPath, nn.Module):
                       f"attn_mask (3-D) must have shape (batch*num_heads, L, S) = {want}, got {tuple(attn_mask.shape)}")
                 am = attn_mask.view(N, self.num_heads, L, S)
             mask = merge_masks(mask, _from_torch_mask(am), query.dtype)
-        q, k, v = self.project_qkv(query, key, value)
         out, weights = self._attention(q, k, v, mask, is_causal and attn_mask is None, need_weights,
                                        average_attn_weights)
         if unbatched:
             return out.squeeze(0), (weights.squeeze(0) if weights is not None else None)
         if not self.batch_first:
             out = out.transpose(0, 1)  # (L, N, E)
-        return out, (weights if need_weights else None)
+        return out, weights
 
     @classmethod
     def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadAttention":

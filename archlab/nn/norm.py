@@ -21,7 +21,7 @@ from archlab.nn.twopath import TwoPath
 
 
 class LayerNorm(TwoPath, nn.Module):
-    """A drop-in for ``torch.nn.LayerNorm``: same constructor and parameter names (``weight`` = gamma, ``bias`` = beta)."""
+    """A drop-in for ``torch.nn.LayerNorm``: same constructor, parameter names ``weight`` (gamma), ``bias`` (beta)."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  device=None, dtype=None):
@@ -46,7 +46,8 @@ class LayerNorm(TwoPath, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(self.normalized_shape)
         check(tuple(x.shape[-n:]) == self.normalized_shape,
-              f"input's last dims are {tuple(x.shape[-n:])}, LayerNorm expects normalized_shape={self.normalized_shape}")
+              f"input's last dims are {tuple(x.shape[-n:])}, "
+              f"LayerNorm expects normalized_shape={self.normalized_shape}")
         if self.impl == "fused":
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         dims = tuple(range(-n, 0))

@@ -13,7 +13,6 @@ the number of positions already processed, so cached decoding places a new token
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn

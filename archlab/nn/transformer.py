@@ -16,6 +16,10 @@ parameter names (``self_attn``, ``multihead_attn``, ``linear1``, ``linear2``, ``
 state_dicts interchange, and offers ``from_torch(m)``. Masks follow torch here (bool ``True`` =
 masked out, or float added to the scores); ``MultiHeadAttention`` converts them.
 Tensors are (S, N, E), or (N, S, E) with ``batch_first``.
+
+archlab's one addition is incremental decoding: ``TransformerDecoder.forward(..., kv_caches=
+decoder.new_cache())`` takes only the new target positions and keeps every layer's self-attention
+keys/values and the encoder memory's projected keys/values, so a decoding step costs one position.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
-from archlab.nn.attention import MultiHeadAttention
+from archlab.nn.attention import KVCache, MultiHeadAttention
 from archlab.nn.feedforward import make_activation
 from archlab.nn.norm import LayerNorm
 
@@ -127,27 +131,32 @@ class TransformerDecoderLayer(nn.Module):
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, tgt_key_padding_mask: torch.Tensor | None = None,
                 memory_key_padding_mask: torch.Tensor | None = None, tgt_is_causal: bool = False,
-                memory_is_causal: bool = False) -> torch.Tensor:
+                memory_is_causal: bool = False, *,
+                kv_cache: tuple[KVCache, KVCache] | None = None) -> torch.Tensor:
+        """torch's signature; ``kv_cache`` (self-attention cache, cross-attention cache) for decoding step by step."""
+        self_cache, cross_cache = kv_cache if kv_cache is not None else (None, None)
         x = tgt
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
-            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal)
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal, self_cache)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal,
+                                    cross_cache)
             x = x + self._ff_block(self.norm3(x))
         else:
-            x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
-            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
+            x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal, self_cache))
+            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal,
+                                               cross_cache))
             x = self.norm3(x + self._ff_block(x))
         return x
 
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal) -> torch.Tensor:
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal, kv_cache=None) -> torch.Tensor:
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
+                           need_weights=False, is_causal=is_causal, kv_cache=kv_cache)[0]
         return self.dropout1(x)
 
-    def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal) -> torch.Tensor:
+    def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal, kv_cache=None) -> torch.Tensor:
         # Cross-attention: queries from the decoder (x), keys and values from the encoder (mem).
         x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                need_weights=False, is_causal=is_causal)[0]
+                                need_weights=False, is_causal=is_causal, kv_cache=kv_cache)[0]
         return self.dropout2(x)
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,13 +218,21 @@ class TransformerDecoder(nn.Module):
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, tgt_key_padding_mask: torch.Tensor | None = None,
                 memory_key_padding_mask: torch.Tensor | None = None, tgt_is_causal: bool | None = None,
-                memory_is_causal: bool = False) -> torch.Tensor:
+                memory_is_causal: bool = False, *,
+                kv_caches: list[tuple[KVCache, KVCache]] | None = None) -> torch.Tensor:
+        """torch's signature. Step by step: ``kv_caches=self.new_cache()``, then pass only the new
+        target positions each call with ``tgt_is_causal=True`` (masks cover cached positions too)."""
         x = tgt
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                       tgt_key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=memory_key_padding_mask,
-                      tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
+                      tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal,
+                      kv_cache=None if kv_caches is None else kv_caches[i])
         return self.norm(x) if self.norm is not None else x
+
+    def new_cache(self) -> list[tuple[KVCache, KVCache]]:
+        """Empty (self-attention, cross-attention) caches, one pair per layer."""
+        return [(KVCache(), KVCache()) for _ in self.layers]
 
     @classmethod
     def from_torch(cls, m: nn.TransformerDecoder) -> "TransformerDecoder":

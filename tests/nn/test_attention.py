@@ -167,7 +167,8 @@ def test_kv_cache_steps_equal_full_causal_attention(impl):
     full, _ = m.attend(x, is_causal=True)
     cache = KVCache()
     first, _ = m.attend(x[:, :3], is_causal=True, kv_cache=cache)  # a prompt of 3 ...
-    steps = [first] + [m.attend(x[:, t: t + 1], is_causal=True, kv_cache=cache)[0] for t in range(3, 6)]  # ... then 1 by 1
+    # ... then one token at a time
+    steps = [first] + [m.attend(x[:, t: t + 1], is_causal=True, kv_cache=cache)[0] for t in range(3, 6)]
     assert len(cache) == 6
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-12, rtol=0)
 
@@ -230,8 +231,10 @@ def test_bad_constructor_arguments(kwargs, words):
 @pytest.mark.parametrize("call, words", [
     (lambda m, x: m(torch.randn(2, L, 8), torch.randn(2, L, 8), torch.randn(2, L, 8)), ["embed_dim=16", "8"]),
     (lambda m, x: m(x, x, x, attn_mask=torch.zeros(L, L + 1, dtype=torch.bool)), ["attn_mask", "(5, 5)", "(5, 6)"]),
-    (lambda m, x: m(x, x, x, attn_mask=torch.zeros(3, L, L, dtype=torch.bool)), ["attn_mask", "(8, 5, 5)", "(3, 5, 5)"]),
-    (lambda m, x: m(x, x, x, key_padding_mask=torch.zeros(2, L - 1, dtype=torch.bool)), ["key_padding_mask", "(2, 5)", "(2, 4)"]),
+    (lambda m, x: m(x, x, x, attn_mask=torch.zeros(3, L, L, dtype=torch.bool)),
+     ["attn_mask", "(8, 5, 5)", "(3, 5, 5)"]),
+    (lambda m, x: m(x, x, x, key_padding_mask=torch.zeros(2, L - 1, dtype=torch.bool)),
+     ["key_padding_mask", "(2, 5)", "(2, 4)"]),
     (lambda m, x: m.attend(x, mask=torch.ones(3, 1, L, L, dtype=torch.bool)), ["mask", "(2, 4, 5, 5)", "(3, 1, 5, 5)"]),
     (lambda m, x: m.attend(x, torch.randn(2, L, 8)), ["context", "kdim=16", "(2, 5, 8)"]),
 ])
@@ -240,3 +243,17 @@ def test_bad_inputs_name_argument_expected_and_given(call, words):
     with pytest.raises(ConfigError) as e:
         call(m, torch.randn(2, L, E))
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+def test_float_mask_in_another_dtype_follows_the_scores(impl):
+    m = MultiHeadAttention(E, NH, batch_first=True, dtype=f64)
+    m.impl = impl
+    x = torch.randn(2, L, E, dtype=f64)
+    bias32 = torch.randn(L, L)  # float32 additive mask, float64 scores
+    out, _ = m(x, x, x, attn_mask=bias32, need_weights=False)
+    expected, _ = m(x, x, x, attn_mask=bias32.double(), need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_bf16, _ = m.float()(x.float(), x.float(), x.float(), key_padding_mask=torch.zeros(2, L), attn_mask=bias32)
+    assert out_bf16.dtype == torch.bfloat16 and torch.isfinite(out_bf16).all()
