@@ -84,11 +84,6 @@ class TransformerConfig:
                   f"{name} must be in [0, {vocab}) (the smaller vocabulary), got {getattr(self, name)}")
 
 
-def _sublayer(norm_first: bool, x: torch.Tensor, f, norm: nn.Module) -> torch.Tensor:
-    """Residual + LayerNorm around a sub-layer f: post-norm LN(x + f(x)), pre-norm x + f(LN(x))."""
-    return x + f(norm(x)) if norm_first else norm(x + f(x))
-
-
 class Seq2SeqTransformer(PretrainedMixin, nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -183,21 +178,14 @@ class Seq2SeqTransformer(PretrainedMixin, nn.Module):
                            caches: list[tuple[KVCache, KVCache]], offset: int) -> torch.Tensor:
         """Logits (B, t, V) of t new target positions, given the caches of the ``offset`` before them.
 
-        Each decoder layer's own modules, in the order of its forward pass; self-attention appends
-        the new keys/values to the layer's first cache, cross-attention fills the second once.
+        ``caches`` (from ``self.transformer.decoder.new_cache()``): per decoder layer, the
+        self-attention keys/values so far (the new ones are appended) and the encoder memory's
+        projected keys/values (computed on the first step, reused after).
         """
         x = self._embed(y, self.tgt_embed, offset=offset)  # (B, t, d)
-        cross_mask = src_keep[:, None, None, :]  # (B, 1, 1, S)
-        for layer, (self_cache, cross_cache) in zip(self.transformer.decoder.layers, caches):
-            nf = layer.norm_first
-            x = _sublayer(nf, x, lambda h: layer.dropout1(
-                layer.self_attn.attend(h, is_causal=True, kv_cache=self_cache)[0]), layer.norm1)
-            x = _sublayer(nf, x, lambda h: layer.dropout2(
-                layer.multihead_attn.attend(h, memory, mask=cross_mask, kv_cache=cross_cache)[0]), layer.norm2)
-            x = _sublayer(nf, x, layer._ff_block, layer.norm3)
-        if self.transformer.decoder.norm is not None:
-            x = self.transformer.decoder.norm(x)
-        return self.output(x)
+        h = self.transformer.decoder(x, memory, memory_key_padding_mask=~src_keep, tgt_is_causal=True,
+                                     kv_caches=caches)
+        return self.output(h)
 
     def decoding_step(self, use_cache: bool):
         """``step(tokens, state) -> (log_probs, state)`` for archlab.models.decoding.
@@ -205,13 +193,11 @@ class Seq2SeqTransformer(PretrainedMixin, nn.Module):
         ``state`` holds only tensors (so beam search can reorder its rows): the encoder output, the
         source mask, and with the cache each layer's keys and values so far.
         """
-        L = self.config.num_decoder_layers
-
         def step(tokens, state):
             if not use_cache:
                 logits = self.decode(tokens, state["memory"], state["src_keep"])[:, -1]
                 return logits.float().log_softmax(-1), state
-            caches = [(KVCache(), KVCache()) for _ in range(L)]
+            caches = self.transformer.decoder.new_cache()
             for i, (sc, cc) in enumerate(caches):
                 sc.k, sc.v = state["self_k"][i], state["self_v"][i]
                 cc.k, cc.v = state["cross_k"][i], state["cross_v"][i]

@@ -7,7 +7,6 @@ import torch.nn as nn
 import archlab
 from archlab.errors import ConfigError
 from archlab.models.decoding import beam_search
-from archlab.nn import KVCache
 from archlab.utils.runtime import count_parameters
 
 PAD, BOS, EOS = 0, 1, 2
@@ -120,7 +119,7 @@ def test_incremental_decoder_equals_the_full_decoder(norm_first):
     tgt_in = torch.cat([torch.full((3, 1), BOS), tgt.masked_fill(tgt == PAD, 5)], 1)  # (3, 7), no padding
     memory, keep = model.encode(src)
     full = model.decode(tgt_in, memory, keep)  # (3, 7, V)
-    caches = [(KVCache(), KVCache()) for _ in range(2)]
+    caches = model.transformer.decoder.new_cache()
     steps = [model.decode_step_cached(tgt_in[:, t:t + 1], memory, keep, caches, offset=t) for t in range(7)]
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-10)
     assert len(caches[0][0]) == 7 and len(caches[0][1]) == src.size(1)  # self: 7 steps; cross: the source
