@@ -15,6 +15,7 @@ from archlab.nn import BatchNorm2d, MBConv, TwoPath, set_impl
 from archlab.utils.runtime import count_parameters
 from tests.models.cnn_checks import (
     assert_every_parameter_learns,
+    assert_matches_torchvision_outputs,
     assert_pretrained_loads_with_new_head_and_grey_input,
     assert_torchvision_layout,
     build_on_meta,
@@ -42,6 +43,11 @@ def test_parameter_counts_are_torchvisions(name):
 @pytest.mark.parametrize("name", COUNTS)
 def test_names_and_shapes_are_torchvisions(name):
     assert_torchvision_layout(name)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_b5"])
+def test_same_weights_give_torchvisions_outputs(name):
+    assert_matches_torchvision_outputs(name)  # B5: batch norm eps 1e-3 enters the function
 
 
 @pytest.mark.parametrize("variant", list(SCALES))

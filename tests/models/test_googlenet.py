@@ -12,6 +12,7 @@ from archlab.models.googlenet import INCEPTION_V1, GoogLeNetOutputs
 from archlab.utils.runtime import count_parameters
 from tests.models.cnn_checks import (
     assert_every_parameter_learns,
+    assert_matches_torchvision_outputs,
     assert_pretrained_loads_with_new_head_and_grey_input,
     assert_torchvision_layout,
     build_on_meta,
@@ -29,6 +30,10 @@ def test_parameter_counts_with_and_without_auxiliary_heads():
 
 def test_names_and_shapes_are_torchvisions():
     assert_torchvision_layout("googlenet")
+
+
+def test_same_weights_give_torchvisions_outputs():
+    assert_matches_torchvision_outputs("googlenet")
 
 
 def test_the_papers_5x5_filters_add_exactly_the_extra_weights():
