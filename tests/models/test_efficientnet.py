@@ -159,3 +159,12 @@ def test_bad_input_and_config_raise_config_error():
         archlab.create_model("efficientnet_b0", width_mult=-1.0)
     with pytest.raises(ConfigError, match=r"stochastic_depth_prob must be in \[0, 1\), got 1.5"):
         archlab.create_model("efficientnet_b0", stochastic_depth_prob=1.5)
+
+
+def test_save_and_load_round_trip_keeps_config_and_function(tmp_path):
+    model = archlab.create_model("efficientnet_b0", num_classes=3, width_mult=0.5, depth_mult=0.5).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = archlab.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config and isinstance(loaded.config.stages[0], tuple)  # JSON lists -> tuples
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

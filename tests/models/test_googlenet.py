@@ -109,3 +109,12 @@ def test_wrong_channels_or_too_small_image_raise_config_error():
         model(torch.randn(1, 3, 16, 16))
     with pytest.raises(ConfigError, match="ch5x5_kernel_size must be 3 or 5, got 4"):
         archlab.create_model("googlenet", ch5x5_kernel_size=4)
+
+
+def test_save_and_load_round_trip_with_aux_heads(tmp_path):
+    model = archlab.create_model("googlenet", aux_logits=True, num_classes=5).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = archlab.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config and loaded.aux1 is not None
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
