@@ -93,3 +93,25 @@ def assert_pretrained_loads_with_new_head_and_grey_input(name: str, size: int, *
         torch.testing.assert_close(target.forward_features(grey), source.forward_features(grey.expand(-1, 3, -1, -1)),
                                    rtol=1e-4, atol=1e-4)  # float32, summation order differs
         assert target(grey).shape == (2, 7)
+
+
+TORCHVISION_OUTPUTS = REPO / "tests" / "fixtures" / "torchvision_outputs.npz"
+
+
+def assert_matches_torchvision_outputs(name: str, **config) -> float:
+    """Our model, weights set by the fixture's formula, gives torchvision's logits (float64).
+
+    The reference logits come from torchvision 0.29.1 (``tests/fixtures/make_torchvision_outputs.py``).
+    Returns the largest absolute difference.
+    """
+    import numpy as np
+
+    from tests.fixtures.deterministic_weights import comparison_mode, deterministic_input, set_deterministic_weights
+
+    expected = torch.from_numpy(np.load(TORCHVISION_OUTPUTS)[name])
+    model = comparison_mode(set_deterministic_weights(archlab.create_model(name, **config)))
+    with torch.no_grad():
+        logits = model(deterministic_input())
+    # float64 on both sides; only the order of summation inside the kernels may differ
+    torch.testing.assert_close(logits, expected, rtol=1e-9, atol=1e-9)
+    return (logits - expected).abs().max().item()

@@ -12,6 +12,7 @@ from archlab.models.googlenet import INCEPTION_V1, GoogLeNetOutputs
 from archlab.utils.runtime import count_parameters
 from tests.models.cnn_checks import (
     assert_every_parameter_learns,
+    assert_matches_torchvision_outputs,
     assert_pretrained_loads_with_new_head_and_grey_input,
     assert_torchvision_layout,
     build_on_meta,
@@ -29,6 +30,10 @@ def test_parameter_counts_with_and_without_auxiliary_heads():
 
 def test_names_and_shapes_are_torchvisions():
     assert_torchvision_layout("googlenet")
+
+
+def test_same_weights_give_torchvisions_outputs():
+    assert_matches_torchvision_outputs("googlenet")
 
 
 def test_the_papers_5x5_filters_add_exactly_the_extra_weights():
@@ -104,3 +109,12 @@ def test_wrong_channels_or_too_small_image_raise_config_error():
         model(torch.randn(1, 3, 16, 16))
     with pytest.raises(ConfigError, match="ch5x5_kernel_size must be 3 or 5, got 4"):
         archlab.create_model("googlenet", ch5x5_kernel_size=4)
+
+
+def test_save_and_load_round_trip_with_aux_heads(tmp_path):
+    model = archlab.create_model("googlenet", aux_logits=True, num_classes=5).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = archlab.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config and loaded.aux1 is not None
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

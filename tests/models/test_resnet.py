@@ -15,6 +15,7 @@ from archlab.nn.conv_blocks import BasicBlock, Bottleneck, ZeroPadShortcut
 from archlab.utils.runtime import count_parameters
 from tests.models.cnn_checks import (
     assert_every_parameter_learns,
+    assert_matches_torchvision_outputs,
     assert_pretrained_loads_with_new_head_and_grey_input,
     assert_torchvision_layout,
     build_on_meta,
@@ -44,6 +45,11 @@ def test_imagenet_resnets_have_torchvisions_parameter_count(name):
 @pytest.mark.parametrize("name", IMAGENET_COUNTS)
 def test_imagenet_resnets_have_torchvisions_names_and_shapes(name):
     assert_torchvision_layout(name)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_same_weights_give_torchvisions_outputs(name):
+    assert_matches_torchvision_outputs(name)
 
 
 @pytest.mark.parametrize("depth", CIFAR_COUNTS)
