@@ -51,7 +51,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         (["--set", "n_layer=2"], "unknown key(s) n_layer; valid keys are trainer: batch_size"),
         (["--set", "batch_size=many"], "batch_size takes an integer, got 'many'"),
         (["--set", "lr"], "--set takes key=value, got 'lr'"),
-        (["--data", str(tmp_path / "missing")], "unknown image data set"),
+        (["--data", str(tmp_path / "missing")], "missing' does not exist (expected a folder with one subfolder per class"),
         (["--config", str(tmp_path / "nope.yaml")], "is not a readable file"),
     ]
     for extra, message in cases:
