@@ -35,6 +35,7 @@ class TrainConfig:
     grad_accum: int = 1             # micro-steps per optimiser step (all-reduce only on the last)
     max_steps: int = 1000           # optimiser steps; replaced by `epochs` when that is > 0
     epochs: float = 0.0
+    max_seconds: float = 0.0        # also stop once training (not evaluation) has taken this long; 0 = no cap
     # Optimiser: AdamW (decay only on tensors with 2+ dims) or SGD with momentum / Nesterov.
     optimizer: str = "adamw"
     lr: float = 1e-3
@@ -77,6 +78,7 @@ class TrainConfig:
             value = getattr(self, name)
             check(value >= 0, f"{name} must be >= 0, got {value}")
         check(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
+        check(self.max_seconds >= 0, f"max_seconds must be >= 0 (0 = no cap), got {self.max_seconds}")
         check(self.max_steps > 0 or self.epochs > 0, "max_steps or epochs must be > 0, got neither")
         check(self.lr > 0, f"lr must be positive, got {self.lr}")
         check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")

@@ -47,7 +47,7 @@ from archlab.utils.runtime import resolve_device, seed_everything
 
 RUN_FILE = "run.json"
 # Settings that may change when a run is resumed; every other setting must match the saved run.
-RESUMABLE_CHANGES = {"max_steps", "epochs", "save_every", "eval_every", "eval_batches", "keep_last",
+RESUMABLE_CHANGES = {"max_steps", "epochs", "max_seconds", "save_every", "eval_every", "eval_batches", "keep_last",
                      "log_every", "device", "compile", "compile_backend", "tensorboard", "peak_flops",
                      "early_stop_metric", "early_stop_patience"}
 # What --overwrite removes from an existing run directory (and nothing else).
@@ -111,6 +111,32 @@ def resolve(spec: RunSpec, world_size: int = 1) -> Resolved:
             raise ConfigError(f"{key} is fixed by the data ({key}={fixed[key]}), got {key}={value}")
     model = create_model(spec.model, **{**groups["model"], **fixed})
     return Resolved(train_cfg, task, model, groups["model"])
+
+
+def measure_step_seconds(spec: RunSpec, steps: int = 3, warmup: int = 1) -> float:
+    """Seconds one optimiser step of ``spec`` takes here (mean of ``steps`` after ``warmup``).
+
+    Runs the real step -- same task, model, batch size and precision -- in this process and writes
+    nothing, so a caller with a time budget can choose ``max_steps`` (and with it the schedule).
+    """
+    check(steps >= 1 and warmup >= 0, f"steps must be >= 1 and warmup >= 0, got {steps} and {warmup}")
+    device = resolve_device(parse_value("device", spec.settings.get("device", "auto"), str))
+    seed_everything(parse_value("seed", spec.settings.get("seed", TrainConfig.seed), int))
+    r = resolve(spec)
+    cfg, model = r.train, r.model.to(device).train()
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    micro_batch = cfg.batch_size // cfg.grad_accum
+    world = distributed.World()
+    start = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+        _optimizer_step(model, r.task, optimizer, scaler, cfg, device, world, slice(0, micro_batch), micro_batch,
+                        i * cfg.grad_accum)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / steps
 
 
 def _run_record(spec: RunSpec, r: Resolved) -> dict[str, Any]:
@@ -340,10 +366,12 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
     guard_compile = cfg.compile and core is not model
     metrics: dict[str, float] = {}
     stopped_early = False
+    train_seconds = 0.0  # time in optimiser steps only: evaluation and checkpoints excluded
     with _Signals() as signals:
         while step < total:
             rng_before = ckpt.rng_state() if guard_compile else None
             position_before = position
+            step_start = time.perf_counter()
             try:
                 step_loss, grad_norm = _optimizer_step(
                     train_model, task, optimizer, scaler, cfg, device, world, shard, micro_batch, position)
@@ -362,6 +390,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
             position = position_before + cfg.grad_accum
             scheduler.step()
             step += 1
+            train_seconds += time.perf_counter() - step_start
             window_steps += 1
             loss_sum += step_loss
             report.advance()
@@ -400,6 +429,11 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 save(step)
                 window_start = time.perf_counter()
 
+            if cfg.max_seconds and step < total and world.any(train_seconds >= cfg.max_seconds):
+                report.message(f"time cap: {train_seconds:.1f} s of training >= max_seconds={cfg.max_seconds:g} "
+                               f"at step {step} of {total}")
+                break
+
             if world.any(signals.received is not None):
                 signum = signals.received or signal.SIGTERM
                 path = save(step)
@@ -417,7 +451,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                    + f"; model in {out}")
     report.close()
     return {"step": step, "metrics": metrics, "out": str(out), "checkpoint": str(last) if last else None,
-            "early_stopped": stopped_early}
+            "early_stopped": stopped_early, "train_seconds": train_seconds}
 
 
 def _wrap_ddp(module, world: distributed.World, device: torch.device):

@@ -9,7 +9,7 @@ import torch
 
 import archlab
 from archlab.errors import ConfigError
-from archlab.train import RunSpec, evaluate, resolve, train
+from archlab.train import RunSpec, evaluate, measure_step_seconds, resolve, train
 from archlab.train import checkpointing as ckpt
 from archlab.train.mfu import forward_flops, mfu
 
@@ -69,6 +69,25 @@ def test_early_stopping_on_a_metric_that_does_not_improve(tmp_path):
     result = run(tmp_path, lr=1e-12, eval_every=5, early_stop_metric="accuracy", early_stop_patience=1)
     assert result["early_stopped"] and result["step"] == 10
     assert archlab.from_pretrained(tmp_path / "run") is not None
+
+
+def test_time_cap_stops_training_and_still_publishes_the_model(tmp_path):
+    result = run(tmp_path, max_steps=1000, max_seconds=1e-9)  # any step takes longer than a nanosecond
+    assert result["step"] == 1 and 0 < result["train_seconds"] < 60
+    assert 0 <= result["metrics"]["accuracy"] <= 1
+    assert archlab.from_pretrained(tmp_path / "run").config.in_features == 64
+    uncapped = run(tmp_path, "uncapped", max_steps=12)
+    assert uncapped["step"] == 12 and uncapped["train_seconds"] > 0
+    with pytest.raises(ConfigError, match="max_seconds must be >= 0"):
+        run(tmp_path, "bad", max_seconds=-1)
+
+
+def test_step_timing_runs_the_real_step_and_writes_nothing(tmp_path):
+    spec = RunSpec(task="classify", model="mlp", data="digits", out=tmp_path / "never",
+                   settings={**TINY, "max_steps": 40})
+    seconds = measure_step_seconds(spec, steps=2)
+    assert 0 < seconds < 10  # an MLP step on 8x8 digits takes milliseconds
+    assert not (tmp_path / "never").exists()
 
 
 def test_compile_failure_falls_back_to_eager(tmp_path, capfd):
