@@ -71,6 +71,10 @@ class ClassifyTask(Task):
         for name in ("image_size", "img_size"):
             if name in fields:
                 out[name] = H
+        if "input_size" in fields and "in_channels" not in fields:
+            # A sequence model (no image channels) reads the image row by row: H steps of C * W
+            # features. LeNet-5's ``input_size`` is the side of an image: it comes with in_channels.
+            out["input_size"] = C * W
         return out
 
     @property

@@ -4,7 +4,8 @@
           / (peak FLOP/s of one device * number of processes)
 
 Training FLOPs per example are counted, not guessed: PyTorch's ``FlopCounterMode`` counts the
-forward pass (and loss) of one example (matrix multiplies, convolutions, attention), and the backward pass
+forward pass (and loss) of one example (matrix multiplies, convolutions, attention, fused recurrent
+kernels; see ``archlab.utils.flops`` for what is counted), and the backward pass
 costs twice the forward (a gradient for the input and one for the weights), so training is 3x
 forward. Examples per second count the *global* batch of an optimiser step -- every process and
 every accumulation micro-step -- which makes the figure correct under DDP and accumulation.
@@ -15,7 +16,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from archlab.utils.flops import counting_flops
 
 # Dense peak FLOP/s of one device from the vendors' data sheets: (bf16/fp16 tensor cores, fp32).
 # Matched against torch.cuda.get_device_name() in order, the first substring that matches wins.
@@ -47,13 +49,8 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
 
 def forward_flops(model: torch.nn.Module, forward: Callable[[], Any]) -> int:
     """FLOPs of ``forward()`` (one forward pass of ``model``, in eval mode, without autograd)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
-            forward()
-    finally:
-        model.train(was_training)
+    with counting_flops(model) as counter:
+        forward()
     return int(counter.get_total_flops())
 
 

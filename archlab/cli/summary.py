@@ -1,0 +1,68 @@
+"""``archlab summary MODEL``: the layers of a registered model, their output shapes, parameters and FLOPs.
+
+The model is built by name (``--set key=value`` overrides its config fields, as in ``archlab
+train``) with freshly initialised weights, and run once on a CPU on an example input chosen from
+its config (``archlab.inspect.examples``): an image of its documented size, token ids of length
+``min(block_size, 64)``, source and target ids, a forecasting window, ... ``--input-size`` or
+``--seq-len`` choose another. FLOPs count a multiply-add as 2, for the whole example batch.
+"""
+
+from __future__ import annotations
+
+from archlab.errors import ConfigError, check
+
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="layers, output shapes, parameters and FLOPs of a model",
+                       description=__doc__)
+    p.add_argument("model", metavar="MODEL", help="a registered model name (`archlab list`)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--input-size", metavar="B,C,H,W",
+                      help="shape of the (first) input, batch first, e.g. 1,3,224,224; B,T for token ids")
+    size.add_argument("--seq-len", type=int, metavar="T", help="sequence length for sequence models")
+    p.add_argument("--batch-size", type=int, metavar="B", help="batch of the example input (default 1)")
+    p.add_argument("--depth", type=int, default=3, metavar="N", help="nesting depth of the table (default 3)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config field (repeatable), e.g. --set n_layer=2")
+    p.set_defaults(func=run)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``."""
+    parts = [t.strip() for t in text.strip("()[] ").split(",")]
+    try:
+        shape = tuple(int(t) for t in parts)
+    except ValueError:
+        shape = ()
+    check(bool(shape) and all(s >= 1 for s in shape),
+          f"--input-size takes positive integers separated by commas (e.g. 1,3,224,224), got {text!r}")
+    return shape
+
+
+def run(args) -> int:
+    from archlab.inspect import example_inputs, summarize
+    from archlab.registry import create_model, model_info
+    from archlab.train.config import parse_set, split_keys
+    from archlab.train.engine import model_config_class
+
+    model_info(args.model)  # an unknown name fails here, with suggestions
+    check(args.depth >= 0, f"--depth must be >= 0, got {args.depth}")
+    overrides = split_keys(parse_set(args.sets), {"model": model_config_class(args.model)})["model"]
+    shape = parse_shape(args.input_size) if args.input_size else None
+    if shape is not None and args.batch_size is not None:
+        check(shape[0] == args.batch_size,
+              f"--batch-size {args.batch_size} disagrees with the batch of --input-size {args.input_size}")
+    model = create_model(args.model, **overrides)
+    example = example_inputs(model, batch_size=args.batch_size or 1, shape=shape, seq_len=args.seq_len)
+    try:
+        summary = summarize(model, example.args)
+    except ConfigError:
+        raise  # the model's own message: what it expects, what it got
+    except (RuntimeError, ValueError, IndexError) as e:  # a shape deep inside does not work out
+        shapes = ", ".join(str(s) for s in example.shapes)
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{args.model} cannot run on input {shapes}: {first_line}") from e
+    print(f"{args.model} ({model_info(args.model).family}), input {example.kind} "
+          + ", ".join(str(s) for s in example.shapes))
+    print(summary.to_text(depth=args.depth))
+    return 0
