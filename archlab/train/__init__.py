@@ -11,7 +11,9 @@ command line's ``--config`` and ``--set`` fill. The loop is in ``engine``; check
 """
 
 from archlab.train.config import TrainConfig, load_config_file, parse_set, parse_value
-from archlab.train.engine import RunSpec, Stopped, evaluate, evaluate_model, load_for_evaluation, resolve, train
+from archlab.train.engine import (
+    RunSpec, Stopped, evaluate, evaluate_model, load_for_evaluation, load_for_generation, resolve, train,
+)
 
 __all__ = ["TrainConfig", "RunSpec", "Stopped", "train", "evaluate", "evaluate_model", "load_for_evaluation",
-           "resolve", "load_config_file", "parse_set", "parse_value"]
+           "load_for_generation", "resolve", "load_config_file", "parse_set", "parse_value"]

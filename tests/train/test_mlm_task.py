@@ -17,6 +17,15 @@ from archlab.train import RunSpec, evaluate, evaluate_model, resolve, train
 BERT = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Small kernels on a shared 2-core machine run faster on one thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def prose(tmp_path_factory):
     """Real English: scikit-learn's descriptions of its data sets, about 43,000 characters."""
@@ -107,17 +116,12 @@ def test_the_loss_is_taken_on_masked_positions_only(task):
 
 @pytest.mark.slow
 def test_a_tiny_bert_learns_to_fill_in_masked_prose(tmp_path, prose):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small kernels on a shared 2-core machine: faster on one thread
-    try:
-        settings = {**BERT, "block_size": 32, "batch_size": 32, "lr": 5e-3, "max_steps": 300, "log_every": 100,
-                    "dropout": 0.0, "attention_dropout": 0.0, "warmup_steps": 10}
-        r = resolve(RunSpec(task="mlm", model="bert", data=prose, out=tmp_path / "unused", settings=settings))
-        untrained = evaluate_model(r.model, r.task, torch.device("cpu"), "fp32", 64)
-        out = tmp_path / "run"
-        result = train(RunSpec(task="mlm", model="bert", data=prose, out=out, settings=settings))
-    finally:
-        torch.set_num_threads(before)
+    settings = {**BERT, "block_size": 32, "batch_size": 32, "lr": 5e-3, "max_steps": 300, "log_every": 100,
+                "dropout": 0.0, "attention_dropout": 0.0, "warmup_steps": 10}
+    r = resolve(RunSpec(task="mlm", model="bert", data=prose, out=tmp_path / "unused", settings=settings))
+    untrained = evaluate_model(r.model, r.task, torch.device("cpu"), "fp32", 64)
+    out = tmp_path / "run"
+    result = train(RunSpec(task="mlm", model="bert", data=prose, out=out, settings=settings))
     task, trained = r.task, result["metrics"]
     V = task.tokenizer.vocab_size
     # Baselines on the same masked validation tokens: character frequencies of the training text

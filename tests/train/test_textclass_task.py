@@ -20,7 +20,7 @@ from archlab.train.config import field_types
 from archlab.train.engine import model_config_class
 
 
-@pytest.fixture
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # Small recurrent and attention kernels on a shared 2-core machine run faster on one thread.
     before = torch.get_num_threads()
@@ -30,7 +30,7 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def task():
+def task(one_thread):
     return TextClassTask(TextClassConfig())  # "cmudict-syllables", characters
 
 
@@ -143,7 +143,7 @@ def test_metrics_match_hand_and_sklearn_values(task):
     ("bert", {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "intermediate_size": 32,
               "max_position_embeddings": 40, "init_std": 0.5}),
 ])
-def test_padding_never_changes_a_prediction(one_thread, task, model, config):
+def test_padding_never_changes_a_prediction(task, model, config):
     fields = task.model_fields(field_types(model_config_class(model)))
     net = create_model(model, **config, **fields).eval()
     ids, labels = task.splits["test"]
@@ -168,7 +168,7 @@ def test_padding_never_changes_a_prediction(one_thread, task, model, config):
     ("bert", {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64,
               "max_position_embeddings": 32, "dropout": 0.0, "attention_dropout": 0.0}),
 ])
-def test_classifiers_beat_the_majority_class_on_syllables(tmp_path, one_thread, task, model, sizes):
+def test_classifiers_beat_the_majority_class_on_syllables(tmp_path, task, model, sizes):
     out = tmp_path / model
     settings = {**sizes, "batch_size": 64, "lr": 3e-3, "max_steps": 100, "eval_batches": 16, "log_every": 50}
     result = train(RunSpec(task="textclass", model=model, out=out, settings=settings))
@@ -183,7 +183,7 @@ def test_classifiers_beat_the_majority_class_on_syllables(tmp_path, one_thread, 
     assert set(full) == {"loss", "accuracy", "macro_f1"} and full["accuracy"] > 0.459 + 0.1  # 5509 / 11999
 
 
-def test_evaluating_on_other_labels_is_refused(tmp_path, one_thread):
+def test_evaluating_on_other_labels_is_refused(tmp_path):
     rows = [(f"{w} film", y) for w, y in (("great", "good"), ("fine", "good"), ("awful", "bad"), ("dull", "bad"))] * 10
     path = write_tsv(tmp_path / "films.tsv", rows)
     out = tmp_path / "run"
