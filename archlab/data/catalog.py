@@ -10,13 +10,13 @@ from archlab.errors import ConfigError, check
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    kind: str  # "image" | "text" | "pronunciation" | "series"
+    kind: str  # "image" | "text" | "labelled_text" | "pronunciation" | "series"
     loader: str  # the archlab.data function that loads it
     offline: bool  # ships inside an installed package
     description: str
 
 
-KINDS = ("image", "text", "pronunciation", "series")
+KINDS = ("image", "text", "labelled_text", "pronunciation", "series")
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
     DatasetInfo("digits", "image", "load_image_data", True,
@@ -29,6 +29,8 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
     DatasetInfo("cifar10", "image", "load_image_data", False,
                 "CIFAR-10 32x32 colour images, 50,000/10,000 (downloaded)"),
     DatasetInfo("tinyshakespeare", "text", "load_text", False, "1.1 MB of Shakespeare's plays (downloaded)"),
+    DatasetInfo("cmudict-syllables", "labelled_text", "load_labelled_text", True,
+                "English words -> number of syllables (1, 2, 3, 4+) from the CMU dictionary, 12,000 test words"),
     DatasetInfo("cmudict", "pronunciation", "load_cmudict", True,
                 "CMU Pronouncing Dictionary, spelling -> phonemes, 12,000 test words"),
     DatasetInfo("co2", "series", "load_series", True, "Mauna Loa CO2, monthly 1958-2001, last 24 months held out"),

@@ -36,6 +36,12 @@ TEST_WORDS, VAL_WORDS = 12_000, 3_000
 Entry = tuple[str, tuple[tuple[str, ...], ...]]  # (word, its pronunciations)
 
 
+def count_syllables(phonemes: Sequence[str]) -> int:
+    """Syllables of an ARPAbet pronunciation with stress digits: one per vowel, the phonemes that
+    carry a stress digit. ("T", "AH0", "M", "EY1", "T", "OW2") -> 3."""
+    return sum(p[-1:].isdigit() for p in phonemes)
+
+
 def strip_stress(phonemes: Sequence[str]) -> tuple[str, ...]:
     """ARPAbet without stress digits: ("T", "AH0", "M") -> ("T", "AH", "M")."""
     return tuple(STRESS.sub("", p) for p in phonemes)

@@ -9,9 +9,11 @@ Four granularities, one interface (``encode``, ``decode``, ``vocab_size``, ``to_
     BPETokenizer     byte-level byte-pair encoding (Sennrich et al. 2016, as in GPT-2), trained
                      with the ``tokenizers`` library: any text round-trips, no <unk> needed
 
-Special tokens (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``) take the first ids, so ``<pad>`` is id 0
-when present; ``pad_id``/``bos_id``/``eos_id``/``unk_id`` are ``None`` for a tokenizer without them.
-``encode(text, bos=True, eos=True)`` wraps the ids; ``decode`` drops <pad>/<bos>/<eos> unless told.
+Special tokens (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``, and ``<mask>`` for masked-language-model
+training, which only a tokenizer asking for it has) take the first ids, so ``<pad>`` is id 0 when
+present; ``pad_id``/``bos_id``/``eos_id``/``unk_id``/``mask_id`` are ``None`` for a tokenizer without
+them. ``encode(text, bos=True, eos=True)`` wraps the ids; ``decode`` drops <pad>/<bos>/<eos>/<mask>
+unless told. ``fit_tokenizer(kind, texts)`` fits any of the three text tokenizers by name.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pathlib import Path
 from archlab.errors import ConfigError, check
 from archlab.utils.io import write_text_atomic
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIALS = (PAD, BOS, EOS, UNK)
+PAD, BOS, EOS, UNK, MASK = "<pad>", "<bos>", "<eos>", "<unk>", "<mask>"
+SPECIALS = (PAD, BOS, EOS, UNK)        # the default specials
+KNOWN_SPECIALS = (*SPECIALS, MASK)     # every special token a tokenizer may have
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -59,13 +62,16 @@ class Tokenizer:
     bos_id = property(lambda self: self._special_id(BOS))
     eos_id = property(lambda self: self._special_id(EOS))
     unk_id = property(lambda self: self._special_id(UNK))
+    mask_id = property(lambda self: self._special_id(MASK))
 
     @property
     def skipped_ids(self) -> set[int]:
-        """What ``decode`` drops by default: <pad>, <bos>, <eos> (an <unk> stands for a word; it stays)."""
+        """What ``decode`` drops by default: <pad>, <bos>, <eos>, <mask> (an <unk> stands for a word; it stays)."""
         return {self.token_to_id(s) for s in self.specials if s != UNK}
 
     def _wrap(self, ids: list[int], bos: bool, eos: bool) -> list[int]:
+        if not (bos or eos):
+            return ids
         for flag, token, tid in ((bos, BOS, self.bos_id), (eos, EOS, self.eos_id)):
             check(not flag or tid is not None, f"{type(self).__name__}: {token} was asked for, but the "
                                                f"tokenizer's specials are {list(self.specials)}")
@@ -80,8 +86,8 @@ class Tokenizer:
     @staticmethod
     def _check_specials(specials) -> tuple[str, ...]:
         specials = tuple(specials)
-        unknown = [s for s in specials if s not in SPECIALS]
-        check(not unknown, f"specials must be among {', '.join(SPECIALS)}, got {unknown}")
+        unknown = [s for s in specials if s not in KNOWN_SPECIALS]
+        check(not unknown, f"specials must be among {', '.join(KNOWN_SPECIALS)}, got {unknown}")
         return specials
 
     def __len__(self) -> int:
@@ -302,6 +308,24 @@ class BPETokenizer(Tokenizer):
 TOKENIZERS: dict[str, type[Tokenizer]] = {
     "char": CharTokenizer, "symbols": SymbolTokenizer, "word": WordTokenizer, "bpe": BPETokenizer,
 }
+
+
+TEXT_TOKENIZERS = ("char", "word", "bpe")
+
+
+def fit_tokenizer(kind: str, texts: str | Iterable[str], *, specials: Iterable[str] = SPECIALS,
+                  bpe_vocab_size: int = 1000, min_freq: int = 1) -> Tokenizer:
+    """A text tokenizer of ``kind`` ("char" | "word" | "bpe") fitted on ``texts``.
+
+    ``min_freq`` is the word tokenizer's threshold, ``bpe_vocab_size`` the size BPE trains up to.
+    """
+    check(kind in TEXT_TOKENIZERS, f"tokenizer must be one of {', '.join(TEXT_TOKENIZERS)}, got {kind!r}")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if kind == "char":
+        return CharTokenizer.fit("".join(texts), specials=specials)
+    if kind == "word":
+        return WordTokenizer.fit(texts, min_freq=min_freq, specials=specials)
+    return BPETokenizer.train(texts, bpe_vocab_size, specials=specials)
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:

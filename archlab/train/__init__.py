@@ -12,8 +12,9 @@ command line's ``--config`` and ``--set`` fill. The loop is in ``engine``; check
 
 from archlab.train.config import TrainConfig, load_config_file, parse_set, parse_value
 from archlab.train.engine import (
-    RunSpec, Stopped, evaluate, evaluate_model, load_for_evaluation, measure_step_seconds, resolve, train,
+    RunSpec, Stopped, evaluate, evaluate_model, load_for_evaluation, load_for_generation, measure_step_seconds,
+    resolve, train,
 )
 
 __all__ = ["TrainConfig", "RunSpec", "Stopped", "train", "evaluate", "evaluate_model", "load_for_evaluation",
-           "resolve", "measure_step_seconds", "load_config_file", "parse_set", "parse_value"]
+           "load_for_generation", "resolve", "measure_step_seconds", "load_config_file", "parse_set", "parse_value"]

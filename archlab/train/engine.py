@@ -508,10 +508,8 @@ def _early_stop(cfg: TrainConfig, task: Task, metrics: dict[str, float], early: 
 # Evaluating a saved model
 
 
-def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tuple[torch.nn.Module, Task]:
-    """The model and task of a run directory or checkpoint directory, ready to evaluate."""
-    from archlab.checkpoint import from_pretrained
-
+def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict[str, Any]:
+    """The ``task.json`` of a run or checkpoint directory, after checking its files' manifest."""
     path = Path(checkpoint)
     check(path.is_dir(), f"--checkpoint {str(path)!r} is not a directory")
     if (path / ckpt.MANIFEST_FILE).is_file():
@@ -519,11 +517,19 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tupl
     task_file = path / ckpt.TASK_FILE
     if not task_file.is_file() and (path / RUN_FILE).is_file():
         steps = [p.name for p in ckpt.list_checkpoints(path)]
-        raise CheckpointError(f"run {str(path)!r} has no final model yet; evaluate one of its checkpoints "
+        raise CheckpointError(f"run {str(path)!r} has no final model yet; {use} one of its checkpoints "
                               f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
     if not task_file.is_file():
         raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
-    described = json.loads(task_file.read_text())
+    return json.loads(task_file.read_text())
+
+
+def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tuple[torch.nn.Module, Task]:
+    """The model and task of a run directory or checkpoint directory, ready to evaluate."""
+    from archlab.checkpoint import from_pretrained
+
+    path = Path(checkpoint)
+    described = read_task_description(path)
     task_cls = get_task(described["task"])
     config = task_cls.Config(**split_keys(described.get("config", {}), {"task": task_cls.Config})["task"])
     task = task_cls(config, data or described.get("data"), saved=path)
@@ -533,6 +539,23 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tupl
         have = getattr(model.config, key, value)
         check(have == value, f"--data {task.data!r} gives {key}={value}, the checkpoint's model has {key}={have}")
     return model, task
+
+
+def load_for_generation(checkpoint: str | Path):
+    """The language model of an ``lm`` run or checkpoint directory and its tokenizer, in eval mode.
+
+    Needs no data: the tokenizer is the ``tokenizer.json`` saved beside the weights.
+    """
+    from archlab.checkpoint import from_pretrained
+    from archlab.data import load_tokenizer
+
+    described = read_task_description(checkpoint, use="generate from")
+    check(described.get("task") == "lm",
+          f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
+          "needs a language model (task 'lm')")
+    model = from_pretrained(checkpoint)
+    check(hasattr(model, "generate"), f"the model in {str(checkpoint)!r} ({type(model).__name__}) cannot generate")
+    return model.eval(), load_tokenizer(checkpoint)
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",

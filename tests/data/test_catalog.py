@@ -15,7 +15,7 @@ def test_catalog_matches_the_loaders():
     # exactly the sets that need the network have a download entry
     assert set(list_datasets(offline=False)) == set(REMOTE)
     assert list_datasets("image", offline=True) == ["digits", "mnist5k"]
-    with pytest.raises(ConfigError, match="kind must be one of image, text, pronunciation, series, got 'audio'"):
+    with pytest.raises(ConfigError, match="kind must be one of image, text, labelled_text, pronunciation, series, got 'audio'"):
         list_datasets("audio")
 
 

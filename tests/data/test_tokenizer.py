@@ -111,3 +111,22 @@ def test_bpe_is_deterministic_and_saved_as_json(bpe, tmp_path):
     assert load_tokenizer(tmp_path).encode(CORPUS[0]) == bpe.encode(CORPUS[0])
     with pytest.raises(ConfigError, match=r"vocab_size must be an int >= 260 \(256 bytes \+ 4 specials\), got 100"):
         BPETokenizer.train("abc", vocab_size=100)
+
+
+def test_fit_tokenizer_by_name_with_a_mask_token():
+    from archlab.data import fit_tokenizer
+
+    texts = ["the cat sat on the mat.", "the dog sat on the log."]
+    specials = ("<pad>", "<unk>", "<mask>")
+    for kind in ("char", "word", "bpe"):
+        tok = fit_tokenizer(kind, texts, specials=specials, bpe_vocab_size=300)
+        assert (tok.pad_id, tok.unk_id, tok.mask_id, tok.bos_id) == (0, 1, 2, None), kind
+        ids = tok.encode(texts[1])
+        assert tok.decode(ids) == texts[1], kind
+        assert tok.decode([tok.mask_id, *ids]) == texts[1], kind  # <mask> is dropped like <pad>
+        assert tok.decode([tok.mask_id], skip_special=False) == "<mask>", kind
+    assert fit_tokenizer("char", "abc").mask_id is None  # only asked-for specials exist
+    with pytest.raises(ConfigError, match="tokenizer must be one of char, word, bpe, got 'unigram'"):
+        fit_tokenizer("unigram", texts)
+    with pytest.raises(ConfigError, match="specials must be among <pad>, <bos>, <eos>, <unk>, <mask>, got"):
+        fit_tokenizer("char", texts, specials=("<cls>",))

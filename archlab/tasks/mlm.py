@@ -1,0 +1,156 @@
+"""Masked language modelling: BERT's pre-training objective (Devlin et al. 2018).
+
+A block of ``block_size`` tokens x_1..x_T is corrupted: each token is chosen with probability
+``mlm_probability`` (15%), and a chosen token becomes ``<mask>`` 80% of the time, a random token 10%,
+and stays itself 10% (``archlab.models.bert.mask_tokens``). The model reads the corrupted block
+with no causal mask and predicts the original token at the chosen positions M only:
+
+    L = -1/|M| * sum_{t in M} log p(x_t | corrupted x_1..x_T)
+
+Metrics on the validation text: that loss (nats per masked token), ``accuracy`` -- the share of
+masked positions whose most likely token is the original -- and ``perplexity`` exp(L).
+
+The text (``"tinyshakespeare"``, downloaded, by default, or any text file) is split 90/10 into
+training and validation text. Training blocks start at random offsets and are masked, both drawn
+from ``(seed, position)``, so a resumed run sees the same corrupted blocks; validation uses
+consecutive non-overlapping blocks masked once with a fixed seed, the same whatever the batch size.
+The tokenizer (characters by default; "word" or "bpe") has the specials <pad>, <unk> and <mask>, and
+is saved beside the checkpoint as ``tokenizer.json``. Works with ``bert`` (head="mlm").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from archlab.data.common import SEED
+from archlab.data.tokenizer import MASK, PAD, TEXT_TOKENIZERS, UNK
+from archlab.errors import ConfigError, check
+from archlab.models.bert import IGNORE_INDEX, mask_tokens
+from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+
+MLM_SPECIALS = (PAD, UNK, MASK)
+
+
+@dataclass
+class MLMConfig:
+    block_size: int = 128          # tokens per example
+    mlm_probability: float = 0.15  # share of tokens chosen for prediction
+    val_fraction: float = 0.1      # the tail of the text held out for validation
+    tokenizer: str = "char"        # "char" | "word" | "bpe", fitted on the whole text
+    bpe_vocab_size: int = 1000     # tokenizer="bpe": the vocabulary it trains up to
+    min_freq: int = 1              # tokenizer="word": rarer words become <unk>
+
+    def __post_init__(self):
+        check(self.block_size > 0, f"block_size must be positive, got {self.block_size}")
+        check(0.0 < self.mlm_probability < 1.0, f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        check(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check(self.tokenizer in TEXT_TOKENIZERS,
+              f"tokenizer must be one of {', '.join(TEXT_TOKENIZERS)}, got {self.tokenizer!r}")
+        check(self.min_freq >= 1, f"min_freq must be >= 1, got {self.min_freq}")
+
+
+@register_task
+class MLMTask(Task):
+    name = "mlm"
+    Config = MLMConfig
+    default_data = "tinyshakespeare"
+    metric_modes = {"loss": "min", "accuracy": "max", "perplexity": "min"}
+    unit = "tokens"
+    sum_keys = ("loss_sum", "correct", "count")
+
+    def __init__(self, config: MLMConfig, data: str | None = None, saved: Path | None = None):
+        super().__init__(config, data, saved)
+        from archlab.data import fit_tokenizer, load_text, load_tokenizer
+
+        text = load_text(self.data)
+        if saved is not None and (Path(saved) / "tokenizer.json").is_file():
+            self.tokenizer = load_tokenizer(saved)  # the model's own vocabulary
+        else:
+            check(config.tokenizer != "bpe" or config.bpe_vocab_size >= 256 + len(MLM_SPECIALS),
+                  f"bpe_vocab_size must be >= {256 + len(MLM_SPECIALS)} (256 bytes + {len(MLM_SPECIALS)} specials), "
+                  f"got {config.bpe_vocab_size}")
+            self.tokenizer = fit_tokenizer(config.tokenizer, text, specials=MLM_SPECIALS,
+                                           bpe_vocab_size=config.bpe_vocab_size, min_freq=config.min_freq)
+        check(self.tokenizer.mask_id is not None,
+              f"the tokenizer needs a {MASK} token, got specials {list(self.tokenizer.specials)}")
+        self.special_ids = tuple(sorted(self.tokenizer.skipped_ids | {self.tokenizer.mask_id}))
+        try:
+            tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+        except ConfigError as e:
+            raise ConfigError(f"--data {self.data!r} does not fit the model's tokenizer: {e}") from e
+        n_val = int(len(tokens) * config.val_fraction)
+        self.train_tokens, self.val_tokens = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        T = config.block_size
+        for split, t in (("training", self.train_tokens), ("validation", self.val_tokens)):
+            check(len(t) >= T, f"--data {self.data!r}: the {split} text has {len(t)} tokens, "
+                               f"block_size={config.block_size} needs at least {T}")
+        blocks = self.val_tokens[: len(self.val_tokens) // T * T].view(-1, T)  # (N, T), consecutive blocks
+        self.val_inputs, self.val_labels = self.mask(blocks, torch.Generator().manual_seed(SEED))
+
+    def mask(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(corrupted blocks, labels): BERT's 80/10/10 masking; labels are -100 where nothing is asked."""
+        return mask_tokens(blocks, mask_token_id=self.tokenizer.mask_id, vocab_size=self.tokenizer.vocab_size,
+                           mlm_probability=self.config.mlm_probability, special_ids=self.special_ids,
+                           generator=generator)
+
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        fields = set(fields)
+        check("vocab_size" in fields, "task 'mlm' needs a model with a vocab_size field, e.g. bert")
+        out: dict[str, Any] = {"vocab_size": self.tokenizer.vocab_size}
+        if "pad_token_id" in fields:
+            out["pad_token_id"] = self.tokenizer.pad_id
+        if "head" in fields:
+            out["head"] = "mlm"
+        return out
+
+    @property
+    def num_train_samples(self) -> int:
+        return max(1, len(self.train_tokens) // self.config.block_size)
+
+    @property
+    def items_per_sample(self) -> int:
+        return self.config.block_size
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        # The whole global batch -- offsets and masks -- is drawn from (seed, position), then sharded.
+        T = self.config.block_size
+        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
+        blocks = self.train_tokens[starts[:, None] + torch.arange(T)]  # (B, T)
+        inputs, labels = self.mask(blocks, g)
+        return inputs[shard], labels[shard]
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        for i in range(0, len(self.val_inputs), batch_size):
+            yield self.val_inputs[i:i + batch_size], self.val_labels[i:i + batch_size]
+
+    def step(self, model, batch):
+        x, labels = batch
+        out = model(x)
+        logits = getattr(out, "logits", out)
+        V = self.tokenizer.vocab_size
+        check(isinstance(logits, torch.Tensor) and tuple(logits.shape) == (*x.shape, V),
+              f"task 'mlm' needs per-token logits (batch, length, vocab_size={V}), got "
+              f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else None} (a bert needs head='mlm')")
+        asked = labels != IGNORE_INDEX                                   # (B, T): the positions in M
+        scored, targets = logits[asked].float(), labels[asked]          # (|M|, V), (|M|,); fp32 loss
+        token_loss = F.cross_entropy(scored, targets, reduction="none")  # (|M|,)
+        count = asked.sum()
+        loss = token_loss.sum() / count.clamp_min(1)  # a batch with nothing masked adds zero loss
+        correct = (scored.argmax(-1) == targets).sum()
+        return loss, {"loss_sum": token_loss.detach().sum().double(), "correct": correct.double(),
+                      "count": count.double()}
+
+    def metrics(self, sums):
+        n = count_from_sums(sums)
+        loss = sums["loss_sum"] / n
+        return {"loss": loss, "accuracy": sums["correct"] / n, "perplexity": math.exp(min(loss, 700.0))}
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save(directory)

@@ -1,0 +1,216 @@
+"""Text classification: a text in, one of K labels out.
+
+A text becomes token ids x_1..x_T behind a ``<bos>`` token x_0 (the [CLS] position BERT pools);
+the model maps them to logits z (K,); the loss is the cross-entropy ``L = -log softmax(z)_y``
+averaged over the batch. Metrics on the evaluation split:
+
+    loss       mean cross-entropy (nats)
+    accuracy   mean(argmax z == y)
+    macro_f1   (1/K') sum_k F1_k,  F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k) = 2 TP_k / (predicted_k + true_k),
+               over the K' classes that occur among the references or the predictions
+
+Data: ``"cmudict-syllables"`` (the default, offline: an English word -> its number of syllables)
+or a ``text<TAB>label`` file, split train / validation / test (``archlab.data.load_labelled_text``).
+The tokenizer (``tokenizer`` = "char" by default for words, "word" or "bpe" for sentences) is fitted
+on the training texts; unseen tokens become ``<unk>``. It is saved beside the checkpoint as
+``tokenizer.json`` and the class names as ``labels.json``; both are reused when evaluating.
+
+A batch is ``(ids (B, T), mask (B, T), labels (B,))``, right-padded with ``<pad>`` to its longest
+text; ``mask`` is True on real tokens. The model gets it as ``attention_mask`` (``bert``,
+head="classification": padded keys are masked out) or ``mask`` (``rnn_classifier`` with
+vocab_size > 0: padded steps never enter the recurrence), so padding never changes a prediction.
+Training visits the training split epoch by epoch in an order drawn from ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from archlab.checkpoint import unwrap
+from archlab.errors import ConfigError, check
+from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.utils.io import write_text_atomic
+
+LABELS_FILE = "labels.json"
+SPLITS = ("val", "test")
+
+
+@dataclass
+class TextClassConfig:
+    tokenizer: str = "char"        # "char" | "word" | "bpe", fitted on the training texts
+    max_length: int = 128          # tokens per text, <bos> included; longer texts are cut
+    bpe_vocab_size: int = 1000     # tokenizer="bpe": the vocabulary it trains up to
+    min_freq: int = 1              # tokenizer="word": rarer words become <unk>
+    eval_split: str = "test"       # the split evaluate reports: "val" | "test"
+    val_fraction: float = 0.1      # text<TAB>label files: shares held out (named sets have fixed splits)
+    test_fraction: float = 0.1
+
+    def __post_init__(self):
+        from archlab.data.tokenizer import TEXT_TOKENIZERS
+
+        check(self.tokenizer in TEXT_TOKENIZERS,
+              f"tokenizer must be one of {', '.join(TEXT_TOKENIZERS)}, got {self.tokenizer!r}")
+        check(self.max_length >= 2, f"max_length must be >= 2 (<bos> and one token), got {self.max_length}")
+        check(self.min_freq >= 1, f"min_freq must be >= 1, got {self.min_freq}")
+        check(self.eval_split in SPLITS, f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
+        check(0 <= self.val_fraction and 0 <= self.test_fraction and self.val_fraction + self.test_fraction < 1,
+              f"val_fraction + test_fraction must be in [0, 1), got {self.val_fraction} + {self.test_fraction}")
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists to the longest: (ids (N, T), mask (N, T) True on real tokens)."""
+    T = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    lengths = torch.tensor([len(s) for s in sequences])
+    return ids, torch.arange(T)[None, :] < lengths[:, None]
+
+
+def classify_tokens(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Logits (B, K) of a token classifier, handing it the padding mask under the name it takes."""
+    params = inspect.signature(unwrap(model).forward).parameters
+    if "attention_mask" in params:      # bert: 1/True = a real token
+        out = model(ids, attention_mask=mask)
+    elif "mask" in params:              # rnn_classifier: True = a real step
+        out = model(ids, mask=mask)
+    else:
+        raise ConfigError(f"task 'textclass' needs a model whose forward takes a padding mask (attention_mask "
+                          f"or mask), e.g. bert or rnn_classifier; {type(unwrap(model)).__name__} takes neither")
+    logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple) else out
+    check(logits is not None and logits.dim() == 2 and logits.size(0) == ids.size(0),
+          f"task 'textclass' needs logits of shape (batch, num_classes), got "
+          f"{None if logits is None else tuple(logits.shape)} (a bert needs head='classification')")
+    return logits
+
+
+@register_task
+class TextClassTask(Task):
+    name = "textclass"
+    Config = TextClassConfig
+    default_data = "cmudict-syllables"
+    metric_modes = {"loss": "min", "accuracy": "max", "macro_f1": "max"}
+
+    def __init__(self, config: TextClassConfig, data: str | None = None, saved: Path | None = None):
+        super().__init__(config, data, saved)
+        from archlab.data import fit_tokenizer, load_labelled_text, load_tokenizer
+
+        data_set = load_labelled_text(self.data, val_fraction=config.val_fraction,
+                                      test_fraction=config.test_fraction)
+        check(len(data_set.train) > 0, f"--data {self.data!r} has an empty training split")
+        self.classes = list(data_set.classes)
+        if saved is not None and (Path(saved) / LABELS_FILE).is_file():
+            trained_on = json.loads((Path(saved) / LABELS_FILE).read_text())["classes"]
+            new = sorted(set(self.classes) - set(trained_on))
+            check(not new, f"--data {self.data!r} has labels {new} the checkpoint was not trained on "
+                           f"(it knows {trained_on})")
+            self.classes = trained_on  # the model's own class order
+            self.tokenizer = load_tokenizer(saved)
+        else:
+            texts = [text for text, _ in data_set.train]
+            if config.tokenizer == "bpe":
+                check(config.bpe_vocab_size >= 260,
+                      f"bpe_vocab_size must be >= 260 (256 bytes + 4 specials), got {config.bpe_vocab_size}")
+            self.tokenizer = fit_tokenizer(config.tokenizer, texts, bpe_vocab_size=config.bpe_vocab_size,
+                                           min_freq=config.min_freq)
+        check(self.tokenizer.pad_id is not None and self.tokenizer.bos_id is not None,
+              f"the tokenizer needs <pad> and <bos>, got specials {list(self.tokenizer.specials)}")
+        self._bos = self.tokenizer.bos_id
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.splits = {}
+        for split in ("train", *SPLITS):
+            examples = getattr(data_set, split)
+            ids = [self.encode(text) for text, _ in examples]
+            labels = torch.tensor([index[label] for _, label in examples], dtype=torch.long)
+            self.splits[split] = (ids, labels)
+        check(len(self.splits[config.eval_split][1]) > 0,
+              f"--data {self.data!r}: the {config.eval_split} split (eval_split) is empty; "
+              f"give more examples or a larger {config.eval_split}_fraction")
+        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation) cache
+
+    def encode(self, text: str) -> list[int]:
+        """<bos> + the text's ids, cut to ``max_length`` tokens."""
+        return [self._bos, *self.tokenizer.encode(text)][: self.config.max_length]
+
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        fields = set(fields)
+        K = len(self.classes)
+        if "num_labels" in fields:
+            out: dict[str, Any] = {"num_labels": K}
+        elif "num_classes" in fields:
+            out = {"num_classes": K}
+        else:
+            raise ConfigError("task 'textclass' needs a classifier with a num_classes or num_labels field "
+                              "(e.g. rnn_classifier or bert)")
+        check("vocab_size" in fields, "task 'textclass' needs a model that reads token ids (a vocab_size field), "
+                                      "e.g. rnn_classifier or bert")
+        out["vocab_size"] = self.tokenizer.vocab_size
+        for name in ("pad_id", "pad_token_id"):
+            if name in fields:
+                out[name] = self.tokenizer.pad_id
+        if "head" in fields:
+            out["head"] = "classification"
+        return out
+
+    @property
+    def num_train_samples(self) -> int:
+        return len(self.splits["train"][1])
+
+    def _batch(self, split: str, idx) -> Batch:
+        ids, labels = self.splits[split]
+        x, mask = pad_batch([ids[i] for i in idx], self.tokenizer.pad_id)
+        return x, mask, labels[idx]
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        n = self.num_train_samples
+        check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training texts")
+        per_epoch = n // batch_size
+        epoch, i = divmod(position, per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(n, generator=g))
+        return self._batch("train", self._order[1][i * batch_size:(i + 1) * batch_size][shard])
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        n = len(self.splits[self.config.eval_split][1])
+        for i in range(0, n, batch_size):
+            yield self._batch(self.config.eval_split, torch.arange(i, min(i + batch_size, n)))
+
+    @property
+    def sum_keys(self) -> tuple[str, ...]:
+        K = range(len(self.classes))
+        return ("loss_sum", "correct", "count", *(f"tp_{k}" for k in K), *(f"predicted_{k}" for k in K),
+                *(f"true_{k}" for k in K))
+
+    def step(self, model, batch):
+        x, mask, y = batch
+        logits = classify_tokens(model, x, mask).float()  # (B, K); fp32 loss under autocast
+        K = len(self.classes)
+        check(logits.size(1) == K, f"the model outputs {logits.size(1)} classes, the data has {K}")
+        example_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
+        pred = logits.argmax(-1).detach()
+        hit = pred == y
+        tp = torch.bincount(y[hit], minlength=K)
+        predicted, true = torch.bincount(pred, minlength=K), torch.bincount(y, minlength=K)
+        sums = {"loss_sum": example_loss.detach().sum().double(), "correct": hit.sum().double(),
+                "count": torch.tensor(float(y.numel()))}
+        for k in range(K):
+            sums[f"tp_{k}"], sums[f"predicted_{k}"], sums[f"true_{k}"] = tp[k], predicted[k], true[k]
+        return example_loss.mean(), sums
+
+    def metrics(self, sums):
+        n = count_from_sums(sums)
+        f1 = [2 * sums[f"tp_{k}"] / (sums[f"predicted_{k}"] + sums[f"true_{k}"])
+              for k in range(len(self.classes)) if sums[f"predicted_{k}"] + sums[f"true_{k}"] > 0]
+        return {"loss": sums["loss_sum"] / n, "accuracy": sums["correct"] / n, "macro_f1": sum(f1) / len(f1)}
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save(directory)
+        write_text_atomic(Path(directory) / LABELS_FILE, json.dumps({"classes": self.classes}, indent=1) + "\n")
