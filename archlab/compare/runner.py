@@ -4,7 +4,7 @@ For each cell the runner
 
 1. gives it ``budget x TRAIN_FRACTION x row.share x cell.weight / row weights`` seconds of training
    (the rest of the budget pays for loading, evaluation and the report);
-2. times three real optimiser steps (``archlab.train.measure_step_seconds``) and sets ``max_steps``
+2. times five real optimiser steps (the median) (``archlab.train.measure_step_seconds``) and sets ``max_steps``
    so the learning-rate schedule spans the budget, with ``max_seconds`` as a hard cap;
 3. trains with ``archlab.train.train`` into ``OUT/cells/ROW-ARCH`` (a normal run directory:
    ``archlab evaluate --checkpoint`` works on it), evaluates on the held-out split, and keeps the
@@ -30,7 +30,7 @@ from archlab.errors import ConfigError, check
 TRAIN_FRACTION = 0.72       # of the budget spent in optimiser steps; the rest: loading, timing, evaluation
 MIN_CELL_SECONDS = 1.0      # a cell given less than this cannot show anything
 MIN_STEPS = 10
-TIMING_STEPS = 3
+TIMING_STEPS = 5
 
 
 @dataclass
@@ -177,7 +177,7 @@ def run_cell(row: Row, cell: Cell, budget: float, out: Path, *, seed: int, devic
     spec = RunSpec(task=row.task, model=cell.model, data=row.dataset, out=run_dir, settings=dict(settings))
     per_step = measure_step_seconds(spec, steps=TIMING_STEPS)
     steps = max(MIN_STEPS, int(seconds / per_step))
-    settings.update(max_steps=steps, max_seconds=round(1.25 * seconds, 3), log_every=max(1, steps // 60),
+    settings.update(max_steps=steps, max_seconds=round(1.5 * seconds, 3), log_every=max(1, steps // 60),
                     warmup_steps=min(int(settings.get("warmup_steps", 0)), steps // 10))
     spec.settings = settings
     result.command = _command(row, cell, settings, run_dir)

@@ -22,6 +22,7 @@ import json
 import math
 import shutil
 import signal
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -113,8 +114,9 @@ def resolve(spec: RunSpec, world_size: int = 1) -> Resolved:
     return Resolved(train_cfg, task, model, groups["model"])
 
 
-def measure_step_seconds(spec: RunSpec, steps: int = 3, warmup: int = 1) -> float:
-    """Seconds one optimiser step of ``spec`` takes here (mean of ``steps`` after ``warmup``).
+def measure_step_seconds(spec: RunSpec, steps: int = 5, warmup: int = 2) -> float:
+    """Seconds one optimiser step of ``spec`` takes here: the median of ``steps`` timed one by one
+    after ``warmup`` (the median shrugs off a step slowed by other work on the machine).
 
     Runs the real step -- same task, model, batch size and precision -- in this process and writes
     nothing, so a caller with a time budget can choose ``max_steps`` (and with it the schedule).
@@ -128,15 +130,15 @@ def measure_step_seconds(spec: RunSpec, steps: int = 3, warmup: int = 1) -> floa
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     micro_batch = cfg.batch_size // cfg.grad_accum
     world = distributed.World()
-    start = 0.0
+    times = []
     for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
+        start = time.perf_counter()
         _optimizer_step(model, r.task, optimizer, scaler, cfg, device, world, slice(0, micro_batch), micro_batch,
                         i * cfg.grad_accum)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[warmup:])
 
 
 def _run_record(spec: RunSpec, r: Resolved) -> dict[str, Any]:
