@@ -110,6 +110,7 @@ def resolve(spec: RunSpec, world_size: int = 1) -> Resolved:
         if key in fixed and fixed[key] != value:
             raise ConfigError(f"{key} is fixed by the data ({key}={fixed[key]}), got {key}={value}")
     model = create_model(spec.model, **{**groups["model"], **fixed})
+    task.prepare_model(model)  # before a resume loads the saved weights (and buffers) over it
     return Resolved(train_cfg, task, model, groups["model"])
 
 
@@ -474,8 +475,12 @@ def _early_stop(cfg: TrainConfig, task: Task, metrics: dict[str, float], early: 
 # Evaluating a saved model
 
 
-def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tuple[torch.nn.Module, Task]:
-    """The model and task of a run directory or checkpoint directory, ready to evaluate."""
+def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
+                        task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
+    """The model and task of a run directory or checkpoint directory, ready to evaluate.
+
+    ``task_settings`` override fields of the saved task config (e.g. the ``value_column`` of
+    another CSV file given as ``data``)."""
     from archlab.checkpoint import from_pretrained
 
     path = Path(checkpoint)
@@ -491,7 +496,8 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tupl
         raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
     described = json.loads(task_file.read_text())
     task_cls = get_task(described["task"])
-    config = task_cls.Config(**split_keys(described.get("config", {}), {"task": task_cls.Config})["task"])
+    settings = {**described.get("config", {}), **(task_settings or {})}
+    config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
     task = task_cls(config, data or described.get("data"), saved=path)
     model = from_pretrained(path)
     fixed = task.model_fields(field_types(type(model.config)))
