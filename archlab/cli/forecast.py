@@ -60,6 +60,9 @@ def run(args) -> int:
     dates, future = task.forecast_future(model, horizon)
     end = str(series.dates[-1]) if series.dates is not None else f"step {len(series.values) - 1}"
     print(f"{series.name}{unit}: {name}'s forecast of the {horizon} values after {end}")
+    trained_on = (task.trained_on or {}).get("series")
+    if trained_on and trained_on != series.name:
+        print(f"(the model was trained on {trained_on!r}; its normalisation comes from that series)")
     column = "date" if series.dates is not None else "step"
     print(f"{column:<12}forecast")
     for d, v in zip(dates, future):

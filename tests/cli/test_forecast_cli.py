@@ -77,4 +77,5 @@ def test_bad_input_exits_2_with_a_clear_message(run_dir, tmp_path, capsys):
                  "--horizon", "3"]) == 0
     out = capsys.readouterr().out
     assert "long: mlp_forecaster's forecast of the 3 values after step 199" in out
+    assert "trained on 'co2'" in out
     assert "seasonal_naive: skipped, no season is known" in out
