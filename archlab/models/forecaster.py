@@ -114,8 +114,8 @@ class CausalConvEncoder(nn.Module):
         super().__init__()
         self.kernel_size = kernel_size
         self.convs = nn.ModuleList(
-            Conv1d(input_size if l == 0 else channels, channels, kernel_size, dilation=2 ** l)
-            for l in range(num_layers))
+            Conv1d(input_size if i == 0 else channels, channels, kernel_size, dilation=2 ** i)
+            for i in range(num_layers))
         self.dropout = nn.Dropout(dropout)
 
     @property
@@ -124,10 +124,10 @@ class CausalConvEncoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         a = z.transpose(1, 2)  # (B, F, C): channels first, time last
-        for l, conv in enumerate(self.convs):
+        for i, conv in enumerate(self.convs):
             pad = (self.kernel_size - 1) * conv.dilation[0]
             out = self.dropout(F.relu(conv(F.pad(a, (pad, 0)))))  # (B, D, C): left padding keeps it causal
-            a = out if l == 0 else a + out
+            a = out if i == 0 else a + out
         return a.transpose(1, 2)  # (B, C, D)
 
 
@@ -150,8 +150,8 @@ class TransformerWindowEncoder(nn.Module):
 def window_mlp(in_features: int, width: int, num_layers: int, dropout: float) -> nn.Sequential:
     """[Linear, ReLU, Dropout] x L on the flattened window: (B, C*F) -> (B, D)."""
     layers = []
-    for l in range(num_layers):
-        layers += [nn.Linear(in_features if l == 0 else width, width), nn.ReLU(), nn.Dropout(dropout)]
+    for i in range(num_layers):
+        layers += [nn.Linear(in_features if i == 0 else width, width), nn.ReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
 
@@ -159,22 +159,22 @@ class Forecaster(PretrainedMixin, nn.Module):
     def __init__(self, config: ForecasterConfig):
         super().__init__()
         self.config = config
-        cfg, F_ = config, config.input_size
+        cfg, n_series = config, config.input_size
         # mu and sigma: buffers, so they travel with the weights in every checkpoint
-        self.register_buffer("mean", torch.zeros(F_))
-        self.register_buffer("std", torch.ones(F_))
+        self.register_buffer("mean", torch.zeros(n_series))
+        self.register_buffer("std", torch.ones(n_series))
         if cfg.encoder == "rnn":  # named `rnn` as in every checkpoint saved before the other encoders
-            self.rnn = recurrent_layer(cfg.cell, F_, cfg.hidden_size, cfg.num_layers, cfg.dropout)
+            self.rnn = recurrent_layer(cfg.cell, n_series, cfg.hidden_size, cfg.num_layers, cfg.dropout)
         elif cfg.encoder == "cnn":
-            self.encoder = CausalConvEncoder(F_, cfg.hidden_size, cfg.num_layers, cfg.kernel_size, cfg.dropout)
+            self.encoder = CausalConvEncoder(n_series, cfg.hidden_size, cfg.num_layers, cfg.kernel_size, cfg.dropout)
         elif cfg.encoder == "transformer":
-            self.encoder = TransformerWindowEncoder(F_, cfg.hidden_size, cfg.num_layers, cfg.num_heads,
+            self.encoder = TransformerWindowEncoder(n_series, cfg.hidden_size, cfg.num_layers, cfg.num_heads,
                                                     cfg.dim_feedforward or 4 * cfg.hidden_size, cfg.dropout,
                                                     cfg.context_length)
         else:
-            self.encoder = window_mlp(cfg.context_length * F_, cfg.hidden_size, cfg.num_layers, cfg.dropout)
+            self.encoder = window_mlp(cfg.context_length * n_series, cfg.hidden_size, cfg.num_layers, cfg.dropout)
         steps_out = cfg.horizon if cfg.strategy == "direct" else 1
-        self.head = nn.Linear(cfg.hidden_size, steps_out * F_)  # W_d (H*F outputs) or W_a (F outputs)
+        self.head = nn.Linear(cfg.hidden_size, steps_out * n_series)  # W_d (H*F outputs) or W_a (F outputs)
 
     # ---- normalisation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -223,14 +223,14 @@ class Forecaster(PretrainedMixin, nn.Module):
         z = self.normalize(self._check_history(history))    # (B, C, F)
         anchor = z[:, -1:] if cfg.relative else torch.zeros_like(z[:, -1:])  # z_t or 0: (B, 1, F)
         z = z - anchor
-        B, F_ = z.shape[0], cfg.input_size
+        B, n_series = z.shape[0], cfg.input_size
         if cfg.encoder == "rnn":
             out, state = self.rnn(z)                         # h_t for every step: (B, C, D)
             e = out[:, -1]
         else:
             e = self._summary(z)                             # (B, D)
         if cfg.strategy == "direct":
-            z_hat = self.head(e).view(B, cfg.horizon, F_)[:, :horizon]  # (B, H, F)
+            z_hat = self.head(e).view(B, cfg.horizon, n_series)[:, :horizon]  # (B, H, F)
             return z_hat + anchor
         preds = [self.head(e)]                               # z^_{t+1}: (B, F)
         for _ in range(horizon - 1):

@@ -61,7 +61,8 @@ def test_bad_input_exits_2_with_a_clear_message(run_dir, tmp_path, capsys):
     long.write_text("value\n" + "".join(f"{t}\n" for t in range(200)))
     cases = [
         (["--horizon", "0"], "--horizon must be >= 1, got 0"),
-        (["--data", str(long), "--value-column", "price"], "value_column='price' is not a column; the header has 'value'"),
+        (["--data", str(long), "--value-column", "price"],
+         "value_column='price' is not a column; the header has 'value'"),
         (["--data", str(long)], "a CSV series needs value_column"),
         (["--data", str(series), "--value-column", "value"],
          "the training part has 10 values, too short for context_length=36 + horizon=12 = 48"),

@@ -42,7 +42,8 @@ def test_baselines_equal_hand_computations(toy):
     b = task.baselines()
     # naive: from the origin v_35 = 36 -> errors 0, -3, -1, -4; one-step v_35..v_38 = 36, 36, 39, 37.
     assert b["naive"]["rmse"] == pytest.approx(math.sqrt(26 / 4)) and b["naive"]["mae"] == pytest.approx(2.0)
-    assert b["naive"]["rmse_1step"] == pytest.approx(math.sqrt(22 / 4)) and b["naive"]["mae_1step"] == pytest.approx(2.0)
+    assert b["naive"]["rmse_1step"] == pytest.approx(math.sqrt(22 / 4))
+    assert b["naive"]["mae_1step"] == pytest.approx(2.0)
     # seasonal naive, m = 3: the last season v_33..v_35 = 35, 33, 36 repeated -> 35, 33, 36, 35;
     # one-step v_33..v_36 = 35, 33, 36, 36.
     s = b["seasonal_naive"]
@@ -117,7 +118,8 @@ def test_resolve_fits_the_normalisation_on_the_training_part_only(tmp_path, toy)
                         settings={"context_length": 4, "horizon": 3, "value_column": "value", "hidden_size": 8}))
     train_part = np.array([t + SEASON[t % 4] for t in range(32)], dtype=np.float64)
     assert r.model.config.context_length == 4 and r.model.config.input_size == 1
-    assert r.model.mean.item() == pytest.approx(train_part.mean()) and r.model.std.item() == pytest.approx(train_part.std())
+    assert r.model.mean.item() == pytest.approx(train_part.mean())
+    assert r.model.std.item() == pytest.approx(train_part.std())
 
 
 def test_bad_input_is_a_clear_config_error(tmp_path, toy):
