@@ -35,6 +35,7 @@ def test_forecast_prints_the_future_and_the_metrics_beside_the_baselines(cli, ru
     assert rows["naive"] == pytest.approx([baselines["naive"][k] for k in ("rmse", "mae", "rmse_1step", "mae_1step")],
                                           abs=1e-4)
     assert rows["seasonal_naive (12 months)"][0] == pytest.approx(2.0665, abs=1e-4)
+    assert rows["mlp_forecaster"][0] < rows["seasonal_naive (12 months)"][0], "30 steps already beat it on CO2"
     metrics = evaluate(run_dir)
     assert rows["mlp_forecaster"] == pytest.approx([metrics[k] for k in ("rmse", "mae", "rmse_1step", "mae_1step")],
                                                    abs=1e-4)

@@ -288,3 +288,11 @@ def test_bad_encoder_settings_raise_config_errors_naming_them():
         create_model("cnn_forecaster", pooling="max")
     with pytest.raises(ConfigError, match=r"kernel_size must be positive, got 0"):
         create_model("cnn_forecaster", kernel_size=0)
+
+
+@pytest.mark.parametrize("name", ["cnn_forecaster", "transformer_forecaster", "mlp_forecaster"])
+def test_every_encoder_runs_under_bf16_autocast(name):
+    model = create_model(name, strategy="autoregressive", context_length=C, hidden_size=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, C, 1), horizon=4)
+    assert out.shape == (2, 4, 1) and torch.isfinite(out.float()).all()
