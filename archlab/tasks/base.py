@@ -21,6 +21,9 @@ and provides, in the order the trainer calls them:
    files (tokenizer, class names, normalisation) must be reused instead of being fitted anew.
 2. ``model_fields(fields)`` -- the model config fields the data fixes (``vocab_size``,
    ``num_classes``, ``in_channels``...), given the names of the model's config fields.
+   ``prepare_model(model)`` -- then, once, on the freshly built model of a new run: initialise
+   what the data determines beyond the config (a forecaster's normalisation fitted on the
+   training split). A no-op by default; never called on a model loaded from a checkpoint.
 3. ``train_batch(position, batch_size, seed, shard)`` -- micro-batch number ``position`` of the
    run: a *global* batch of ``batch_size`` examples that depends only on ``(seed, position)``, of
    which only the rows ``shard`` (this process's share) are built. That makes resuming exact (the
@@ -71,6 +74,9 @@ class Task:
     # -- what the data fixes -------------------------------------------------------------------
     def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
         return {}
+
+    def prepare_model(self, model: torch.nn.Module) -> None:
+        """Initialise a freshly built model from the data (e.g. fit its normalisation); default: nothing."""
 
     @property
     def num_train_samples(self) -> int:

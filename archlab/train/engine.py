@@ -111,6 +111,7 @@ def resolve(spec: RunSpec, world_size: int = 1) -> Resolved:
         if key in fixed and fixed[key] != value:
             raise ConfigError(f"{key} is fixed by the data ({key}={fixed[key]}), got {key}={value}")
     model = create_model(spec.model, **{**groups["model"], **fixed})
+    task.prepare_model(model)  # before a resume loads the saved weights (and buffers) over it
     return Resolved(train_cfg, task, model, groups["model"])
 
 
@@ -526,14 +527,19 @@ def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict
     return json.loads(task_file.read_text())
 
 
-def load_for_evaluation(checkpoint: str | Path, data: str | None = None) -> tuple[torch.nn.Module, Task]:
-    """The model and task of a run directory or checkpoint directory, ready to evaluate."""
+def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
+                        task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
+    """The model and task of a run directory or checkpoint directory, ready to evaluate.
+
+    ``task_settings`` override fields of the saved task config (e.g. the ``value_column`` of
+    another CSV file given as ``data``)."""
     from archlab.checkpoint import from_pretrained
 
     path = Path(checkpoint)
     described = read_task_description(path)
     task_cls = get_task(described["task"])
-    config = task_cls.Config(**split_keys(described.get("config", {}), {"task": task_cls.Config})["task"])
+    settings = {**described.get("config", {}), **(task_settings or {})}
+    config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
     task = task_cls(config, data or described.get("data"), saved=path)
     model = from_pretrained(path)
     fixed = task.model_fields(field_types(type(model.config)))

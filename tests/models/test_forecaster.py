@@ -184,3 +184,115 @@ def test_reference_and_fused_recurrences_agree(strategy):
     for gf, gr in zip(results["fused"][1], results["reference"][1]):
         assert torch.allclose(gf, gr, atol=1e-10), "gradients agree (1e-10, float64)"
         assert gf.abs().sum() > 0, "every parameter gets a gradient"
+
+
+# ---- the encoders: rnn, cnn, transformer, mlp -------------------------------------------------------
+
+NAMED = ["lstm_forecaster", "gru_forecaster", "cnn_forecaster", "transformer_forecaster", "mlp_forecaster"]
+
+
+@pytest.mark.parametrize("name", NAMED)
+@pytest.mark.parametrize("strategy", ["direct", "autoregressive"])
+def test_every_encoder_runs_forward_and_backward_and_every_parameter_learns(name, strategy):
+    model = create_model(name, strategy=strategy, context_length=C, horizon=H, hidden_size=16, input_size=2)
+    model.fit_normalization(torch.randn(100, 2) * 3 + 1)
+    history, future = torch.randn(3, C + 5, 2), torch.randn(3, H, 2)
+    z_hat = model(history)
+    assert z_hat.shape == (3, H, 2)
+    torch.nn.functional.mse_loss(z_hat, model.normalize(future)).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{pname} gets no gradient"
+    # beyond the trained horizon: the autoregressive loop, or the direct head rolled forward
+    assert model.eval().forecast(history, horizon=2 * H + 1).shape == (3, 2 * H + 1, 2)
+
+
+def test_named_forecasters_register_their_family_and_only_set_defaults():
+    from archlab.registry import model_info
+
+    families = {name: model_info(name).family for name in ["rnn_forecaster", *NAMED]}
+    assert families == {"rnn_forecaster": "rnn", "lstm_forecaster": "rnn", "gru_forecaster": "rnn",
+                        "cnn_forecaster": "cnn", "transformer_forecaster": "transformer", "mlp_forecaster": "mlp"}
+    assert create_model("gru_forecaster").config.cell == "gru"
+    assert create_model("cnn_forecaster").config.encoder == "cnn"
+    assert create_model("cnn_forecaster", hidden_size=8, kernel_size=2).config.kernel_size == 2  # overridable
+
+
+def test_cnn_encoder_is_causal_with_the_stated_receptive_field():
+    model = create_model("cnn_forecaster", context_length=40, num_layers=3, kernel_size=3, hidden_size=8).double()
+    encoder = model.encoder
+    assert encoder.receptive_field == 1 + 2 * (1 + 2 + 4)
+    z = torch.randn(1, 40, 1, dtype=torch.float64, requires_grad=True)
+    a = encoder(z)                                          # (1, 40, D)
+    assert a.shape == (1, 40, 8)
+    a[0, 30].sum().backward()                               # features at step 30 ...
+    reaches = (z.grad[0, :, 0] != 0).nonzero().flatten()
+    assert reaches.max() == 30, "no step sees a later one"
+    assert reaches.min() >= 30 - encoder.receptive_field + 1, "nothing beyond the receptive field"
+
+
+@pytest.mark.parametrize("name", ["cnn_forecaster", "transformer_forecaster", "mlp_forecaster"])
+def test_autoregressive_rollout_rereads_the_window_shifted_by_its_predictions(name):
+    model = create_model(name, strategy="autoregressive", context_length=C, horizon=H, hidden_size=16,
+                         relative=False).double().eval()
+    model.fit_normalization(torch.randn(100, dtype=torch.float64) * 2 + 5)
+    history = torch.randn(2, C, 1, dtype=torch.float64)
+    z_hat = model(history, horizon=4)                       # (2, 4, 1)
+    z = model.normalize(history)
+    for k in range(4):                                      # one step from the window + predictions so far
+        window = torch.cat([z, z_hat[:, :k]], 1)[:, -C:]
+        assert torch.allclose(model.head(model._summary(window)), z_hat[:, k], atol=1e-12), "(1e-12)"
+
+
+def test_forecast_beyond_a_direct_head_appends_its_own_forecasts():
+    model = create_model("mlp_forecaster", context_length=C, horizon=H, hidden_size=16).double().eval()
+    model.fit_normalization(torch.randn(100, dtype=torch.float64) + 3)
+    history = torch.randn(2, C + 3, dtype=torch.float64)
+    long = model.forecast(history, horizon=H + 4)           # (2, H + 4)
+    first = model.forecast(history)                         # (2, H)
+    then = model.forecast(torch.cat([history, first], 1), horizon=4)
+    assert torch.equal(long, torch.cat([first, then], 1))
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_relative_forecasts_of_every_encoder_move_with_the_level(name):
+    model = create_model(name, context_length=C, horizon=H, hidden_size=16).double().eval()
+    model.fit_normalization(torch.randn(50, dtype=torch.float64) * 2 + 5)
+    history = torch.randn(2, C, dtype=torch.float64)
+    assert torch.allclose(model.forecast(history + 100.0), model.forecast(history) + 100.0, atol=1e-9), "(1e-9)"
+
+
+def test_a_config_saved_before_the_encoders_existed_still_loads(tmp_path):
+    import json
+
+    model = create_model("rnn_forecaster", cell="gru", context_length=C, horizon=H, hidden_size=8).eval()
+    model.fit_normalization(torch.randn(60) * 4 + 2)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    old_fields = {"cell", "input_size", "hidden_size", "num_layers", "dropout", "context_length", "horizon",
+                  "strategy", "relative"}
+    saved["config"] = {k: v for k, v in saved["config"].items() if k in old_fields}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = from_pretrained(tmp_path)
+    assert loaded.config.encoder == "rnn"
+    assert {k.split(".")[0] for k in loaded.state_dict()} == {"mean", "std", "rnn", "head"}
+    history = torch.randn(2, C)
+    assert torch.equal(loaded.forecast(history), model.forecast(history))
+
+
+def test_bad_encoder_settings_raise_config_errors_naming_them():
+    with pytest.raises(ConfigError, match=r"encoder must be one of \('rnn', 'cnn', 'transformer', 'mlp'\), got 'tcn'"):
+        create_model("rnn_forecaster", encoder="tcn")
+    with pytest.raises(ConfigError, match=r"even hidden_size divisible by num_heads=4, got hidden_size=10"):
+        create_model("transformer_forecaster", hidden_size=10)
+    with pytest.raises(ConfigError, match=r"pooling must be one of \('last', 'mean'\), got 'max'"):
+        create_model("cnn_forecaster", pooling="max")
+    with pytest.raises(ConfigError, match=r"kernel_size must be positive, got 0"):
+        create_model("cnn_forecaster", kernel_size=0)
+
+
+@pytest.mark.parametrize("name", ["cnn_forecaster", "transformer_forecaster", "mlp_forecaster"])
+def test_every_encoder_runs_under_bf16_autocast(name):
+    model = create_model(name, strategy="autoregressive", context_length=C, hidden_size=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, C, 1), horizon=4)
+    assert out.shape == (2, 4, 1) and torch.isfinite(out.float()).all()

@@ -1,0 +1,277 @@
+"""Time-series forecasting: the last C values of a series in, the next H out.
+
+A series (``--data co2`` by default, ``sunspots``, or a CSV file with ``value_column`` and an
+optional ``date_column``) is cut in time order into train | val | test (``archlab.data.timeseries``).
+The model is any forecaster (``rnn_forecaster``, ``lstm_forecaster``, ``cnn_forecaster``,
+``transformer_forecaster``, ``mlp_forecaster`` ...): ``forward(history)`` -> the normalised forecast
+z^ (B, H, 1), ``forecast(history, n)`` -> n values in data units. Its normalisation
+z = (x - mu) / sigma is fitted on the training part only (``prepare_model``) and saved with it.
+
+Training: windows (x_{s-C..s-1} -> x_{s..s+H-1}) drawn from the training part, each batch from
+``(seed, position)``; the loss is the mean squared error in normalised units,
+
+    L = 1/(B H) sum_b sum_k (z^_{b,k} - z_{b,k})^2.
+
+Evaluation, every metric in the data's units and lower is better (n = length of the test part):
+
+    rmse, mae              the forecast of the whole test part made at the forecast origin just
+                           before it, from train + val only: e_k = x^_{T+k} - x_{T+k}, k = 1..n
+                           (a direct head shorter than n rolls forward on its own forecasts);
+                           rmse = sqrt(1/n sum_k e_k^2), mae = 1/n sum_k |e_k|
+    rmse_1step, mae_1step  rolling one-step-ahead forecasts over the test part, each from the true
+                           history up to it: e_k = x^_{T+k | x_{<T+k}} - x_{T+k}
+    loss                   the training loss L on validation windows (targets in the val part):
+                           the one to early-stop on, since the others look at the test part
+
+The evaluation batches are that one forecast origin, then the one-step windows, then the
+validation windows; ``step`` returns squared and absolute errors with their counts, so the sums
+over batches (and processes) give the metrics exactly.
+
+Baselines beside the model (``baselines()``), on the same forecasts: ``naive`` repeats the last
+value (x^_{T+k} = x_T; one-step: x_{T+k-1}); ``seasonal_naive`` repeats the last season of m
+values (x^_{T+k} = x_{T-m+((k-1) mod m)}; one-step: x_{T+k-m}), m = 12 for monthly data, 11 years
+(the solar cycle) for the sunspots, the ``season`` field otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from archlab.checkpoint import unwrap
+from archlab.errors import ConfigError, check
+from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.utils.io import write_text_atomic
+
+SERIES_FILE = "series.json"
+MULTI_STEP, ONE_STEP = 1, 2  # the kind of an evaluation batch of test forecasts
+# Series whose season is not a calendar one: (period in steps, why).
+KNOWN_SEASONS = {"sunspots": (11, "the ~11-year solar cycle")}
+
+
+@dataclass
+class ForecastConfig:
+    context_length: int = 36          # C: values of history the model reads
+    horizon: int = 12                 # H: values ahead each training window asks for
+    value_column: str | None = None   # CSV data: the column of values
+    date_column: str | None = None    # CSV data: the column of ISO dates (optional)
+    season: int = 0                   # the seasonal-naive period; 0 = from the data (12 for monthly)
+
+    def __post_init__(self):
+        check(self.context_length >= 1, f"context_length must be >= 1, got {self.context_length}")
+        check(self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}")
+        check(self.season >= 0, f"season must be >= 0 (0 = from the data), got {self.season}")
+
+
+def infer_season(name: str, frequency: str, dates: np.ndarray | None) -> tuple[int | None, str]:
+    """The period of the series' season in steps, and where it comes from (or why there is none)."""
+    if name in KNOWN_SEASONS:
+        period, why = KNOWN_SEASONS[name]
+        return period, why
+    if frequency == "monthly":
+        return 12, "12 months"
+    if dates is not None and len(dates) >= 2:
+        gap = float(np.median(np.diff(dates).astype(np.int64)))  # days between observations
+        for lo, hi, period, why in ((1, 1, 7, "7 days"), (7, 7, 52, "52 weeks"), (28, 31, 12, "12 months"),
+                                    (89, 92, 4, "4 quarters")):
+            if lo <= gap <= hi:
+                return period, why
+    return None, f"no season is known for {frequency or 'this'} data (set season=N to give one)"
+
+
+def future_dates(dates: np.ndarray | None, steps: int, first_index: int) -> np.ndarray:
+    """The dates of the ``steps`` values after ``dates``; step numbers from ``first_index`` without dates."""
+    if dates is None or len(dates) < 2:
+        return np.arange(first_index, first_index + steps)
+    ahead = np.arange(1, steps + 1)
+    months = dates.astype("datetime64[M]")
+    if (months.astype("datetime64[D]") == dates).all():  # firsts of months: step in whole months
+        step = int(np.median(np.diff(months).astype(np.int64)))
+        return (months[-1] + step * ahead).astype("datetime64[D]")
+    return dates[-1] + (dates[-1] - dates[-2]) * ahead
+
+
+def _scores(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    e = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    return math.sqrt(float(np.mean(e ** 2))), float(np.mean(np.abs(e)))
+
+
+@register_task
+class ForecastTask(Task):
+    name = "forecast"
+    Config = ForecastConfig
+    default_data = "co2"
+    metric_modes = {"rmse": "min", "mae": "min", "rmse_1step": "min", "mae_1step": "min", "loss": "min"}
+    sum_keys = ("loss_sum", "count", "sq_err_multi", "abs_err_multi", "n_multi",
+                "sq_err_1step", "abs_err_1step", "n_1step")
+
+    def __init__(self, config: ForecastConfig, data: str | None = None, saved: Path | None = None):
+        super().__init__(config, data, saved)
+        from archlab.data.timeseries import load_series
+
+        self.series = load_series(self.data, config.value_column, config.date_column)
+        s, C, H = self.series, config.context_length, config.horizon
+        self.values = s.values                                 # float64 (T,)
+        self.cut_val, self.cut_test = len(s.train), len(s.train) + len(s.val)
+        check(len(s.train) >= C + H,
+              f"--data {self.data!r}: the training part has {len(s.train)} values, too short for "
+              f"context_length={C} + horizon={H} = {C + H}")
+        if config.season:
+            self.season, self.season_note = config.season, f"season={config.season}"
+        else:
+            self.season, self.season_note = infer_season(s.name, s.frequency, s.dates)
+        if self.season is not None:
+            check(self.season <= self.cut_test,
+                  f"--data {self.data!r}: season={self.season} is longer than the {self.cut_test} values "
+                  "before the test part")
+        self.trained_on: dict[str, Any] | None = None
+        if saved is not None and (Path(saved) / SERIES_FILE).is_file():
+            self.trained_on = json.loads((Path(saved) / SERIES_FILE).read_text())
+        self._baselines = self._compute_baselines()
+
+    # -- what the data fixes -------------------------------------------------------------------
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        fields = set(fields)
+        needed = {"input_size", "context_length", "horizon"}
+        if not needed <= fields:
+            raise ConfigError("task 'forecast' trains forecasters (rnn_forecaster, lstm_forecaster, cnn_forecaster, "
+                              "transformer_forecaster, mlp_forecaster ...); the model's config lacks "
+                              f"{', '.join(sorted(needed - fields))}")
+        return {"input_size": 1, "context_length": self.config.context_length, "horizon": self.config.horizon}
+
+    def prepare_model(self, model: torch.nn.Module) -> None:
+        """Fit the model's normalisation on the training part only."""
+        check(hasattr(model, "fit_normalization"),
+              f"task 'forecast' needs a forecaster with fit_normalization(), got {type(model).__name__}")
+        model.fit_normalization(torch.tensor(self.series.train.values, dtype=torch.float32))
+
+    @property
+    def num_train_samples(self) -> int:
+        """Training windows: every start whose context and horizon fit in the training part."""
+        return self.cut_val - self.config.context_length - self.config.horizon + 1
+
+    # -- batches -------------------------------------------------------------------------------
+    def _windows(self, starts: np.ndarray, horizon: int) -> Batch:
+        """(history (B, C, 1), target (B, horizon, 1)): the C values before each start and what follows."""
+        C = self.config.context_length
+        idx = np.asarray(starts)[:, None] + np.arange(-C, horizon)  # (B, C + horizon)
+        w = torch.tensor(self.values[idx], dtype=torch.float32)[..., None]  # (B, C + horizon, 1)
+        return w[:, :C].contiguous(), w[:, C:].contiguous()
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        # The global batch's window starts depend only on (seed, position).
+        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        offsets = torch.randint(self.num_train_samples, (batch_size,), generator=g)[shard]
+        return self._windows(offsets.numpy() + self.config.context_length, self.config.horizon)
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        n = len(self.values)
+        history = torch.tensor(self.values[:self.cut_test], dtype=torch.float32).view(1, -1, 1)  # (1, T, 1)
+        test = torch.tensor(self.values[self.cut_test:], dtype=torch.float32).view(1, -1, 1)     # (1, n, 1)
+        yield history, test, torch.tensor(MULTI_STEP)
+        one_step = np.arange(self.cut_test, n)
+        for i in range(0, len(one_step), batch_size):
+            x, y = self._windows(one_step[i:i + batch_size], 1)
+            yield x, y, torch.tensor(ONE_STEP)
+        val = np.arange(self.cut_val, self.cut_test - self.config.horizon + 1)  # targets inside the val part
+        for i in range(0, len(val), batch_size):
+            yield self._windows(val[i:i + batch_size], self.config.horizon)
+
+    # -- loss and metrics ----------------------------------------------------------------------
+    def step(self, model, batch):
+        core = unwrap(model)
+        zero = torch.zeros((), dtype=torch.float64)
+        sums = {k: zero for k in self.sum_keys}
+        x = batch[0].to(core.mean.dtype)
+        y = batch[1].to(core.mean.dtype)
+        if len(batch) == 2:  # windows: the training loss
+            z_hat = model(x).float()                                    # (B, H, 1), normalised
+            window_loss = (z_hat - core.normalize(y).float()).pow(2).mean(dim=(1, 2))  # (B,)
+            sums.update(loss_sum=window_loss.detach().sum().double(),
+                        count=torch.tensor(float(len(window_loss)), dtype=torch.float64))
+            return window_loss.mean(), sums
+        kind = int(batch[2])
+        predicted = core.forecast(x, y.shape[1])                        # (B, n, 1), data units
+        e = predicted.double() - y.double()
+        suffix = "_multi" if kind == MULTI_STEP else "_1step"
+        sums.update({f"sq_err{suffix}": e.pow(2).sum(), f"abs_err{suffix}": e.abs().sum(),
+                     f"n{suffix}": torch.tensor(float(e.numel()), dtype=torch.float64)})
+        return torch.zeros((), device=x.device), sums
+
+    def metrics(self, sums):
+        n = count_from_sums(sums, "n_multi")
+        out = {"rmse": math.sqrt(sums["sq_err_multi"] / n), "mae": sums["abs_err_multi"] / n}
+        if sums["n_1step"] > 0:
+            out.update(rmse_1step=math.sqrt(sums["sq_err_1step"] / sums["n_1step"]),
+                       mae_1step=sums["abs_err_1step"] / sums["n_1step"])
+        if sums["count"] > 0:
+            out["loss"] = sums["loss_sum"] / sums["count"]
+        return out
+
+    # -- baselines and forecasts for people --------------------------------------------------------
+    def _compute_baselines(self) -> dict[str, dict[str, float]]:
+        v, T, n = self.values, self.cut_test, len(self.values)
+        test = v[T:]
+        forecasts = {"naive": (np.full(n - T, v[T - 1]), v[T - 1:n - 1])}
+        if self.season is not None:
+            m = self.season
+            forecasts["seasonal_naive"] = (v[T - m:T][np.arange(n - T) % m], v[T - m:n - m])
+        out = {}
+        for name, (multi, one) in forecasts.items():
+            rmse, mae = _scores(multi, test)
+            rmse_1, mae_1 = _scores(one, test)
+            out[name] = {"rmse": rmse, "mae": mae, "rmse_1step": rmse_1, "mae_1step": mae_1}
+        return out
+
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """``{"naive": {metric: value}, "seasonal_naive": {...}}`` on the model's test forecasts.
+
+        ``seasonal_naive`` is absent when the series has no known season (``season_note`` says why).
+        """
+        return {k: dict(v) for k, v in self._baselines.items()}
+
+    def dates_or_steps(self, lo: int, hi: int) -> np.ndarray:
+        return self.series.dates[lo:hi] if self.series.dates is not None else np.arange(lo, hi)
+
+    def forecast_test(self, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dates, actual, predicted) of the multi-step forecast of the test part, for plots.
+
+        Dates are step numbers for a series without dates."""
+        predicted = self._forecast(model, self.values[:self.cut_test], len(self.values) - self.cut_test)
+        return self.dates_or_steps(self.cut_test, len(self.values)), self.values[self.cut_test:].copy(), predicted
+
+    def forecast_future(self, model: torch.nn.Module, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dates, predicted) of the ``steps`` values after the end of the whole series."""
+        check(steps >= 1, f"horizon must be >= 1, got {steps}")
+        dates = future_dates(self.series.dates, steps, len(self.values))
+        return dates, self._forecast(model, self.values, steps)
+
+    @staticmethod
+    def _forecast(model: torch.nn.Module, history: np.ndarray, steps: int) -> np.ndarray:
+        core = unwrap(model)
+        was_training = core.training
+        core.eval()
+        try:
+            x = torch.tensor(history, dtype=core.mean.dtype, device=core.mean.device).view(1, -1, 1)  # (1, T, 1)
+            return core.forecast(x, steps)[0, :, 0].double().cpu().numpy()
+        finally:
+            core.train(was_training)
+
+    # -- what travels with a checkpoint --------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        s = self.series
+
+        def date(i: int) -> str | None:
+            return None if s.dates is None else str(s.dates[i])
+
+        meta = {"series": s.name, "frequency": s.frequency, "unit": s.unit, "season": self.season,
+                "n_train": len(s.train), "n_val": len(s.val), "n_test": len(s.test),
+                "train_first": date(0), "train_last": date(self.cut_val - 1),
+                "train_mean": float(np.mean(s.train.values)), "train_std": float(np.std(s.train.values))}
+        write_text_atomic(Path(directory) / SERIES_FILE, json.dumps(meta, indent=1) + "\n")

@@ -1,0 +1,153 @@
+"""The forecasting task: windows from the training part, exact test metrics, naive baselines."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from archlab.errors import ConfigError
+from archlab.registry import create_model
+from archlab.tasks.forecast import ForecastConfig, ForecastTask
+from archlab.train import RunSpec, evaluate, evaluate_model, resolve, train
+
+SEASON = [0, 2, -1, 1]  # v_t = t + SEASON[t % 4]
+
+
+def write_csv(path, values, dates=None):
+    lines = ["date,value"] if dates is not None else ["value"]
+    for i, v in enumerate(values):
+        lines.append(f"{dates[i]},{v}" if dates is not None else f"{v}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """40 values, v_t = t + SEASON[t % 4]: train t < 32, val 32..35, test 36..39 = (36, 39, 37, 40)."""
+    return write_csv(tmp_path / "toy.csv", [t + SEASON[t % 4] for t in range(40)])
+
+
+@pytest.fixture
+def linear(tmp_path):
+    return write_csv(tmp_path / "linear.csv", list(range(40)))
+
+
+def test_baselines_equal_hand_computations(toy):
+    task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value", season=3), toy)
+    assert (task.cut_val, task.cut_test) == (32, 36)
+    b = task.baselines()
+    # naive: from the origin v_35 = 36 -> errors 0, -3, -1, -4; one-step v_35..v_38 = 36, 36, 39, 37.
+    assert b["naive"]["rmse"] == pytest.approx(math.sqrt(26 / 4)) and b["naive"]["mae"] == pytest.approx(2.0)
+    assert b["naive"]["rmse_1step"] == pytest.approx(math.sqrt(22 / 4))
+    assert b["naive"]["mae_1step"] == pytest.approx(2.0)
+    # seasonal naive, m = 3: the last season v_33..v_35 = 35, 33, 36 repeated -> 35, 33, 36, 35;
+    # one-step v_33..v_36 = 35, 33, 36, 36.
+    s = b["seasonal_naive"]
+    assert s["rmse"] == pytest.approx(math.sqrt(63 / 4)) and s["mae"] == pytest.approx(13 / 4)
+    assert s["rmse_1step"] == pytest.approx(math.sqrt(54 / 4)) and s["mae_1step"] == pytest.approx(3.0)
+    # m = 4 is the series' own season: every forecast is 4 below (the trend of one season).
+    s4 = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value", season=4), toy).baselines()
+    assert s4["seasonal_naive"] == pytest.approx({"rmse": 4.0, "mae": 4.0, "rmse_1step": 4.0, "mae_1step": 4.0})
+
+
+def test_seasons_come_from_the_data_or_are_skipped_with_a_reason(tmp_path, toy):
+    plain = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), toy)
+    assert "seasonal_naive" not in plain.baselines() and "set season=N" in plain.season_note
+    months = np.arange("2000-01", "2003-05", dtype="datetime64[M]").astype("datetime64[D]")  # 40 firsts
+    monthly = write_csv(tmp_path / "monthly.csv", range(40), [str(d) for d in months])
+    task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value", date_column="date"), monthly)
+    assert task.season == 12 and "seasonal_naive" in task.baselines()
+    dates, _ = task.forecast_future(create_model("mlp_forecaster", context_length=4, horizon=3, hidden_size=4), 2)
+    assert [str(d) for d in dates] == ["2003-05-01", "2003-06-01"]
+    sunspots = ForecastTask(ForecastConfig(), "sunspots")
+    assert sunspots.season == 11 and "solar cycle" in sunspots.season_note and len(sunspots.series.test) == 31
+
+
+def test_co2_seasonal_naive_24_month_rmse_is_the_reference_figure():
+    task = ForecastTask(ForecastConfig(), "co2")
+    assert len(task.series.test) == 24 and task.season == 12
+    assert task.baselines()["seasonal_naive"]["rmse"] == pytest.approx(2.07, abs=0.005)
+
+
+def known_forecaster(task, slope: float):
+    """A relative forecaster whose head ignores the window: x^_{t+k} = x_t + slope * k."""
+    model = create_model("mlp_forecaster", **task.model_fields({"input_size", "context_length", "horizon"}),
+                         hidden_size=4).double()
+    task.prepare_model(model)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(slope * torch.arange(1, task.config.horizon + 1) / model.std)  # z units
+    return model
+
+
+def test_metrics_are_exact_where_the_answer_is_known(linear, toy):
+    # On v_t = t, a forecaster of x_t + k is exact everywhere, its horizon 3 rolled over the 4 test values.
+    task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), linear)
+    m = evaluate_model(known_forecaster(task, 1.0), task, torch.device("cpu"), "fp32", batch_size=3)
+    assert m == pytest.approx({"rmse": 0.0, "mae": 0.0, "rmse_1step": 0.0, "mae_1step": 0.0, "loss": 0.0}, abs=1e-9)
+    # With slope 0 it is the naive forecast: the same scores as the baseline, whatever the batching.
+    task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), toy)
+    model = known_forecaster(task, 0.0)
+    for batch_size in (1, 3, 64):
+        m = evaluate_model(model, task, torch.device("cpu"), "fp32", batch_size=batch_size)
+        naive = task.baselines()["naive"]
+        assert {k: m[k] for k in naive} == pytest.approx(naive, abs=1e-9)
+    dates, actual, predicted = task.forecast_test(model)
+    assert dates.tolist() == [36, 37, 38, 39] and actual.tolist() == [36, 39, 37, 40]
+    assert predicted == pytest.approx([36.0] * 4)
+
+
+def test_training_windows_come_from_the_training_part_and_depend_on_seed_and_position(linear):
+    task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), linear)
+    assert task.num_train_samples == 32 - 7 + 1
+    x, y = task.train_batch(5, 64, seed=1, shard=slice(0, 64))
+    assert x.shape == (64, 4, 1) and y.shape == (64, 3, 1)
+    assert torch.equal(y[:, 0, 0], x[:, -1, 0] + 1), "the target follows the context"
+    assert y.max() <= 31, "no training target reaches into validation"
+    again, _ = task.train_batch(5, 64, seed=1, shard=slice(32, 64))
+    assert torch.equal(again, x[32:])
+    assert not torch.equal(task.train_batch(6, 64, 1, slice(0, 64))[0], x)
+
+
+def test_resolve_fits_the_normalisation_on_the_training_part_only(tmp_path, toy):
+    r = resolve(RunSpec(task="forecast", model="gru_forecaster", data=toy, out=tmp_path / "run",
+                        settings={"context_length": 4, "horizon": 3, "value_column": "value", "hidden_size": 8}))
+    train_part = np.array([t + SEASON[t % 4] for t in range(32)], dtype=np.float64)
+    assert r.model.config.context_length == 4 and r.model.config.input_size == 1
+    assert r.model.mean.item() == pytest.approx(train_part.mean())
+    assert r.model.std.item() == pytest.approx(train_part.std())
+
+
+def test_bad_input_is_a_clear_config_error(tmp_path, toy):
+    with pytest.raises(ConfigError, match=r"value_column='price' is not a column; the header has 'value'"):
+        ForecastTask(ForecastConfig(value_column="price"), toy)
+    with pytest.raises(ConfigError, match=r"the training part has 32 values, too short for context_length=36 "
+                                          r"\+ horizon=12 = 48"):
+        ForecastTask(ForecastConfig(value_column="value"), toy)
+    with pytest.raises(ConfigError, match=r"horizon must be >= 1, got 0"):
+        ForecastConfig(horizon=0)
+    with pytest.raises(ConfigError, match=r"task 'forecast' trains forecasters .* lacks context_length, horizon, "
+                                          r"input_size"):
+        resolve(RunSpec(task="forecast", model="mlp", data=toy, out=tmp_path / "run",
+                        settings={"context_length": 4, "horizon": 3, "value_column": "value"}))
+
+
+@pytest.mark.slow
+def test_an_lstm_trained_on_co2_beats_the_seasonal_naive_forecast(tmp_path):
+    """Real Mauna Loa CO2: 24 test months forecast from one origin, through the trainer."""
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    result = train(RunSpec(task="forecast", model="lstm_forecaster", data="co2", out=out,
+                           settings={"max_steps": 150, "batch_size": 64, "lr": 1e-2, "log_every": 50}))
+    seconds = time.perf_counter() - start
+    m = result["metrics"]
+    baselines = ForecastTask(ForecastConfig(), "co2").baselines()
+    seasonal, naive = baselines["seasonal_naive"], baselines["naive"]
+    assert m["rmse"] < 0.5 * seasonal["rmse"] and m["rmse_1step"] < naive["rmse_1step"], (
+        f"after 150 steps ({seconds:.0f} s): {m} vs seasonal naive {seasonal}, naive {naive}")
+    assert (out / "series.json").is_file()
+    assert evaluate(out) == pytest.approx(m, rel=1e-6)  # the saved model and task give the same metrics
