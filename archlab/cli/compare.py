@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the results matrix as JSON to FILE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's). On a machine busy with other work, 1 is often "
+                        "much faster for these small models: threads waiting for a busy core stall every step")
     p.set_defaults(func=run)
 
 
@@ -40,6 +43,11 @@ def run(args) -> int:
     from archlab.utils.io import write_text_atomic
 
     budget = parse_budget(args.budget)
+    if args.threads is not None:
+        import torch
+
+        check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     rows = select_rows(args.only)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs else None
     cells = {r.key: select_archs(r, archs) for r in rows}

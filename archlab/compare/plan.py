@@ -47,10 +47,9 @@ class Row:
     settings: dict[str, Any] = field(default_factory=dict)  # fields every cell of the row shares
 
 
-_IMAGE = {"batch_size": 64, "lr": 2e-3, "warmup_steps": 20, "weight_decay": 0.01}
-_SERIES = {"batch_size": 32, "lr": 3e-3, "warmup_steps": 20, "weight_decay": 0.0,
-           "context_length": 36, "horizon": 24, "relative": True}
-_RNN_SERIES = {"hidden_size": 48, "num_layers": 1}
+_IMAGE = {"batch_size": 64, "lr": 2e-3, "warmup_steps": 20, "weight_decay": 0.01, "shift": 2}
+_SERIES = {"batch_size": 64, "lr": 1e-2, "warmup_steps": 20, "weight_decay": 0.0,
+           "context_length": 36, "horizon": 12}
 _G2P = {"batch_size": 128, "lr": 2e-3, "warmup_steps": 60, "label_smoothing": 0.0}
 _RNN_G2P = {"embed_dim": 64, "hidden_size": 256, "num_layers": 1, "attention": "dot", "dropout": 0.0}
 
@@ -72,9 +71,9 @@ ROWS: tuple[Row, ...] = (
         cells=(
             Cell("MLP", "mlp_forecaster", {}, 1.0),
             Cell("CNN", "cnn_forecaster", {}, 1.0),
-            Cell("RNN", "rnn_forecaster", {"cell": "rnn", **_RNN_SERIES}, 1.0),
-            Cell("LSTM", "rnn_forecaster", {"cell": "lstm", **_RNN_SERIES}, 1.0),
-            Cell("GRU", "rnn_forecaster", {"cell": "gru", **_RNN_SERIES}, 1.0),
+            Cell("RNN", "rnn_forecaster", {"cell": "rnn", "hidden_size": 32, "num_layers": 1, "relative": True}, 1.0),
+            Cell("LSTM", "lstm_forecaster", {}, 1.0),
+            Cell("GRU", "gru_forecaster", {}, 1.0),
             Cell("Transformer", "transformer_forecaster", {}, 1.0),
         )),
     Row("text", "text", "cmudict", "seq2seq", "wer", False, 0.50,

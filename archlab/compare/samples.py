@@ -54,7 +54,8 @@ def _forecast(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
     for cell, model, t in loaded:
         dates, actual, predicted = t.forecast_test(model)
         cell.samples = {"predicted": _as_list(predicted)}
-        row.extra = {"dates": [str(d) for d in _as_list(dates)], "actual": _as_list(actual)}
+        row.extra = {"dates": [str(d) for d in _as_list(dates)], "actual": _as_list(actual),
+                     "unit": getattr(t.series, "unit", "") or "value"}
     if hasattr(task, "history_before_test"):
         h_dates, h_values = task.history_before_test()
         row.extra.update(history_dates=[str(d) for d in _as_list(h_dates)], history=_as_list(h_values))

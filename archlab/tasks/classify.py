@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
+from archlab.data.transforms import RandomCrop
 from archlab.errors import check
 from archlab.tasks.base import Batch, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
@@ -30,6 +31,11 @@ CLASSES_FILE = "classes.json"
 @dataclass
 class ClassifyConfig:
     normalize: bool = True         # standardise each channel with the training split's statistics
+    shift: int = 0                 # augmentation: pad training images by this many pixels and crop back
+                                   # at a random offset (each image moves up to `shift` pixels); 0 = off
+
+    def __post_init__(self):
+        check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
 
 
 @register_task
@@ -96,8 +102,14 @@ class ClassifyTask(Task):
         if self._order is None or self._order[0] != epoch:
             g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             self._order = (epoch, torch.randperm(n, generator=g))
-        idx = self._order[1][i * batch_size:(i + 1) * batch_size][shard]
-        return self._normalize(self.train_x[idx]), self.train_y[idx]
+        idx = self._order[1][i * batch_size:(i + 1) * batch_size]
+        x = self.train_x[idx]
+        if self.config.shift:
+            # Offsets for the whole global batch from (seed, position), then this process's rows:
+            # exact on resume and the same on 1 or N processes.
+            g = torch.Generator().manual_seed(seed * 1_000_003 + position + 7_919)
+            x = RandomCrop(self.image_shape[1:], padding=self.config.shift)(x, generator=g)
+        return self._normalize(x[shard]), self.train_y[idx[shard]]
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for i in range(0, len(self.test_y), batch_size):

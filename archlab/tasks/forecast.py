@@ -215,15 +215,19 @@ class ForecastTask(Task):
         return out
 
     # -- baselines and forecasts for people --------------------------------------------------------
-    def _compute_baselines(self) -> dict[str, dict[str, float]]:
+    def _baseline_forecasts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """name -> (multi-step forecast of the test part, its one-step forecasts)."""
         v, T, n = self.values, self.cut_test, len(self.values)
-        test = v[T:]
         forecasts = {"naive": (np.full(n - T, v[T - 1]), v[T - 1:n - 1])}
         if self.season is not None:
             m = self.season
             forecasts["seasonal_naive"] = (v[T - m:T][np.arange(n - T) % m], v[T - m:n - m])
+        return forecasts
+
+    def _compute_baselines(self) -> dict[str, dict[str, float]]:
+        test = self.values[self.cut_test:]
         out = {}
-        for name, (multi, one) in forecasts.items():
+        for name, (multi, one) in self._baseline_forecasts().items():
             rmse, mae = _scores(multi, test)
             rmse_1, mae_1 = _scores(one, test)
             out[name] = {"rmse": rmse, "mae": mae, "rmse_1step": rmse_1, "mae_1step": mae_1}
@@ -235,6 +239,14 @@ class ForecastTask(Task):
         ``seasonal_naive`` is absent when the series has no known season (``season_note`` says why).
         """
         return {k: dict(v) for k, v in self._baselines.items()}
+
+    def baseline_forecasts(self) -> dict[str, np.ndarray]:
+        """Each baseline's multi-step forecast of the test part (what ``baselines()`` scores), for plots."""
+        return {name: multi.copy() for name, (multi, _) in self._baseline_forecasts().items()}
+
+    def history_before_test(self) -> tuple[np.ndarray, np.ndarray]:
+        """(dates, values) of train + val: all a multi-step test forecast may read."""
+        return self.dates_or_steps(0, self.cut_test), self.values[:self.cut_test].copy()
 
     def dates_or_steps(self, lo: int, hi: int) -> np.ndarray:
         return self.series.dates[lo:hi] if self.series.dates is not None else np.arange(lo, hi)

@@ -60,3 +60,25 @@ def test_epochs_set_the_number_of_steps_and_other_data_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="has 3 classes of images \\(1, 8, 8\\), the checkpoint was trained on "
                                           "10 classes of images \\(1, 8, 8\\)"):
         evaluate(out, str(tmp_path / "folder"))
+
+
+def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
+    plain = ClassifyTask(ClassifyConfig(), "digits")
+    shifted = ClassifyTask(ClassifyConfig(shift=2), "digits")
+    x0, y0 = plain.train_batch(3, 16, seed=0, shard=slice(0, 16))
+    x1, y1 = shifted.train_batch(3, 16, seed=0, shard=slice(0, 16))
+    assert torch.equal(y0, y1) and x0.shape == x1.shape  # same images in the same order, moved
+    assert not torch.equal(x0, x1)
+    # A shift is a translation: every shifted image is its original moved by at most 2 pixels.
+    raw = plain.train_x[plain._order[1][3 * 16:4 * 16]]
+    for img, orig in zip(x1, raw):
+        denorm = img * torch.tensor(shifted.std).view(-1, 1, 1) + torch.tensor(shifted.mean).view(-1, 1, 1)
+        padded = torch.nn.functional.pad(orig, (2, 2, 2, 2))
+        assert any(torch.allclose(denorm, padded[:, t:t + 8, l:l + 8], atol=1e-5)
+                   for t in range(5) for l in range(5))
+    again, _ = shifted.train_batch(3, 16, seed=0, shard=slice(0, 16))
+    assert torch.equal(again, x1)  # a function of (seed, position): exact resume
+    halves = [shifted.train_batch(3, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
+    assert torch.equal(torch.cat(halves), x1)  # two processes see the one global batch
+    with pytest.raises(ConfigError, match="shift must be an integer >= 0"):
+        ClassifyConfig(shift=-1)
