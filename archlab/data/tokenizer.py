@@ -66,6 +66,8 @@ class Tokenizer:
         return {self.token_to_id(s) for s in self.specials if s != UNK}
 
     def _wrap(self, ids: list[int], bos: bool, eos: bool) -> list[int]:
+        if not (bos or eos):
+            return ids
         for flag, token, tid in ((bos, BOS, self.bos_id), (eos, EOS, self.eos_id)):
             check(not flag or tid is not None, f"{type(self).__name__}: {token} was asked for, but the "
                                                f"tokenizer's specials are {list(self.specials)}")

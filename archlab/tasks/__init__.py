@@ -1,8 +1,8 @@
 """What a model is trained to do: batches, loss and metrics for each kind of problem.
 
 ``get_task(name)`` returns a task class; every module of this package registers its tasks by
-existing (``lm``: language modelling, ``classify``: image classification). The contract every
-task follows is in ``archlab.tasks.base``.
+existing (``lm``: language modelling, ``classify``: image classification, ``seq2seq``: G2P on
+CMUdict and TSV sentence pairs). The contract every task follows is in ``archlab.tasks.base``.
 """
 
 from archlab.tasks.base import Batch, Task, get_task, list_tasks, register_task
