@@ -68,8 +68,7 @@ def _seq2seq(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
     task = loaded[0][2]
     row.baselines = _baselines(task, row.row.metric, row.row.baselines)
     for cell, model, t in loaded:
-        cell.samples = [[src, " ".join(pred), [" ".join(r) for r in refs]]
-                        for src, pred, refs in t.sample_predictions(model, N_WORDS)]
+        cell.samples = [[src, pred, list(refs)] for src, pred, refs in t.sample_predictions(model, N_WORDS)]
 
 
 COLLECTORS = {"classify": _classify, "forecast": _forecast, "seq2seq": _seq2seq}

@@ -122,6 +122,17 @@ def edit_distance(a: Sequence, b: Sequence) -> int:
     return previous[-1]
 
 
+def closest_reference(prediction: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[int, int]:
+    """(edit distance, length) of the reference closest to ``prediction``; ties go to the longer one.
+
+    The per-word term of PER (distance / length) and WER (distance > 0), summable over words.
+    """
+    check(len(references) > 0, "every word needs at least one reference pronunciation, got an empty list")
+    pred = tuple(prediction)
+    dist, neg_len = min((edit_distance(pred, tuple(r)), -len(r)) for r in references)
+    return dist, -neg_len
+
+
 def g2p_error_rates(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]
                     ) -> dict[str, float]:
     """``{"per": ..., "wer": ...}`` against each word's closest reference pronunciation.
@@ -134,8 +145,6 @@ def g2p_error_rates(predictions: Sequence[Sequence[str]], references: Sequence[S
     check(len(predictions) > 0, "g2p_error_rates needs at least one word, got none")
     errors = length = wrong = 0
     for pred, refs in zip(predictions, references):
-        check(len(refs) > 0, "every word needs at least one reference pronunciation, got an empty list")
-        pred = tuple(pred)
-        dist, neg_len = min((edit_distance(pred, tuple(r)), -len(r)) for r in refs)  # ties: the longer ref
-        errors, length, wrong = errors + dist, length - neg_len, wrong + (dist > 0)
+        dist, ref_len = closest_reference(pred, refs)
+        errors, length, wrong = errors + dist, length + ref_len, wrong + (dist > 0)
     return {"per": errors / length, "wer": wrong / len(predictions)}

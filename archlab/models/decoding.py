@@ -9,6 +9,8 @@ supply a ``step`` function::
         log_probs: (N, V) log-probabilities of the next token
 
 Beam search reorders ``state`` along dim 0 with ``index_select``, so any per-row state works.
+
+``teacher_forcing`` builds the other half of training such a model: decoder input and target.
 """
 
 from __future__ import annotations
@@ -63,6 +65,21 @@ def sample_next(
         z = z.masked_fill(drop, float("-inf"))
     probs = z.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def teacher_forcing(tgt_ids: torch.Tensor, *, pad_id: int, bos_id: int, eos_id: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder input [bos] + y and target y + [eos], both (B, T + 1), from targets ``tgt_ids`` (B, T).
+
+    ``tgt_ids`` holds each row's tokens (no bos, no eos) followed by ``pad_id``; position t of the
+    decoder reads y_<t and is scored on y_t, the position after a row's last token on eos.
+    """
+    B = tgt_ids.size(0)
+    lengths = (tgt_ids != pad_id).sum(1)  # (B,)
+    bos = torch.full((B, 1), bos_id, dtype=tgt_ids.dtype, device=tgt_ids.device)
+    pad = torch.full((B, 1), pad_id, dtype=tgt_ids.dtype, device=tgt_ids.device)
+    target = torch.cat([tgt_ids, pad], dim=1).scatter(1, lengths[:, None], eos_id)  # (B, T + 1): y + [eos]
+    return torch.cat([bos, tgt_ids], dim=1), target  # (B, T + 1): [bos] + y
 
 
 def greedy_decode(step: Step, state: Any, *, bos_id: int, eos_id: int, batch_size: int, max_len: int,

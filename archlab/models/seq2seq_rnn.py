@@ -32,10 +32,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.decoding import beam_search, greedy_decode, teacher_forcing
 from archlab.models.rnn_lm import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
 from archlab.nn.seq_attention import SCORES, SeqAttention, lengths_to_mask
 from archlab.registry import build_config, register_model
@@ -129,6 +130,19 @@ class Seq2SeqRNN(PretrainedMixin, nn.Module):
         logits, alpha, _ = self.decode(tgt_in_ids, memory, mask, s_0)
         return (logits, alpha) if return_attention else logits
 
+    def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
+             reduction: str = "mean") -> torch.Tensor:
+        """Teacher-forced cross-entropy of targets ``tgt_ids`` (B, T) (no bos/eos; pad_id pads).
+
+        As the Transformer's: the decoder reads [bos] + y, is scored on y + [eos], padding is not
+        scored; ``reduction`` is "mean" over the scored tokens or "sum".
+        """
+        c = self.config
+        decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
+        logits = self(src_ids, decoder_in)  # (B, T + 1, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=c.pad_id,
+                               label_smoothing=label_smoothing, reduction=reduction)
+
     # ---- decoding --------------------------------------------------------------------------------
     def init_decode_state(self, src_ids, src_lengths=None, src_mask=None) -> dict:
         """The state ``step`` carries; every tensor has the batch first, as beam search needs."""
@@ -152,23 +166,27 @@ class Seq2SeqRNN(PretrainedMixin, nn.Module):
         """Decode target tokens (B, L) (bos excluded; eos then eos-padding) greedily or by beam search.
 
         ``return_attention=True`` also returns alpha (B, L, S) for the chosen output (zero after
-        its eos). Call ``model.eval()`` first to turn dropout off.
+        its eos). Runs in evaluation mode (no dropout) and restores the previous mode.
         """
-        cfg = self.config
-        state = self.init_decode_state(src_ids, src_lengths, src_mask)
-        kw = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, batch_size=src_ids.shape[0], max_len=max_len,
-                  device=src_ids.device)
-        if beam_size == 1:
-            out = greedy_decode(self.step, state, **kw)
-        else:
-            out = beam_search(self.step, state, beam_size=beam_size, length_penalty=length_penalty, **kw)
-        if not return_attention:
-            return out
-        # The weights behind the chosen tokens: one teacher-forced pass over [bos, y_1 .. y_{L-1}].
-        bos = torch.full_like(out[:, :1], cfg.bos_id)
-        _, alpha = self(src_ids, torch.cat([bos, out[:, :-1]], 1), src_lengths, src_mask, return_attention=True)
-        after_eos = (out == cfg.eos_id).long().cumsum(1) - (out == cfg.eos_id).long() > 0  # (B, L)
-        return out, alpha.masked_fill(after_eos[..., None], 0.0)
+        cfg, was_training = self.config, self.training
+        self.eval()
+        try:
+            state = self.init_decode_state(src_ids, src_lengths, src_mask)
+            kw = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, batch_size=src_ids.shape[0], max_len=max_len,
+                      device=src_ids.device)
+            if beam_size == 1:
+                out = greedy_decode(self.step, state, **kw)
+            else:
+                out = beam_search(self.step, state, beam_size=beam_size, length_penalty=length_penalty, **kw)
+            if not return_attention:
+                return out
+            # The weights behind the chosen tokens: one teacher-forced pass over [bos, y_1 .. y_{L-1}].
+            bos = torch.full_like(out[:, :1], cfg.bos_id)
+            _, alpha = self(src_ids, torch.cat([bos, out[:, :-1]], 1), src_lengths, src_mask, return_attention=True)
+            after_eos = (out == cfg.eos_id).long().cumsum(1) - (out == cfg.eos_id).long() > 0  # (B, L)
+            return out, alpha.masked_fill(after_eos[..., None], 0.0)
+        finally:
+            self.train(was_training)
 
 
 @register_model("seq2seq_rnn", family="rnn",

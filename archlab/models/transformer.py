@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.decoding import beam_search, greedy_decode, teacher_forcing
 from archlab.nn.attention import KVCache, causal_mask
 from archlab.nn.feedforward import ACTIVATIONS
 from archlab.nn.positional import SinusoidalPositionalEncoding
@@ -154,21 +154,18 @@ class Seq2SeqTransformer(PretrainedMixin, nn.Module):
         memory, src_keep = self.encode(src_ids, src_padding_mask)
         return self.decode(tgt_ids, memory, src_keep, tgt_padding_mask)
 
-    def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
+    def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
+             reduction: str = "mean") -> torch.Tensor:
         """Teacher-forced cross-entropy of target sentences ``tgt_ids`` (B, T) (no bos/eos; pad_id pads).
 
         The decoder reads [bos] + y and is scored on y + [eos]; padding is not scored.
+        ``reduction``: "mean" over the scored tokens, or "sum".
         """
         c = self.config
-        B = tgt_ids.size(0)
-        lengths = (tgt_ids != c.pad_id).sum(1)  # (B,)
-        bos = torch.full((B, 1), c.bos_id, dtype=tgt_ids.dtype, device=tgt_ids.device)
-        pad = torch.full((B, 1), c.pad_id, dtype=tgt_ids.dtype, device=tgt_ids.device)
-        target = torch.cat([tgt_ids, pad], dim=1).scatter(1, lengths[:, None], c.eos_id)  # (B, T + 1): y + [eos]
-        decoder_in = torch.cat([bos, tgt_ids], dim=1)  # (B, T + 1): [bos] + y
+        decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
         logits = self(src_ids, decoder_in, tgt_padding_mask=target != c.pad_id)
         return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=c.pad_id,
-                               label_smoothing=label_smoothing)
+                               label_smoothing=label_smoothing, reduction=reduction)
 
     # --------------------------------------------------------------------------------------------
     # Incremental decoding

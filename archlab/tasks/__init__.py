@@ -2,8 +2,9 @@
 
 ``get_task(name)`` returns a task class; every module of this package registers its tasks by
 existing (``lm``: language modelling, ``classify``: image classification, ``textclass``: text
-classification, ``mlm``: masked language modelling, ``forecast``: time-series forecasting). The
-contract every task follows is in ``archlab.tasks.base``.
+classification, ``mlm``: masked language modelling, ``forecast``: time-series forecasting,
+``seq2seq``: translation, e.g. spelling -> phonemes). The contract every task follows is in
+``archlab.tasks.base``.
 """
 
 from archlab.tasks.base import Batch, Task, get_task, list_tasks, register_task

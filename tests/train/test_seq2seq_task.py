@@ -1,0 +1,253 @@
+"""The sequence-to-sequence task: G2P on a real slice of CMUdict, and TSV sentence pairs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from sacrebleu.metrics import BLEU
+
+from archlab.data.pronunciation import g2p_error_rates, strip_stress
+from archlab.errors import ConfigError
+from archlab.registry import create_model
+from archlab.tasks.seq2seq import SYMBOLS_FILE, Seq2SeqConfig, Seq2SeqTask
+from archlab.train import RunSpec, evaluate, train
+from archlab.train.config import field_types
+from archlab.train.engine import load_for_evaluation, model_config_class
+
+TINY_TRANSFORMER = dict(d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=128,
+                        dropout=0.0)
+TINY_GRU = dict(cell="gru", embed_dim=32, hidden_size=128, dropout=0.0)
+
+# Made-up English -> French pairs: a small, real corpus written for this test.
+PAIRS = """\
+I see the cat.\tJe vois le chat.
+I see the dog.\tJe vois le chien.
+I see the house.\tJe vois la maison.
+I see the car.\tJe vois la voiture.
+You see the cat.\tTu vois le chat.
+You see the dog.\tTu vois le chien.
+You see the house.\tTu vois la maison.
+You see the car.\tTu vois la voiture.
+We see the cat.\tNous voyons le chat.
+We see the dog.\tNous voyons le chien.
+We see the house.\tNous voyons la maison.
+We see the car.\tNous voyons la voiture.
+I like the cat.\tJ'aime le chat.
+I like the dog.\tJ'aime le chien.
+I like the house.\tJ'aime la maison.
+I like the car.\tJ'aime la voiture.
+You like the cat.\tTu aimes le chat.
+You like the dog.\tTu aimes le chien.
+You like the house.\tTu aimes la maison.
+You like the car.\tTu aimes la voiture.
+We like the cat.\tNous aimons le chat.
+We like the dog.\tNous aimons le chien.
+We like the house.\tNous aimons la maison.
+We like the car.\tNous aimons la voiture.
+The cat is small.\tLe chat est petit.
+The dog is small.\tLe chien est petit.
+The cat is big.\tLe chat est grand.
+The dog is big.\tLe chien est grand.
+The house is big.\tLa maison est grande.
+The car is big.\tLa voiture est grande.
+The house is small.\tLa maison est petite.
+The car is small.\tLa voiture est petite.
+The cat sleeps.\tLe chat dort.
+The dog sleeps.\tLe chien dort.
+The cat eats.\tLe chat mange.
+The dog eats.\tLe chien mange.
+I eat bread.\tJe mange du pain.
+You eat bread.\tTu manges du pain.
+We eat bread.\tNous mangeons du pain.
+I drink water.\tJe bois de l'eau.
+You drink water.\tTu bois de l'eau.
+We drink water.\tNous buvons de l'eau.
+The cat drinks water.\tLe chat boit de l'eau.
+The dog drinks water.\tLe chien boit de l'eau.
+The cat eats bread.\tLe chat mange du pain.
+The dog eats bread.\tLe chien mange du pain.
+I have a cat.\tJ'ai un chat.
+I have a dog.\tJ'ai un chien.
+You have a car.\tTu as une voiture.
+We have a house.\tNous avons une maison.
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run as fast on one thread, and two threads on two shared cores can be 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def g2p():
+    return Seq2SeqTask(Seq2SeqConfig(train_words=2000, eval_words=300))
+
+
+@pytest.fixture(scope="module")
+def tsv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "en_fr.tsv"
+    path.write_text(PAIRS, encoding="utf-8")
+    return path
+
+
+def phonemes(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+def test_error_sums_are_exact_on_hand_made_predictions(g2p):
+    # The first test words and what a model might say (the references, from the dictionary):
+    words = [w for w, _ in g2p.test[:5]]
+    assert words == ["fenech", "harke", "struggling", "horrific", "strelow"]
+    predictions = [
+        phonemes("F EH1 N IH0 K"),          # right: 0 edits of 5
+        phonemes("HH AA1 K"),               # R dropped: 1 of 4, with or without stress
+        phonemes("S T R AH1 G L IH1 NG"),   # closest to the 2nd pronunciation: 1 of 8; none without stress
+        phonemes("HH AO1 R IH0 F IH0 K"),   # stress on the wrong syllable: 2 of 7; none without stress
+        (),                                  # nothing: 6 of 6
+    ]
+    sums = g2p.error_sums(predictions, [0, 1, 2, 3, 4])
+    assert sums == {"words": 5, "edits": 10, "ref_phonemes": 30, "wrong": 4,
+                    "edits_nostress": 7, "ref_phonemes_nostress": 30, "wrong_nostress": 2}
+    metrics = g2p.metrics({"loss_sum": 1.0, "count": 1.0, **sums})
+    refs = [refs for _, refs in g2p.test[:5]]
+    oracle = g2p_error_rates(predictions, refs)
+    oracle_nostress = g2p_error_rates([strip_stress(p) for p in predictions],
+                                      [[strip_stress(r) for r in rs] for rs in refs])
+    assert (metrics["wer"], metrics["per"]) == (oracle["wer"], oracle["per"]) == (0.8, 10 / 30)
+    assert (metrics["wer_nostress"], metrics["per_nostress"]) == (oracle_nostress["wer"], oracle_nostress["per"])
+    assert metrics["eval_count"] == 5
+    # Sums of two halves (two batches, or two processes) give the same figures.
+    halves = [g2p.error_sums(predictions[:2], [0, 1]), g2p.error_sums(predictions[2:], [2, 3, 4])]
+    assert {k: halves[0][k] + halves[1][k] for k in sums} == sums
+
+
+def test_batches_are_seeded_bucketed_and_padded_to_the_longest(g2p):
+    bs = 64
+    src, tgt = g2p.train_batch(3, bs, seed=0, shard=slice(0, bs))
+    again = g2p.train_batch(3, bs, seed=0, shard=slice(0, bs))
+    assert torch.equal(src, again[0]) and torch.equal(tgt, again[1])
+    half = g2p.train_batch(3, bs, seed=0, shard=slice(32, 64))  # another process's share
+    assert torch.equal(half[1], tgt[32:, : half[1].size(1)]) and (half[1] != 0).any(0).all()
+    assert (src[:, -1] != 0).any() and (tgt[:, -1] != 0).any()  # no column of padding only
+    # One epoch visits every training pair once (minus the incomplete last batch).
+    per_epoch = g2p.num_train_samples // bs
+    rows = g2p._epoch_batches(0, bs, 0).flatten().tolist()
+    assert len(rows) == len(set(rows)) == per_epoch * bs
+    # Length bucketing: far less padding than random batches.
+    plain = Seq2SeqTask(Seq2SeqConfig(train_words=2000, eval_words=300, bucket_batches=1))
+
+    def padding(task):
+        batches = [task.train_batch(p, bs, 0, slice(0, bs)) for p in range(per_epoch)]
+        return sum((b == 0).sum().item() for s, t in batches for b in (s, t)) / sum(
+            s.numel() + t.numel() for s, t in batches)
+
+    assert padding(g2p) < 0.15 < 0.4 < padding(plain)  # seen: 0.11 and 0.50
+
+
+def test_model_fields_and_bad_settings(g2p):
+    fields = g2p.model_fields(["src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "max_len", "d_model"])
+    assert fields == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1, "eos_id": 2,
+                      "max_len": 30}  # 27 letters + 3 specials; 69 phonemes + 3; [bos] + 28 + eos
+    assert "max_len" not in g2p.model_fields(["src_vocab_size", "tgt_vocab_size", "pad_id", "hidden_size"])
+    with pytest.raises(ConfigError, match="trains encoder-decoder models with src_vocab_size and tgt_vocab_size"):
+        g2p.model_fields(["vocab_size", "n_layer"])
+    with pytest.raises(ConfigError, match="tokenizer must be one of \\('word', 'char', 'bpe'\\), got 'spaces'"):
+        Seq2SeqConfig(tokenizer="spaces")
+    with pytest.raises(ConfigError, match="must be 'cmudict' or the path of a TSV file of source<TAB>target lines"):
+        Seq2SeqTask(Seq2SeqConfig(), "no/such/pairs.tsv")
+    nostress = Seq2SeqTask(Seq2SeqConfig(stress=False, train_words=100, eval_words=10))
+    assert nostress.target.vocab_size == 39 + 3
+
+
+@pytest.mark.parametrize("name, config", [("transformer", TINY_TRANSFORMER), ("seq2seq_rnn", {**TINY_GRU, "cell": "lstm"})])
+def test_the_loss_is_the_models_own_teacher_forced_loss(g2p, name, config):
+    model = create_model(name, **config, **g2p.model_fields(field_types(model_config_class(name))))
+    src, tgt = g2p.train_batch(0, 32, 0, slice(0, 32))
+    model.train()  # dropout 0: training and evaluation compute the same numbers
+    loss, sums = g2p.step(model, (src, tgt))
+    assert torch.allclose(loss, model.loss(src, tgt), atol=1e-6)
+    assert sums["count"] == (tgt != 0).sum() + len(tgt)  # every phoneme and each row's eos
+    smoothed = Seq2SeqTask(Seq2SeqConfig(train_words=2000, eval_words=300, label_smoothing=0.1))
+    assert torch.allclose(smoothed.step(model, (src, tgt))[0], model.loss(src, tgt, label_smoothing=0.1), atol=1e-6)
+    model.eval()  # evaluation reports the plain negative log-likelihood
+    assert torch.allclose(smoothed.step(model, (src, tgt))[0], model.loss(src, tgt), atol=1e-6)
+
+
+def test_evaluation_batches_cover_the_test_words_once_shortest_first(g2p):
+    batches = list(g2p.eval_batches(128))
+    index = torch.cat([i for _, _, i in batches]).tolist()
+    assert sorted(index) == list(range(300))
+    lengths = [len(g2p.test[i][0]) for i in index]
+    assert lengths == sorted(lengths)
+
+
+def run_g2p(tmp_path, model, config, steps, **extra):
+    out = tmp_path / model
+    settings = {**config, "train_words": 2000, "eval_words": 300, "batch_size": 64, "lr": 3e-3,
+                "warmup_steps": 20, "max_steps": steps, "log_every": 10, **extra}
+    result = train(RunSpec(task="seq2seq", model=model, data="cmudict", out=out, settings=settings))
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["split"] == "train"]
+    return out, result["metrics"], losses
+
+
+@pytest.mark.slow
+def test_a_tiny_transformer_learns_g2p_and_its_checkpoint_keeps_the_symbols(tmp_path):
+    out, metrics, losses = run_g2p(tmp_path, "transformer", TINY_TRANSFORMER, 200)
+    assert losses[-1] < 0.5 * losses[0], losses  # seen: 0.22-0.25 of the first, seeds 0-2
+    assert metrics["eval_count"] == 300
+    # Seen (seeds 0-2): WER 0.84-0.85 with stress, 0.83-0.84 without; PER 0.37-0.40 with stress.
+    assert metrics["wer"] < 0.95 and metrics["per"] < 0.5, metrics
+    assert metrics["wer_nostress"] <= metrics["wer"] and metrics["per_nostress"] <= metrics["per"]
+    # The symbol tables travel with the checkpoint and come back, with the same figures.
+    stored = json.loads((out / SYMBOLS_FILE).read_text())
+    assert stored["max_len"] == 28 and len(stored["target"]["tokens"]) == 72
+    model, task = load_for_evaluation(out)
+    assert task.max_len == 28 and task.target.tokens[:3] == ["<pad>", "<bos>", "<eos>"]
+    assert evaluate(out, batch_size=300) == pytest.approx(metrics)
+    samples = task.sample_predictions(model, n=3)
+    assert [s for s, _, _ in samples] == ["fenech", "harke", "struggling"]
+    assert samples[2][2] == ["S T R AH1 G AH0 L IH0 NG", "S T R AH1 G L IH0 NG"]
+    assert all(set(p.split()) <= set(task.target.tokens) for _, p, _ in samples)
+
+
+def test_a_tiny_gru_seq2seq_learns_g2p(tmp_path):
+    _, metrics, losses = run_g2p(tmp_path, "seq2seq_rnn", TINY_GRU, 150)
+    assert losses[-1] < 0.6 * losses[0], losses  # seen: 0.31-0.36 of the first, seeds 0-2
+    assert metrics["per"] < 0.6 and metrics["wer"] < 1.0, metrics  # seen: PER 0.43-0.44, WER 0.92-0.93
+
+
+def test_sentence_pairs_end_to_end(tmp_path, tsv):
+    out = tmp_path / "run"
+    settings = {**TINY_TRANSFORMER, "tokenizer": "word", "batch_size": 8, "lr": 3e-3, "max_steps": 60,
+                "log_every": 10}
+    result = train(RunSpec(task="seq2seq", model="transformer", data=str(tsv), out=out, settings=settings))
+    metrics = result["metrics"]
+    assert set(metrics) == {"loss", "bleu", "eval_count"} and metrics["eval_count"] == 5  # 10% of 50 pairs
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["split"] == "train"]
+    assert losses[-1] < 0.3 * losses[0], losses  # seen: 0.06-0.10 of the first, seeds 0-2
+    assert metrics["bleu"] > 20, metrics  # seen: 56-83 on the 5 test pairs
+    # BLEU from summed statistics is sacrebleu's corpus BLEU of the detokenised translations.
+    model, task = load_for_evaluation(out)
+    samples = task.sample_predictions(model, n=5)
+    expected = BLEU().corpus_score([p for _, p, _ in samples], [[refs[0] for _, _, refs in samples]]).score
+    assert metrics["bleu"] == pytest.approx(expected, abs=1e-9)
+    assert all(p and p[-1] == "." for _, p, _ in samples), samples  # sentences, detokenised
+    with pytest.raises(ConfigError, match="the checkpoint was trained on sentence pairs"):
+        Seq2SeqTask(task.config, "cmudict", saved=out)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_other_tokenizers_share_the_special_ids(tsv, kind):
+    task = Seq2SeqTask(Seq2SeqConfig(tokenizer=kind, max_vocab=300), str(tsv))
+    assert (task.source.pad_id, task.source.bos_id, task.source.eos_id) == (0, 1, 2)
+    assert (task.target.pad_id, task.target.bos_id, task.target.eos_id) == (0, 1, 2)
+    french = task.test[0][1][0]
+    assert task.target.decode(task.target.encode(french)) == french
