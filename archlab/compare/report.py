@@ -189,8 +189,8 @@ def _forecast_plot(r: RowResult, plt) -> bytes | None:
         hd = np.array(r.extra["history_dates"], dtype="datetime64[D]")[-48:]
         ax.plot(hd, r.extra["history"][-48:], color="0.5", label="history")
     ax.plot(dates, r.extra["actual"], color="black", lw=2, label="actual (held out)")
-    for name, values in r.extra.get("baseline_forecasts", {}).items():
-        ax.plot(dates, values, ls=":", color="0.3", label=BASELINE_LABELS.get(name, name))
+    for (name, values), style in zip(r.extra.get("baseline_forecasts", {}).items(), (":", "--", "-.")):
+        ax.plot(dates, values, ls=style, color="0.3", label=BASELINE_LABELS.get(name, name))
     for c in r.cells:
         if c.status == "ok" and c.samples:
             ax.plot(dates, c.samples["predicted"], lw=1, label=f"{c.arch} ({_value(c.value, r.row.metric)})")
