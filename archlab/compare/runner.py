@@ -27,7 +27,7 @@ from typing import Any, Callable
 from archlab.compare.plan import Cell, Row
 from archlab.errors import ConfigError, check
 
-TRAIN_FRACTION = 0.72       # of the budget spent in optimiser steps; the rest: loading, timing, evaluation
+TRAIN_FRACTION = 0.62       # of the budget spent in optimiser steps; the rest: loading, timing, evaluation
 MIN_CELL_SECONDS = 1.0      # a cell given less than this cannot show anything
 MIN_STEPS = 10
 TIMING_STEPS = 5

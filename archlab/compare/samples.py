@@ -12,6 +12,7 @@ Everything kept is plain JSON-able data, so a report can be written again from `
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,16 +78,25 @@ COLLECTORS = {"classify": _classify, "forecast": _forecast, "seq2seq": _seq2seq}
 def collect(row: RowResult) -> None:
     """Fill ``row.baselines``, ``row.extra`` and every ok cell's ``samples`` (best effort: a report
     without pictures is still a report, so a failure here is noted, never fatal)."""
+    from archlab.checkpoint import from_pretrained
     from archlab.train import load_for_evaluation
+    from archlab.train.checkpointing import TASK_FILE
 
     collector = COLLECTORS.get(row.row.task)
     ok = [c for c in row.cells if c.status == "ok"]
     if collector is None or not ok:
         return
     try:
-        loaded = []
+        loaded, tasks = [], {}
         for cell in ok:
-            model, task = load_for_evaluation(cell.run_dir)
+            # Cells trained on the same data with the same task settings share one task object (the
+            # saved tokenizers and statistics are fitted from that data alone, so they are equal).
+            key = (Path(cell.run_dir) / TASK_FILE).read_text()
+            if key in tasks:
+                model, task = from_pretrained(cell.run_dir), tasks[key]
+            else:
+                model, task = load_for_evaluation(cell.run_dir)
+                tasks[key] = task
             loaded.append((cell, model.eval(), task))
         with torch.no_grad():
             collector(row, loaded)
