@@ -147,7 +147,7 @@ def test_batches_are_seeded_bucketed_and_padded_to_the_longest(g2p):
         return sum((b == 0).sum().item() for s, t in batches for b in (s, t)) / sum(
             s.numel() + t.numel() for s, t in batches)
 
-    assert padding(g2p) < 0.15 < 0.4 < padding(plain)  # seen: 0.11 and 0.50
+    assert padding(g2p) < 0.15 < 0.4 < padding(plain)  # seen: 0.09 and 0.47
 
 
 def test_model_fields_and_bad_settings(g2p):
