@@ -20,13 +20,7 @@ MODELS = {
 PROMPT = "The data set"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small kernels on a shared 2-core machine run faster on one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

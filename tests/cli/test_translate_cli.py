@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import pytest
-import torch
 
 from archlab.cli import main
 from archlab.train import RunSpec, train
@@ -16,13 +15,7 @@ TINY = {"d_model": 64, "nhead": 4, "num_encoder_layers": 1, "num_decoder_layers"
         "log_every": 20}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and two threads on two shared cores can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

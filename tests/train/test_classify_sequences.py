@@ -13,15 +13,6 @@ from archlab.train.config import field_types
 from archlab.train.engine import model_config_class
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny LSTM: one thread avoids the cost of keeping two in step (and of a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_data_fixes_the_row_width_of_sequence_models_only():
     task = ClassifyTask(ClassifyConfig(), "digits")  # (1, 8, 8) images
     rnn_fields = field_types(model_config_class("rnn_classifier"))

@@ -17,13 +17,7 @@ from archlab.train import RunSpec, evaluate, evaluate_model, resolve, train
 BERT = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small kernels on a shared 2-core machine run faster on one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -75,13 +75,7 @@ We have a house.\tNous avons une maison.
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and two threads on two shared cores can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

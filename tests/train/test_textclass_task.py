@@ -20,13 +20,7 @@ from archlab.train.config import field_types
 from archlab.train.engine import model_config_class
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small recurrent and attention kernels on a shared 2-core machine run faster on one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
