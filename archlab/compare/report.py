@@ -242,6 +242,7 @@ def markdown(result: CompareResult, images: dict[str, str]) -> str:
         for name in (f"{r.row.key}_curves.png", f"{r.row.key}_predictions.png"):
             if name in images:
                 out += [f"![{name}]({images[name]})", ""]
+        out += _metrics_table_md(r)
         if r.row.task == "seq2seq":
             out += _words_table_md(r)
         if "samples_error" in r.extra:
@@ -253,6 +254,25 @@ def markdown(result: CompareResult, images: dict[str, str]) -> str:
             if c.error:
                 out += [f"- {c.arch} failed: `{c.error}`"]
     return "\n".join(out) + "\n"
+
+
+def _metric_names(r: RowResult) -> list[str]:
+    names: list[str] = []
+    for c in r.cells:
+        names += [k for k in c.metrics if k not in names]
+    return names
+
+
+def _metrics_table_md(r: RowResult) -> list[str]:
+    """Every held-out metric of every finished cell (the matrix shows one)."""
+    ok, names = [c for c in r.cells if c.status == "ok"], _metric_names(r)
+    if not ok:
+        return []
+    out = ["| architecture | model | steps | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 3)]
+    for c in ok:
+        out.append(f"| {c.arch} | {c.model} | {c.steps} | " + " | ".join(f"{c.metrics[n]:.4g}" if n in c.metrics else ""
+                                                                  for n in names) + " |")
+    return out + [""]
 
 
 def _words_table_md(r: RowResult) -> list[str]:
@@ -301,6 +321,15 @@ def html_page(result: CompareResult, images: dict[str, bytes]) -> str:
             if name in images:
                 data = base64.b64encode(images[name]).decode()
                 parts.append(f"<img alt='{e(name)}' src='data:image/png;base64,{data}'>")
+        done, names = [c for c in r.cells if c.status == "ok"], _metric_names(r)
+        if done:
+            parts.append("<table><tr><th>architecture</th><th>model</th><th>steps</th>"
+                         + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>")
+            for c in done:
+                parts.append(f"<tr><td>{e(c.arch)}</td><td>{e(c.model)}</td><td>{c.steps}</td>"
+                             + "".join(f"<td>{c.metrics[n]:.4g}</td>" if n in c.metrics else "<td></td>"
+                                       for n in names) + "</tr>")
+            parts.append("</table>")
         ok = [c for c in r.cells if c.status == "ok" and c.samples]
         if r.row.task == "seq2seq" and ok:
             parts.append("<table><tr><th>word</th><th>reference</th>" + "".join(f"<th>{e(c.arch)}</th>" for c in ok)
