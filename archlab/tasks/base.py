@@ -142,6 +142,28 @@ def get_task(name: str) -> type[Task]:
     return _TASKS[name]
 
 
+class EpochOrder:
+    """Which examples micro-batch ``position`` of a run takes, for tasks that visit their ``n``
+    training examples epoch by epoch: each epoch in a fresh order drawn from ``(seed, epoch)``, a
+    batch that would cross the end of an epoch dropped. The order depends only on ``(seed,
+    position)`` (exact resume); the current epoch's permutation is cached."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._cached: tuple[tuple[int, int], torch.Tensor] | None = None  # ((seed, epoch), permutation)
+
+    def permutation(self, seed: int, epoch: int) -> torch.Tensor:
+        if self._cached is None or self._cached[0] != (seed, epoch):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            self._cached = ((seed, epoch), torch.randperm(self.n, generator=g))
+        return self._cached[1]
+
+    def batch(self, position: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Indices (batch_size,) of the global micro-batch ``position``."""
+        epoch, i = divmod(position, self.n // batch_size)
+        return self.permutation(seed, epoch)[i * batch_size:(i + 1) * batch_size]
+
+
 def count_from_sums(sums: dict[str, float], key: str = "count") -> float:
     """The number of examples (or tokens) behind ``sums``; a clear error when there are none."""
     n = float(sums.get(key, 0.0))

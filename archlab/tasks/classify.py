@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from archlab.data.transforms import RandomCrop
 from archlab.errors import check
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
 
 CLASSES_FILE = "classes.json"
@@ -64,7 +64,7 @@ class ClassifyTask(Task):
             )
             self.classes, self.mean, self.std = meta["classes"], tuple(meta["mean"]), tuple(meta["std"])
         check(len(self.train_y) > 0, f"--data {self.data!r} has an empty training split")
-        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation) cache
+        self._order = EpochOrder(len(self.train_y))
 
     def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
         fields = set(fields)
@@ -97,12 +97,7 @@ class ClassifyTask(Task):
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         n = len(self.train_y)
         check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training images")
-        per_epoch = n // batch_size
-        epoch, i = divmod(position, per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            self._order = (epoch, torch.randperm(n, generator=g))
-        idx = self._order[1][i * batch_size:(i + 1) * batch_size]
+        idx = self._order.batch(position, batch_size, seed)
         x = self.train_x[idx]
         if self.config.shift:
             # Offsets for the whole global batch from (seed, position), then this process's rows:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from archlab.checkpoint import unwrap
 from archlab.errors import ConfigError, check
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
 
 LABELS_FILE = "labels.json"
@@ -133,7 +133,7 @@ class TextClassTask(Task):
         check(len(self.splits[config.eval_split][1]) > 0,
               f"--data {self.data!r}: the {config.eval_split} split (eval_split) is empty; "
               f"give more examples or a larger {config.eval_split}_fraction")
-        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation) cache
+        self._order = EpochOrder(self.num_train_samples)
 
     def encode(self, text: str) -> list[int]:
         """<bos> + the text's ids, cut to ``max_length`` tokens."""
@@ -171,12 +171,7 @@ class TextClassTask(Task):
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         n = self.num_train_samples
         check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training texts")
-        per_epoch = n // batch_size
-        epoch, i = divmod(position, per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            self._order = (epoch, torch.randperm(n, generator=g))
-        return self._batch("train", self._order[1][i * batch_size:(i + 1) * batch_size][shard])
+        return self._batch("train", self._order.batch(position, batch_size, seed)[shard])
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         n = len(self.splits[self.config.eval_split][1])

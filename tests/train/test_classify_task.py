@@ -70,7 +70,7 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
     assert torch.equal(y0, y1) and x0.shape == x1.shape  # same images in the same order, moved
     assert not torch.equal(x0, x1)
     # A shift is a translation: every shifted image is its original moved by at most 2 pixels.
-    raw = plain.train_x[plain._order[1][3 * 16:4 * 16]]
+    raw = plain.train_x[plain._order.batch(3, 16, seed=0)]
     for img, orig in zip(x1, raw):
         denorm = img * torch.tensor(shifted.std).view(-1, 1, 1) + torch.tensor(shifted.mean).view(-1, 1, 1)
         padded = torch.nn.functional.pad(orig, (2, 2, 2, 2))
