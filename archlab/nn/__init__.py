@@ -11,15 +11,18 @@ __all__ = ["IMPLS", "TwoPath", "set_impl"]
 
 # Transformer blocks
 from archlab.nn.attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention  # noqa: E402
-from archlab.nn.feedforward import FeedForward  # noqa: E402
-from archlab.nn.norm import LayerNorm  # noqa: E402
-from archlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding  # noqa: E402
+from archlab.nn.feedforward import FeedForward, GatedFeedForward, QuickGELU  # noqa: E402
+from archlab.nn.norm import LayerNorm, RMSNorm  # noqa: E402
+from archlab.nn.positional import (  # noqa: E402
+    LearnedPositionalEmbedding, RelativePositionBias, SinusoidalPositionalEncoding, relative_position_bucket,
+)
 from archlab.nn.transformer import (  # noqa: E402
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
 )
 
 __all__ += [
     "KVCache", "MultiHeadAttention", "causal_mask", "scaled_dot_product_attention", "FeedForward", "LayerNorm",
+    "GatedFeedForward", "QuickGELU", "RMSNorm", "RelativePositionBias", "relative_position_bucket",
     "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "Transformer", "TransformerDecoder",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
 ]
