@@ -8,9 +8,9 @@ Two kinds of data:
     a TSV path           ``source<TAB>target`` sentence pairs (``archlab.data.text``), split
                          80 / 10 / 10, each side tokenized by words, characters or BPE
 
-An encoder-decoder (``transformer`` or ``seq2seq_rnn``; both take ``model(src_ids, decoder_in)``
-and return logits) reads the source x and the decoder input [bos] + y; teacher forcing scores
-every position on the next target token of y + [eos]:
+An encoder-decoder (``transformer``, ``t5`` / ``t5_small`` / ``t5_base`` or ``seq2seq_rnn``; each
+takes ``model(src_ids, decoder_in)`` and returns logits) reads the source x and the decoder input
+[bos] + y; teacher forcing scores every position on the next target token of y + [eos]:
 
     L = -1/N * sum_i sum_t log p(y_{i,t} | y_{i,<t}, x_i)        N = the scored tokens (eos included)
 
@@ -237,6 +237,8 @@ class Seq2SeqTask(Task):
                "pad_id": self.source.pad_id, "bos_id": self.source.bos_id, "eos_id": self.source.eos_id}
         if "max_len" in fields:  # the positional table: [bos] + a target of max_len + eos
             out["max_len"] = self.max_len + 2
+        if "share_embeddings" in fields:  # T5: the two tokenizers are separate id spaces, so two tables
+            out["share_embeddings"] = False
         return {k: v for k, v in out.items() if k in fields}
 
     @property
