@@ -1,0 +1,125 @@
+"""T5's span-corruption task: spans by hand, inputs and targets that rebuild the text, a T5 that learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sklearn
+import torch
+
+from archlab.errors import ConfigError
+from archlab.tasks.span_corruption import (
+    SpanCorruptionConfig, SpanCorruptionTask, corrupt_spans, random_segmentation,
+)
+from archlab.train import RunSpec, train
+from archlab.train.config import field_types
+from archlab.train.engine import model_config_class
+
+TINY_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_heads=4, num_layers=2, num_decoder_layers=2, num_buckets=16,
+               max_distance=32, dropout=0.0)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def prose(tmp_path_factory):
+    """Real English: scikit-learn's descriptions of its data sets, about 43,000 characters."""
+    descr = sorted((Path(sklearn.__file__).parent / "datasets" / "descr").glob("*.rst"))
+    path = tmp_path_factory.mktemp("prose") / "prose.txt"
+    path.write_text("\n".join(p.read_text(encoding="utf-8") for p in descr), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def task(prose):
+    return SpanCorruptionTask(SpanCorruptionConfig(block_size=40), prose)
+
+
+def rebuild(inputs: list[int], targets: list[int], sentinel_start: int) -> list[int]:
+    """The original block: each sentinel of the input replaced by what follows it in the target."""
+    spans, current = {}, None
+    for t in targets:
+        if t >= sentinel_start:
+            current = t
+            spans[current] = []
+        else:
+            spans[current].append(t)
+    return [x for t in inputs for x in (spans[t] if t >= sentinel_start else [t])]
+
+
+def test_the_papers_example_by_hand():
+    # "Thank you for inviting me to your party last week ." with "for inviting" and "last" dropped.
+    words = "Thank you for inviting me to your party last week .".split()
+    ids = torch.arange(len(words))
+    g = torch.Generator().manual_seed(0)
+    inputs, targets = corrupt_spans(ids, num_noise=3, num_spans=2, sentinel_start=100, generator=g)
+    assert len(inputs) == 11 - 3 + 2 and len(targets) == 3 + 2 + 1
+    assert inputs.tolist().count(100) == inputs.tolist().count(101) == 1 and inputs[-1] == 101  # ends with a span
+    assert targets[0] == 100 and targets[-1] == 102  # <s0> first, one sentinel more at the end
+    assert rebuild(inputs.tolist(), targets.tolist(), 100) == ids.tolist()
+
+
+def test_random_segmentation_is_k_positive_lengths_summing_to_n():
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        parts = random_segmentation(7, 3, g)
+        assert len(parts) == 3 and parts.sum() == 7 and (parts >= 1).all()
+        seen.add(tuple(parts.tolist()))
+    assert len(seen) == 15  # every one of the C(6, 2) splits of 7 into 3 positive parts occurs
+
+
+def test_batches_rebuild_the_text_and_follow_the_densities(task):
+    c, s0 = task.config, task.sentinel_start
+    assert (c.num_noise, c.num_spans) == (6, 2)  # round(40 * 0.15), round(6 / 3)
+    inputs, targets = task.train_batch(5, 16, seed=0, shard=slice(0, 16))
+    assert inputs.shape == (16, 40 - 6 + 2) and targets.shape == (16, 6 + 2 + 1)
+    again = task.train_batch(5, 16, seed=0, shard=slice(0, 16))
+    assert torch.equal(inputs, again[0]) and torch.equal(targets, again[1])  # a function of (seed, position)
+    half = task.train_batch(5, 16, seed=0, shard=slice(8, 16))  # another process's share
+    assert torch.equal(half[0], inputs[8:]) and torch.equal(half[1], targets[8:])
+    text = task.train_tokens.tolist()
+    for i, t in zip(inputs.tolist(), targets.tolist()):
+        block = rebuild(i, t, s0)
+        assert len(block) == 40 and any(text[k:k + 40] == block for k in range(len(text) - 39))
+    words = task.tokenizer.decode(rebuild(inputs[0].tolist(), targets[0].tolist(), s0))
+    assert len(words.split()) >= 20  # real text (punctuation is tokens of its own)
+    # Where the spans fall differs from block to block.
+    assert len({tuple((row >= s0).nonzero().flatten().tolist()) for row in inputs}) > 8
+
+
+def test_model_fields_share_one_vocabulary_with_the_sentinels(task):
+    fields = task.model_fields(field_types(model_config_class("t5_small")))
+    V = task.tokenizer.vocab_size + 3
+    assert fields == {"src_vocab_size": V, "tgt_vocab_size": V, "pad_id": 0, "bos_id": 1, "eos_id": 2,
+                      "share_embeddings": True}
+    transformer = task.model_fields(field_types(model_config_class("transformer")))
+    assert transformer["max_len"] == 36 + 2
+    with pytest.raises(ConfigError, match="trains encoder-decoder models with src_vocab_size and tgt_vocab_size"):
+        task.model_fields(["vocab_size", "n_layer"])
+
+
+def test_a_tiny_t5_learns_to_fill_in_spans(tmp_path, prose):
+    out = tmp_path / "run"
+    settings = {**TINY_T5, "block_size": 32, "batch_size": 16, "lr": 3e-3, "warmup_steps": 5, "max_steps": 30,
+                "log_every": 5, "eval_batches": 4}
+    result = train(RunSpec(task="span_corruption", model="t5", data=prose, out=out, settings=settings))
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["split"] == "train"]
+    assert losses[-1] < 0.75 * losses[0], losses  # seen (seed 0): 0.64 of the first
+    m = result["metrics"]
+    assert set(m) == {"loss", "accuracy", "span_accuracy", "perplexity"}
+    # Sentinels and eos are easy; of the dropped words themselves a 30-step model already gets some right.
+    assert m["accuracy"] > 0.3 and m["span_accuracy"] > 0.08, m  # seen (seed 0): 0.49 and 0.15
+    assert (out / "tokenizer.json").is_file()
+
+
+def test_bad_settings_are_clear_errors(prose):
+    with pytest.raises(ConfigError, match="noise_density must be in \\(0, 0.5\\), got 0.7"):
+        SpanCorruptionConfig(noise_density=0.7)
+    with pytest.raises(ConfigError, match="block_size must be >= 4, got 2"):
+        SpanCorruptionConfig(block_size=2)
+    with pytest.raises(ConfigError, match="needs at least 100000"):
+        SpanCorruptionTask(SpanCorruptionConfig(block_size=100_000), prose)
