@@ -5,6 +5,7 @@ config passes wins:
 
     kind        config has                          forward(...) gets
     seq2seq     src_vocab_size, tgt_vocab_size      source ids (B, T), target ids (B, T)
+    image_text  in_channels, text_vocab_size        an image (B, C, S, S), caption ids (B, T) (CLIP)
     window      context_length                      a history (B, T = context_length, input_size)
     tokens      vocab_size > 0                      token ids (B, T)
     image       in_channels                         an image (B, C, S, S): S its documented size
@@ -77,6 +78,12 @@ def _seq2seq(model, config, batch, shape, seq_len, g):
     return _ids(config, config.src_vocab_size, (B, T), g), _ids(config, config.tgt_vocab_size, (B, T), g)
 
 
+def _image_text(model, config, batch, shape, seq_len, g):
+    (image,) = _image(model, config, batch, shape, None, g)
+    T = min(seq_len or DEFAULT_SEQ_LEN, config.context_length)
+    return image, _ids(config, config.text_vocab_size, (image.size(0), T), g)
+
+
 def _tokens(model, config, batch, shape, seq_len, g):
     return (_ids(config, config.vocab_size, _token_shape("token", config, batch, shape, seq_len), g),)
 
@@ -104,6 +111,7 @@ def _sequence(model, config, batch, shape, seq_len, g):
 Maker = Callable[..., tuple[torch.Tensor, ...]]
 KINDS: list[tuple[str, Callable[[object], bool], Maker]] = [
     ("seq2seq", lambda c: _has(c, "src_vocab_size", "tgt_vocab_size"), _seq2seq),
+    ("image_text", lambda c: _has(c, "in_channels", "text_vocab_size"), _image_text),
     ("window", lambda c: _has(c, "context_length", "input_size"), _window),
     ("tokens", lambda c: getattr(c, "vocab_size", 0) > 0, _tokens),
     ("image", lambda c: _has(c, "in_channels"), _image),
