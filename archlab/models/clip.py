@@ -18,7 +18,8 @@ Towers, from the library:
 - image: ``image_tower="vit"`` is archlab's ViT in CLIP's layout (``ViTConfig`` with a LayerNorm
   before the blocks, no patch bias, quick-GELU MLP); its head, without bias, is W_i. Any registered
   image classifier name (``"lenet5"``, ``"resnet18"``...) builds that CNN with ``embed_dim``
-  outputs: its final linear layer is W_i.
+  outputs: its final linear layer is W_i. ``image_options`` sets its other config fields, as
+  "field=value" strings (``("activation=relu", "pooling=max")`` for the bake-off's LeNet-5).
 - text: ``text_tower="transformer"`` is CLIP's text encoder (token and learned position
   embeddings, pre-norm causal Transformer layers from ``archlab.nn``, a final LayerNorm), read at
   the end token. ``"bert"`` is archlab's BERT encoder, mean-pooled over the real tokens;
@@ -71,6 +72,7 @@ class CLIPConfig:
     embed_dim: int = 512               # d_e, the shared image-text space (Hugging Face's projection_dim)
     # The image tower
     image_tower: str = "vit"           # "vit" (CLIP's ViT) or a registered image classifier, e.g. "lenet5"
+    image_options: tuple[str, ...] = ()  # "field=value" settings of a registered image_tower's own config
     image_size: int = 224
     in_channels: int = 3
     patch_size: int = 32
@@ -170,15 +172,38 @@ def _image_tower(c: CLIPConfig) -> nn.Module:
         model_info(c.image_tower)
     except ConfigError as e:
         raise ConfigError(f"image_tower must be 'vit' or a registered image classifier: {e}") from None
-    with torch.device("meta"):  # the builder's config fields, at no cost
-        names = {f.name for f in dataclasses.fields(create_model(c.image_tower).config)}
+    with torch.device("meta"):  # the builder's config fields and defaults, at no cost
+        defaults = create_model(c.image_tower).config
+    names = {f.name for f in dataclasses.fields(defaults)}
     check({"num_classes", "in_channels"} <= names,
           f"image_tower must be 'vit' or an image classifier (with num_classes and in_channels), got "
           f"{c.image_tower!r}")
     fields = {"num_classes": c.embed_dim, "in_channels": c.in_channels}
     if "input_size" in names:  # a CNN that takes one image size (LeNet-5)
         fields["input_size"] = c.image_size
+    for option in c.image_options:
+        key, sep, text = option.partition("=")
+        key = key.strip()
+        check(sep and key in names and key not in fields,
+              f"image_options takes field=value settings of {c.image_tower}'s config "
+              f"({', '.join(sorted(names - set(fields)))}), got {option!r}")
+        fields[key] = _as_type_of(getattr(defaults, key), text.strip(), key)
     return create_model(c.image_tower, **fields)
+
+
+def _as_type_of(default, text: str, key: str):
+    """``text`` as the type of a config field's default value (bool, int, float or str)."""
+    try:
+        if isinstance(default, bool):
+            check(text.lower() in ("true", "false"), f"{key} takes true or false, got {text!r}")
+            return text.lower() == "true"
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"image_options: {key} takes a {type(default).__name__}, got {text!r}") from None
+    return text
 
 
 class CLIP(PretrainedMixin, nn.Module):

@@ -154,6 +154,14 @@ def test_every_parameter_gets_a_gradient(towers):
         assert model.image_encoder.classifier[-1].out_features == 64  # the CNN's last layer is W_i
 
 
+def test_a_cnn_tower_takes_its_own_settings():
+    model = archlab.create_model("clip_tiny", image_tower="lenet5", image_options=("activation=relu", "pooling=max"))
+    c = model.image_encoder.config
+    assert (c.activation, c.pooling, c.input_size, c.num_classes) == ("relu", "max", 28, 64)
+    with pytest.raises(ConfigError, match="image_options takes field=value settings of lenet5's config"):
+        archlab.create_model("clip_tiny", image_tower="lenet5", image_options=("num_classes=3",))
+
+
 def test_eos_pooling_reads_the_end_token_and_padding_changes_nothing():
     model = archlab.create_model("clip_tiny").eval()
     ids = torch.tensor([[1, 7, 8, 2, 0, 0], [1, 9, 2, 0, 0, 0]])
