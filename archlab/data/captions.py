@@ -151,8 +151,12 @@ def load_captioned_images(name_or_path: str | os.PathLike) -> CaptionedImages:
     name = str(name_or_path)
     if name in CAPTIONED_SETS:
         data = _captioned_digits(name)
-        return CaptionedImages(**{**data.__dict__, "train_images": data.train_images.clone(),
-                                  "test_images": data.test_images.clone()})  # the cache stays untouched
+        return CaptionedImages(**{  # copies: a caller changing them cannot change the cache
+            **data.__dict__, "train_images": data.train_images.clone(), "test_images": data.test_images.clone(),
+            "train_captions": list(data.train_captions), "test_captions": list(data.test_captions),
+            "test_groups": data.test_groups.clone(), "classes": list(data.classes),
+            "train_labels": data.train_labels.clone(), "test_labels": data.test_labels.clone(),
+            "prompts": list(data.prompts)})
     if Path(name).expanduser().is_dir():
         return load_caption_folder(Path(name).expanduser())
     raise ConfigError(f"image-caption data must be one of {', '.join(CAPTIONED_SETS)} (captions made from the "
