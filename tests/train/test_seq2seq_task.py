@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -147,7 +146,7 @@ def test_batches_are_seeded_bucketed_and_padded_to_the_longest(g2p):
     assert padding(g2p) < 0.15 < 0.4 < padding(plain)  # seen: 0.09 and 0.47
 
 
-def test_model_fields_and_bad_settings(g2p):
+def test_model_fields_and_bad_settings(g2p, tmp_path):
     fields = g2p.model_fields(["src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "max_len", "d_model"])
     assert fields == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1, "eos_id": 2,
                       "max_len": 30}  # 27 letters + 3 specials; 69 phonemes + 3; [bos] + 28 + eos
@@ -165,7 +164,7 @@ def test_model_fields_and_bad_settings(g2p):
     assert t5 == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1, "eos_id": 2,
                   "share_embeddings": False}
     with pytest.raises(ConfigError, match=r"share_embeddings is fixed by the data \(share_embeddings=False\)"):
-        train(RunSpec(task="seq2seq", model="t5_small", out=Path("unused"),
+        train(RunSpec(task="seq2seq", model="t5_small", out=tmp_path / "never_written",
                       settings={"share_embeddings": True, "train_words": 100, "eval_words": 10}))
 
 
