@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from archlab.errors import check
-    from archlab.train.engine import load_for_evaluation
+    from archlab.train.evaluation import load_for_evaluation
     from archlab.utils.runtime import resolve_device
 
     check(args.beam >= 1, f"--beam must be >= 1, got {args.beam}")

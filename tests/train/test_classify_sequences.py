@@ -10,7 +10,7 @@ from archlab.errors import ConfigError
 from archlab.tasks.classify import ClassifyConfig, ClassifyTask
 from archlab.train import RunSpec, train
 from archlab.train.config import field_types
-from archlab.train.engine import model_config_class
+from archlab.train.resolve import model_config_class
 
 
 def test_the_data_fixes_the_row_width_of_sequence_models_only():

@@ -14,7 +14,8 @@ from archlab.registry import create_model
 from archlab.tasks.seq2seq import SYMBOLS_FILE, Seq2SeqConfig, Seq2SeqTask
 from archlab.train import RunSpec, evaluate, train
 from archlab.train.config import field_types
-from archlab.train.engine import load_for_evaluation, model_config_class
+from archlab.train.evaluation import load_for_evaluation
+from archlab.train.resolve import model_config_class
 
 TINY_TRANSFORMER = dict(d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=128,
                         dropout=0.0)

@@ -17,7 +17,7 @@ from archlab.tasks import get_task
 from archlab.tasks.textclass import TextClassConfig, TextClassTask, classify_tokens, pad_batch
 from archlab.train import RunSpec, evaluate, train
 from archlab.train.config import field_types
-from archlab.train.engine import model_config_class
+from archlab.train.resolve import model_config_class
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
