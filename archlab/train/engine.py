@@ -3,7 +3,7 @@
 One optimiser step of a global batch of ``batch_size`` examples::
 
     for micro in 1..grad_accum:                      # each process takes 1/N of every micro-batch
-        loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16
+        loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16 (DDP wraps the step)
         loss.backward()                              # DDP all-reduces only on the last micro-step
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
@@ -20,6 +20,7 @@ import contextlib
 import math
 import signal
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,8 @@ def measure_step_seconds(spec: RunSpec, steps: int = 5, warmup: int = 2) -> floa
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        _optimizer_step(model, r.task, optimizer, scaler, cfg, device, world, slice(0, micro_batch), micro_batch,
-                        i * cfg.grad_accum)
+        _optimizer_step(TaskStep(model, r.task), r.task, optimizer, scaler, cfg, device, world,
+                        slice(0, micro_batch), micro_batch, i * cfg.grad_accum)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
@@ -127,6 +128,9 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
           f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {device.type!r}; use bf16")
     out = Path(spec.out)
     resuming = prepare_out(spec, run_record(spec, r), world)
+    if world.is_main:
+        for note in r.notes:
+            print(f"note: {note}", file=sys.stderr)
 
     model = r.model.to(device)
     model.train()
@@ -168,7 +172,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
             core = torch.compile(model, backend=cfg.compile_backend)
         except Exception as e:  # e.g. an unknown backend
             report.message(f"warning: torch.compile failed ({type(e).__name__}: {e}); training without it")
-    train_model = _wrap_ddp(core, world, device)
+    train_model = _wrap_ddp(core, task, world, device)
 
     micro_batch = cfg.batch_size // cfg.grad_accum          # global examples per micro-step
     shard = world.shard(micro_batch)                         # this process's rows of it
@@ -215,7 +219,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 optimizer.zero_grad(set_to_none=True)
                 ckpt.set_rng_state(rng_before)
                 core, guard_compile = model, False
-                train_model = _wrap_ddp(core, world, device)
+                train_model = _wrap_ddp(core, task, world, device)
                 continue
             guard_compile = False
             position = position_before + cfg.grad_accum
@@ -285,16 +289,36 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
             "early_stopped": stopped_early, "train_seconds": train_seconds}
 
 
-def _wrap_ddp(module, world: distributed.World, device: torch.device):
+class TaskStep(torch.nn.Module):
+    """The forward half of one training micro-step, ``task.step(model, batch)``, as a module.
+
+    DDP all-reduces gradients only for calls of the forward of the module it wraps; wrapping this
+    one (not the model) lets a task call whichever interface method it needs (``token_losses``,
+    ``masked_lm_logits`` ...) on the plain model and still have its gradients averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.task.step(self.model, batch)
+
+
+def _wrap_ddp(module, task: Task, world: distributed.World, device: torch.device):
+    """The module whose call is one micro-step's loss: ``TaskStep``, under DDP when distributed."""
+    step = TaskStep(module, task)
     if not world.distributed:
-        return module
+        return step
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(step, device_ids=ids)
 
 
 def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, device, world, shard,
                     micro_batch: int, position: int):
-    """Forward/backward over ``grad_accum`` micro-batches, then one clipped optimiser step."""
+    """Forward/backward over ``grad_accum`` micro-batches, then one clipped optimiser step.
+
+    ``model`` is the step module of ``_wrap_ddp``: calling it on a batch gives the loss."""
     step_loss = torch.zeros((), dtype=torch.float64, device=device)
     for micro in range(cfg.grad_accum):
         batch = to_device(task.train_batch(position + micro, micro_batch, cfg.seed, shard), device)
@@ -303,7 +327,7 @@ def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, devi
         sync = model.no_sync() if (world.distributed and not last) else contextlib.nullcontext()
         with sync:
             with autocast_for(device, cfg.precision):
-                loss, _ = task.step(model, batch)
+                loss = model(batch)
             scaled = loss / cfg.grad_accum
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         step_loss += loss.detach().double() / cfg.grad_accum
