@@ -11,15 +11,17 @@ Two towers map an image and a caption into one space, where a matching pair lies
     L = (CE(logits, labels=arange(B)) + CE(logits^T, labels=arange(B))) / 2       symmetric InfoNCE
 
 Image i's caption is the right answer among the B captions of the batch, and caption i's image
-among the B images. tau starts at log(1 / 0.07) and exp(tau) is clipped at 100 (``max_logit_scale``),
+among the B images. CLIP is an ``ImageTextModel`` (``archlab.models.interfaces``, task ``clip``):
+the interface gives ``similarity_logits``, ``loss`` and ``contrastive_loss``, written once there. tau starts at log(1 / 0.07) and exp(tau) is clipped at 100 (``max_logit_scale``),
 as in the paper, so the logits can never be scaled by more than that.
 
 Towers, from the library:
 - image: ``image_tower="vit"`` is archlab's ViT in CLIP's layout (``ViTConfig`` with a LayerNorm
   before the blocks, no patch bias, quick-GELU MLP); its head, without bias, is W_i. Any registered
   image classifier name (``"lenet5"``, ``"resnet18"``...) builds that CNN with ``embed_dim``
-  outputs: its final linear layer is W_i. ``image_options`` sets its other config fields, as
-  "field=value" strings (``("activation=relu", "pooling=max")`` for the bake-off's LeNet-5).
+  outputs (the tower's own ``image_classifier_fields`` fixes its channels and size): its final
+  linear layer is W_i. ``image_options`` sets its other config fields, as "field=value" strings
+  (``("activation=relu", "pooling=max")`` for the bake-off's LeNet-5).
 - text: ``text_tower="transformer"`` is CLIP's text encoder (token and learned position
   embeddings, pre-norm causal Transformer layers from ``archlab.nn``, a final LayerNorm), read at
   the end token. ``"bert"`` is archlab's BERT encoder, mean-pooled over the real tokens;
@@ -53,13 +55,16 @@ import torch.nn.functional as F
 from archlab.checkpoint import PretrainedMixin, load_state_dict, register_checkpoint_format
 from archlab.errors import CheckpointError, ConfigError, check
 from archlab.models.bert import Bert, BertConfig, mean_pool
+from archlab.models.interfaces import (  # noqa: F401  (contrastive_loss re-exported)
+    CaptionedImageData, ImageClassifier, ImageData, ImageTextModel, contrastive_loss,
+)
 from archlab.models.vit import ViTConfig, VisionTransformer
 from archlab.nn.attention import causal_mask
-from archlab.nn.feedforward import ACTIVATIONS
+from archlab.nn.activations import HF_ACTIVATIONS, check_activation
 from archlab.nn.norm import LayerNorm
 from archlab.nn.positional import LearnedPositionalEmbedding
 from archlab.nn.transformer import TransformerEncoder, TransformerEncoderLayer
-from archlab.registry import build_config, create_model, model_info, register_model
+from archlab.registry import build_config, create_model, model_config, model_info, register_model
 
 TEXT_TOWERS = ("transformer", "bert", "minilm")
 TEXT_POOLS = ("auto", "eos", "argmax", "mean")
@@ -110,7 +115,7 @@ class CLIPConfig:
         check(self.text_pool in TEXT_POOLS, f"text_pool must be one of {TEXT_POOLS}, got {self.text_pool!r}")
         check(self.text_width % self.text_heads == 0,
               f"text_width must be divisible by text_heads={self.text_heads}, got text_width={self.text_width}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check_activation(self.activation)
         for name in ("pad_id", "eos_id"):
             check(0 <= getattr(self, name) < self.text_vocab_size,
                   f"{name} must be in [0, text_vocab_size={self.text_vocab_size}), got {getattr(self, name)}")
@@ -131,15 +136,6 @@ class CLIPOutput:
     logits_per_text: torch.Tensor    # (B_t, B_i), its transpose
     image_embeds: torch.Tensor       # (B_i, d_e), unit length
     text_embeds: torch.Tensor        # (B_t, d_e), unit length
-
-
-def contrastive_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """(CE(logits, arange) + CE(logits^T, arange)) / 2 for a square (B, B) matrix of pair logits."""
-    check(logits_per_image.dim() == 2 and logits_per_image.size(0) == logits_per_image.size(1),
-          f"the contrastive loss needs a square (B, B) logit matrix, got {tuple(logits_per_image.shape)}")
-    labels = torch.arange(logits_per_image.size(0), device=logits_per_image.device)
-    logits = logits_per_image.float()
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 class TextTransformer(nn.Module):
@@ -169,18 +165,17 @@ def _image_tower(c: CLIPConfig) -> nn.Module:
             layer_norm_eps=c.layer_norm_eps, activation=c.activation, pre_norm=True, patch_bias=False,
             head_bias=False))
     try:
-        model_info(c.image_tower)
+        tower = model_info(c.image_tower).model_class
     except ConfigError as e:
         raise ConfigError(f"image_tower must be 'vit' or a registered image classifier: {e}") from None
-    with torch.device("meta"):  # the builder's config fields and defaults, at no cost
-        defaults = create_model(c.image_tower).config
+    check(issubclass(tower, ImageClassifier),
+          f"image_tower must be 'vit' or a registered image classifier, got {c.image_tower!r} (a {tower.__name__})")
+    defaults = model_config(c.image_tower)  # its config fields and the variant's defaults, nothing built
     names = {f.name for f in dataclasses.fields(defaults)}
-    check({"num_classes", "in_channels"} <= names,
-          f"image_tower must be 'vit' or an image classifier (with num_classes and in_channels), got "
-          f"{c.image_tower!r}")
-    fields = {"num_classes": c.embed_dim, "in_channels": c.in_channels}
-    if "input_size" in names:  # a CNN that takes one image size (LeNet-5)
-        fields["input_size"] = c.image_size
+    # An image classifier with d_e "classes": its final linear layer is W_i. The tower's own hook
+    # says which of its fields c.image_size x c.image_size images of c.in_channels fix.
+    fields = tower.image_classifier_fields(ImageData(c.in_channels, c.image_size, c.image_size, c.embed_dim),
+                                           defaults)
     for option in c.image_options:
         key, sep, text = option.partition("=")
         key = key.strip()
@@ -206,8 +201,16 @@ def _as_type_of(default, text: str, key: str):
     return text
 
 
-class CLIP(PretrainedMixin, nn.Module):
+class CLIP(ImageTextModel, PretrainedMixin, nn.Module):
     config_class = CLIPConfig
+
+    @classmethod
+    def image_text_fields(cls, data: CaptionedImageData, config: CLIPConfig) -> dict:
+        """The interface's fields; a pretrained MiniLM text tower reads only MiniLM's WordPiece ids."""
+        check(config.text_tower != "minilm" or data.tokenizer == "minilm",
+              f"text_tower='minilm' reads all-MiniLM-L6-v2's WordPiece ids, the captions are tokenized by "
+              f"{data.tokenizer!r}: add --set tokenizer=minilm")
+        return super().image_text_fields(data, config)
 
     def __init__(self, config: CLIPConfig):
         super().__init__()
@@ -308,16 +311,10 @@ class CLIP(PretrainedMixin, nn.Module):
         return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
 
     def forward(self, images: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> CLIPOutput:
-        """Logits of every (image, caption) pair of the batch: exp(tau) * I_e T_e^T."""
+        """Logits of every (image, caption) pair of the batch, exp(tau) * I_e T_e^T, and the embeddings."""
         image_embeds, text_embeds = self.encode_image(images), self.encode_text(ids, attention_mask)
         logits = self.temperature_scale * image_embeds @ text_embeds.T  # (B_i, B_t)
         return CLIPOutput(logits, logits.T, image_embeds, text_embeds)
-
-    def loss(self, images: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The symmetric InfoNCE loss of a batch of matching (image, caption) pairs."""
-        check(images.size(0) == ids.size(0),
-              f"images and captions must pair up: got {images.size(0)} images and {ids.size(0)} captions")
-        return contrastive_loss(self(images, ids, attention_mask).logits_per_image)
 
 
 def _load_minilm() -> Bert:
@@ -357,7 +354,6 @@ def clip_tiny(**config) -> CLIP:
 # Hugging Face checkpoints: config.json ("model_type": "clip") + model.safetensors / pytorch_model.bin
 # ------------------------------------------------------------------------------------------------
 
-_HF_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_new": "gelu_tanh", "relu": "relu"}
 _HF_LAYER = re.compile(r"(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)")
 _HF_QKV = re.compile(r"self_attn\.(q|k|v)_proj\.(weight|bias)")
 # Inside a layer: Hugging Face name -> (text tower name, vision tower name).
@@ -391,8 +387,8 @@ def hf_clip_config(hf: dict) -> dict:
     acts = {text.get("hidden_act", "quick_gelu"), vision.get("hidden_act", "quick_gelu")}
     check(len(acts) == 1, f"CLIP towers with different activations are not supported, got {sorted(acts)}")
     act = acts.pop()
-    if act not in _HF_ACTIVATIONS:
-        raise CheckpointError(f"hidden_act must be one of {sorted(_HF_ACTIVATIONS)}, got {act!r}")
+    if act not in HF_ACTIVATIONS:
+        raise CheckpointError(f"hidden_act must be one of {sorted(HF_ACTIVATIONS)}, got {act!r}")
     eps = {text.get("layer_norm_eps", 1e-5), vision.get("layer_norm_eps", 1e-5)}
     check(len(eps) == 1, f"CLIP towers with different layer_norm_eps are not supported, got {sorted(eps)}")
     eos = text.get("eos_token_id", 49407)
@@ -408,7 +404,7 @@ def hf_clip_config(hf: dict) -> dict:
         text_mlp=text.get("intermediate_size", 2048),
         # Checkpoints whose eos_token_id is 2 predate the fix in transformers: they pool at the highest id.
         text_pool="argmax" if eos == 2 else "eos", pad_id=pad if pad is not None else 0, eos_id=eos,
-        activation=_HF_ACTIVATIONS[act], layer_norm_eps=eps.pop(),
+        activation=HF_ACTIVATIONS[act], layer_norm_eps=eps.pop(),
         logit_scale_init=hf.get("logit_scale_init_value", 2.6592),
     )
 

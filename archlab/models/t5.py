@@ -26,10 +26,12 @@ size; nh * hs may differ from d), V vocabulary size.
 
 Vocabularies. T5 has one vocabulary and one embedding table shared by encoder, decoder and (when
 tied) the output head. archlab's seq2seq task reads two vocabularies instead (letters in, phonemes
-out), whose ids overlap without meaning the same thing. ``share_embeddings`` decides: True is
-T5's single table over a joint id space (it needs ``src_vocab_size == tgt_vocab_size``); False
-gives the source and the target their own table, and a tied output head reuses the target table.
-The seq2seq task fixes ``share_embeddings=False`` because its two tokenizers are separate id spaces.
+out), whose ids overlap without meaning the same thing. ``share_vocab`` (the Transformer's field
+of the same name) decides: True is T5's single table over a joint id space (it needs
+``src_vocab_size == tgt_vocab_size``); False gives the source and the target their own table, and a
+tied output head reuses the target table. The data decides it through the interfaces: as a
+``Seq2SeqModel`` (two vocabularies) T5 takes ``share_vocab=False``, as a ``TextToTextModel`` (one
+vocabulary: ``span_corruption``) ``share_vocab=True``.
 
 Masks: ``src_padding_mask`` (B, S) is boolean, True = a real token; by default ``src_ids != pad_id``.
 The decoder needs no padding mask for right-padded targets (causal attention never looks ahead to
@@ -47,11 +49,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin, load_state_dict, register_checkpoint_format
 from archlab.errors import CheckpointError, ConfigError, check
-from archlab.models.decoding import beam_search, greedy_decode, teacher_forcing
+from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.interfaces import PairData, Seq2SeqModel, TextToTextData, TextToTextModel
 from archlab.nn.attention import KVCache, merge_masks, scaled_dot_product_attention
 from archlab.nn.feedforward import FeedForward, GatedFeedForward
 from archlab.nn.norm import RMSNorm
@@ -67,7 +69,7 @@ FEED_FORWARDS = {"relu": ("relu", False), "gated-gelu": ("gelu_tanh", True)}
 class T5Config:
     src_vocab_size: int = 32128
     tgt_vocab_size: int = 32128
-    share_embeddings: bool = True     # one table for source and target ids (a joint id space; equal sizes)
+    share_vocab: bool = True          # one table for source and target ids (a joint id space; equal sizes)
     tie_output: bool = True           # the output head is the target embedding table (v1.0); False: its own (v1.1)
     scale_output: bool | None = None  # h * d_model**-0.5 before the head; None = exactly when tied (T5's rule)
     d_model: int = 512
@@ -90,9 +92,9 @@ class T5Config:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
                      "num_decoder_layers", "num_heads", "num_buckets", "max_distance"):
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        check(not self.share_embeddings or self.src_vocab_size == self.tgt_vocab_size,
-              f"share_embeddings=True needs src_vocab_size == tgt_vocab_size (one id space), got "
-              f"{self.src_vocab_size} and {self.tgt_vocab_size}; use share_embeddings=False for two vocabularies")
+        check(not self.share_vocab or self.src_vocab_size == self.tgt_vocab_size,
+              f"share_vocab=True needs src_vocab_size == tgt_vocab_size (one id space), got "
+              f"{self.src_vocab_size} and {self.tgt_vocab_size}; use share_vocab=False for two vocabularies")
         check(self.feed_forward in FEED_FORWARDS,
               f"feed_forward must be one of {sorted(FEED_FORWARDS)}, got {self.feed_forward!r}")
         check(self.num_buckets >= 4, f"num_buckets must be >= 4, got {self.num_buckets}")
@@ -220,14 +222,27 @@ class T5Stack(nn.Module):
         return [(KVCache(), KVCache()) for _ in self.layers]
 
 
-class T5(PretrainedMixin, nn.Module):
+class T5(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
+    """T5 as a ``Seq2SeqModel`` (two vocabularies, ``seq2seq``) and a ``TextToTextModel`` (one
+    vocabulary, ``span_corruption``); the teacher-forced loss is the interface's ``token_losses``."""
+
     config_class = T5Config
+
+    @classmethod
+    def seq2seq_fields(cls, data: PairData, config: T5Config) -> dict:
+        """Two vocabularies are two id spaces: the source and the target get a table each."""
+        return {**super().seq2seq_fields(data, config), "share_vocab": False}
+
+    @classmethod
+    def text_to_text_fields(cls, data: TextToTextData, config: T5Config) -> dict:
+        """One vocabulary: T5's single table for encoder, decoder (and a tied head)."""
+        return {**super().text_to_text_fields(data, config), "share_vocab": True}
 
     def __init__(self, config: T5Config):
         super().__init__()
         self.config = c = config
         self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model)
-        self.tgt_embed = self.src_embed if c.share_embeddings else nn.Embedding(c.tgt_vocab_size, c.d_model)
+        self.tgt_embed = self.src_embed if c.share_vocab else nn.Embedding(c.tgt_vocab_size, c.d_model)
         self.encoder = T5Stack(c, c.num_layers, causal=False)
         self.decoder = T5Stack(c, c.num_decoder_layers, causal=True)
         self.lm_head = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)
@@ -301,16 +316,6 @@ class T5(PretrainedMixin, nn.Module):
               f"src_ids and tgt_ids must have the same batch size, got {src_ids.size(0)} and {tgt_ids.size(0)}")
         memory, src_keep = self.encode(src_ids, src_padding_mask)
         return self.decode(tgt_ids, memory, src_keep, tgt_padding_mask)
-
-    def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
-             reduction: str = "mean") -> torch.Tensor:
-        """Teacher-forced cross-entropy of targets ``tgt_ids`` (B, T) (no bos/eos; pad_id pads), as the
-        Transformer's: the decoder reads [bos] + y and is scored on y + [eos]; padding is not scored."""
-        c = self.config
-        decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
-        logits = self(src_ids, decoder_in)
-        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=c.pad_id,
-                               label_smoothing=label_smoothing, reduction=reduction)
 
     # --------------------------------------------------------------------------------------------
     # Incremental decoding
@@ -426,7 +431,7 @@ def hf_t5_config(hf: dict, state: dict[str, torch.Tensor]) -> dict:
     eos = eos[0] if isinstance(eos, list) else (1 if eos is None else eos)
     start = hf.get("decoder_start_token_id")
     return dict(
-        src_vocab_size=hf["vocab_size"], tgt_vocab_size=hf["vocab_size"], share_embeddings=True, tie_output=tied,
+        src_vocab_size=hf["vocab_size"], tgt_vocab_size=hf["vocab_size"], share_vocab=True, tie_output=tied,
         scale_output=bool(scale), d_model=hf["d_model"], d_kv=hf["d_kv"], d_ff=hf["d_ff"],
         num_layers=hf["num_layers"], num_decoder_layers=hf.get("num_decoder_layers") or hf["num_layers"],
         num_heads=hf["num_heads"], num_buckets=hf.get("relative_attention_num_buckets", 32),
@@ -511,7 +516,7 @@ def load_hf_t5(path: Path, hf_config: dict, **overrides) -> T5:
     expected = set(model.state_dict())
     if model.config.tie_output:
         expected.discard("lm_head.weight")
-    if not model.config.share_embeddings:
+    if not model.config.share_vocab:
         raise CheckpointError("Hugging Face T5 checkpoints have one shared embedding table")
     expected.discard("tgt_embed.weight")  # the same table as src_embed
     missing, unexpected = sorted(expected - set(ours)), sorted(set(ours) - expected)

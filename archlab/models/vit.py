@@ -33,8 +33,10 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
+from archlab.models.interfaces import ImageClassifier
+from archlab.nn.activations import check_activation
 from archlab.nn.attention import MultiHeadAttention
-from archlab.nn.feedforward import ACTIVATIONS, FeedForward
+from archlab.nn.feedforward import FeedForward
 from archlab.nn.norm import LayerNorm
 from archlab.registry import build_config, register_model
 
@@ -67,8 +69,7 @@ class ViTConfig:
               f"hidden_dim must be divisible by num_heads={self.num_heads}, got hidden_dim={self.hidden_dim}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         check(0.0 <= self.attention_dropout < 1.0, f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
-        check(self.activation in ACTIVATIONS,
-              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check_activation(self.activation)
 
     @property
     def num_patches(self) -> int:
@@ -116,10 +117,21 @@ class Encoder(nn.Module):
         return self.ln(z), attentions
 
 
-class VisionTransformer(PretrainedMixin, nn.Module):
+class VisionTransformer(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = ViTConfig
+    head_name = "heads.head"
+
+    @classmethod
+    def image_classifier_fields(cls, data, config):
+        """``image_size``: the images' side rounded up to whole patches (the task resizes to it)."""
+        p = config.patch_size
+        side = -(-max(data.height, data.width) // p) * p
+        return {**super().image_classifier_fields(data, config), "image_size": side}
+
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = c = config
+        self.input_size = c.image_size  # the positional table fixes the number of patches
         # Patch embedding: a P x P convolution with stride P is one linear map E per patch.
         self.conv_proj = nn.Conv2d(c.in_channels, c.hidden_dim, kernel_size=c.patch_size, stride=c.patch_size,
                                    bias=c.patch_bias)
@@ -142,7 +154,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         if self.heads.head.bias is not None:
             nn.init.zeros_(self.heads.head.bias)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
         c = self.config
         want = (c.in_channels, c.image_size, c.image_size)
         check(x.dim() == 4 and tuple(x.shape[1:]) == want,
@@ -151,7 +163,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> patch tokens (B, N, D)."""
-        self._check_input(x)
+        self.check_input(x)
         feature_map = self.conv_proj(x)  # (B, D, H/P, W/P)
         return feature_map.flatten(2).transpose(1, 2)  # (B, N, D)
 

@@ -11,7 +11,8 @@ __all__ = ["IMPLS", "TwoPath", "set_impl"]
 
 # Transformer blocks
 from archlab.nn.attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention  # noqa: E402
-from archlab.nn.feedforward import FeedForward, GatedFeedForward, QuickGELU  # noqa: E402
+from archlab.nn.activations import QuickGELU  # noqa: E402
+from archlab.nn.feedforward import FeedForward, GatedFeedForward  # noqa: E402
 from archlab.nn.norm import LayerNorm, RMSNorm  # noqa: E402
 from archlab.nn.positional import (  # noqa: E402
     LearnedPositionalEmbedding, RelativePositionBias, SinusoidalPositionalEncoding, relative_position_bucket,

@@ -9,8 +9,6 @@ The gated variant (Shazeer 2020, "GLU Variants Improve Transformer"; T5 v1.1 use
 the activated branch by a second, linear one, and has no biases:
 
     FFN_GEGLU(x) = Dropout((GELU(x W_1) * x V) W_2)
-
-``quick_gelu`` is CLIP's approximation x * sigmoid(1.702 x).
 """
 
 from __future__ import annotations
@@ -21,41 +19,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
-
-class QuickGELU(nn.Module):
-    """x * sigmoid(1.702 x): the GELU approximation OpenAI's CLIP was trained with."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
-
-
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),  # GPT-2's "gelu_new"
-    "quick_gelu": QuickGELU,                           # CLIP
-}
-
-
-def make_activation(activation: str | nn.Module | Callable) -> nn.Module:
-    """An activation module from a name in ``ACTIVATIONS``, a module, or a function of one tensor."""
-    if isinstance(activation, nn.Module):
-        return activation
-    if isinstance(activation, str):
-        check(activation in ACTIVATIONS,
-              f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}")
-        return ACTIVATIONS[activation]()
-    check(callable(activation), f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}")
-    return _Lambda(activation)
-
-
-class _Lambda(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+from archlab.nn.activations import ACTIVATIONS, make_activation  # noqa: F401  (re-exported)
 
 
 class FeedForward(nn.Sequential):

@@ -3,9 +3,10 @@
 Data (``archlab.data.captions``): ``"mnist5k"`` (default) or ``"digits"`` with captions made from
 the labels -- a training image of a 7 is described by one of eight templates ("a handwritten seven",
 "the digit 7", ...), drawn afresh at each visit from ``(seed, position)`` -- or a folder of images
-with a ``captions.tsv``. A batch of B (image, caption) pairs is scored by the model's symmetric
-InfoNCE loss (``archlab.models.clip.contrastive_loss``): each image must pick its own caption among
-the B captions, each caption its own image. With captions made from labels, a batch holds several
+with a ``captions.tsv``. Any ``ImageTextModel`` (``archlab.models.interfaces``: ``clip``,
+``clip_tiny``) trains here: a batch of B (image, caption) pairs is scored by its ``loss``, the
+symmetric InfoNCE loss (``contrastive_loss``): each image must pick its own caption among the B
+captions, each caption its own image. With captions made from labels, a batch holds several
 images of the same digit whose captions could be swapped; the loss still counts only the image's own
 caption as right, as CLIP's does.
 
@@ -28,7 +29,8 @@ Metrics on the test split, embedded whole (in chunks of the batch size):
 Captions are tokenized by words (``tokenizer="word"``, fitted on the training captions; held-out
 words become <unk>) as [bos] words [eos], or with all-MiniLM-L6-v2's WordPiece
 (``tokenizer="minilm"``, for ``--set text_tower=minilm``). The tokenizer and the image
-normalisation are saved beside the checkpoint as ``clip.json``. Works with ``clip`` / ``clip_tiny``.
+normalisation are saved beside the checkpoint as ``clip.json``. The model's ``image_text_fields``
+hook takes the image shape, the caption vocabulary and the longest caption from the data.
 """
 
 from __future__ import annotations
@@ -36,16 +38,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
 
-from archlab.checkpoint import unwrap
 from archlab.data.tokenizer import BOS, EOS, PAD, UNK, WordTokenizer, tokenizer_from_dict
 from archlab.data.transforms import RandomCrop
 from archlab.errors import ConfigError, check
-from archlab.models.clip import contrastive_loss
-from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
+from archlab.models.interfaces import CaptionedImageData, ImageTextModel, contrastive_loss
+from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 CLIP_FILE = "clip.json"
@@ -94,6 +95,7 @@ def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
 class CLIPTask(Task):
     name = "clip"
     Config = CLIPTaskConfig
+    requires = ImageTextModel
     default_data = "mnist5k"
     metric_modes = {"loss": "min", "i2t_r1": "max", "i2t_r5": "max", "t2i_r1": "max", "t2i_r5": "max",
                     "zero_shot_accuracy": "max", "probe_accuracy": "max"}
@@ -143,22 +145,12 @@ class CLIPTask(Task):
         return self.tokenizer.encode(caption, bos=True, eos=True)
 
     # -- what the data fixes -------------------------------------------------------------------
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        check({"text_vocab_size", "in_channels", "embed_dim"} <= fields,
-              "task 'clip' trains image-text models with text_vocab_size, in_channels and embed_dim fields "
-              f"(clip, clip_tiny); the model's fields are {sorted(fields)}")
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
         C, H, W = self.image_shape
-        check(H == W, f"--data {self.data!r} has {H}x{W} images; the image towers take square images")
-        out = {"in_channels": C, "image_size": H, "text_vocab_size": self.tokenizer.vocab_size,
-               "pad_id": self.tokenizer.pad_id, "eos_id": self.tokenizer.eos_id,
-               "context_length": self.context_length}
-        return {k: v for k, v in out.items() if k in fields}
-
-    def prepare_model(self, model: torch.nn.Module) -> None:
-        tower = getattr(getattr(model, "config", None), "text_tower", None)
-        check(tower != "minilm" or self.config.tokenizer == "minilm",
-              "text_tower='minilm' reads all-MiniLM-L6-v2's WordPiece ids: add --set tokenizer=minilm")
+        tok = self.tokenizer
+        data = CaptionedImageData(C, H, W, tok.vocab_size, tok.pad_id, tok.eos_id, self.context_length,
+                                  self.config.tokenizer)
+        return model_class.image_text_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -177,7 +169,7 @@ class CLIPTask(Task):
         check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training images")
         idx = self._order.batch(position, batch_size, seed)  # (B,)
         # Which caption each image gets, and the shift offsets: from (seed, position), for the whole global batch.
-        g = torch.Generator().manual_seed(seed * 1_000_003 + position + 104_729)
+        g = generator_for(seed, position, stream=104_729)
         pick = self._first[idx] + torch.randint(1 << 30, (len(idx),), generator=g) % self._counts[idx]
         x = self.data_set.train_images[idx]
         if self.config.shift:
@@ -197,18 +189,16 @@ class CLIPTask(Task):
 
     # -- loss and metrics ----------------------------------------------------------------------
     def step(self, model, batch):
-        if len(batch) == 2:  # training: a batch of matching pairs
-            images, ids = batch
-            loss = contrastive_loss(model(images, ids).logits_per_image)
-            n = torch.tensor(float(len(ids)))
-            return loss, {"loss_sum": loss.detach().double() * n, "count": n}
-        return self._evaluate(unwrap(model), *batch)
+        images, ids = batch  # B matching pairs
+        return model.loss(images, ids)
 
     def _embed(self, encode, x: torch.Tensor) -> torch.Tensor:
         chunk = getattr(self, "_chunk", 256)
         return torch.cat([encode(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
 
-    def _evaluate(self, model, images, ids, groups, labels, prompt_ids, probe_x, probe_y):
+    def evaluate_batch(self, model, batch):
+        """Loss, retrieval, zero-shot and probe sums of the whole test split (``eval_batches``' one batch)."""
+        images, ids, groups, labels, prompt_ids, probe_x, probe_y = batch
         image_e, text_e = self._embed(model.encode_image, images), self._embed(model.encode_text, ids)  # (N, d_e)
         sims = image_e @ text_e.T  # (N images, N captions): cosine similarities
         N = len(sims)
@@ -228,7 +218,7 @@ class CLIPTask(Task):
             train_e = self._embed(model.encode_image, probe_x)
             sums["probe_correct"] = torch.tensor(float(linear_probe_correct(train_e, probe_y, image_e, labels)))
             sums["probe_count"] = torch.tensor(float(N))
-        return loss, sums
+        return sums
 
     def metrics(self, sums):
         n = count_from_sums(sums)

@@ -19,9 +19,10 @@ each cut into n_spans pieces of random positive lengths, which then alternate (k
 every input and every target of a run has the same length.
 
 Sentinels are ids after the tokenizer's vocabulary: <s_i> = vocab_size + i. The model's vocabulary
-(``src_vocab_size = tgt_vocab_size``) is the tokenizer's plus n_spans + 1 sentinels, one id space
-shared by both sides (T5's ``share_embeddings=True``). Works with ``t5`` / ``t5_small`` /
-``t5_base`` and with the ``transformer``.
+is the tokenizer's plus n_spans + 1 sentinels, one id space for both sides. Any ``TextToTextModel``
+(``archlab.models.interfaces``: ``t5`` / ``t5_small`` / ``t5_base``, ``transformer``) trains here;
+its ``text_to_text_fields`` hook takes that one vocabulary (both keep a single embedding table,
+``share_vocab=True``) and, for a positional table, the longer of input and target.
 
 Metrics on the validation text (the last ``val_fraction`` of the file, cut into consecutive blocks
 corrupted once with a fixed seed): that loss per target token, ``perplexity`` exp(L), ``accuracy``
@@ -36,16 +37,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from archlab.data.common import SEED
 from archlab.data.tokenizer import TEXT_TOKENIZERS
 from archlab.errors import ConfigError, check
-from archlab.models.decoding import teacher_forcing
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.models.interfaces import TextToTextData, TextToTextModel, teacher_forced
+from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
 
 
 @dataclass
@@ -107,6 +107,7 @@ def corrupt_spans(tokens: torch.Tensor, *, num_noise: int, num_spans: int, senti
 class SpanCorruptionTask(Task):
     name = "span_corruption"
     Config = SpanCorruptionConfig
+    requires = TextToTextModel
     default_data = "tinyshakespeare"
     metric_modes = {"loss": "min", "accuracy": "max", "span_accuracy": "max", "perplexity": "min"}
     unit = "tokens"
@@ -154,20 +155,11 @@ class SpanCorruptionTask(Task):
                                generator=generator) for b in blocks]
         return torch.stack([i for i, _ in pairs]), torch.stack([t for _, t in pairs])
 
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        check({"src_vocab_size", "tgt_vocab_size"} <= fields,
-              "task 'span_corruption' trains encoder-decoder models with src_vocab_size and tgt_vocab_size fields "
-              f"(t5, t5_small, transformer); the model's fields are {sorted(fields)}")
-        tok = self.tokenizer
-        out: dict[str, Any] = {"src_vocab_size": self.vocab_size, "tgt_vocab_size": self.vocab_size,
-                               "pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id}
-        if "max_len" in fields:  # the Transformer's positional table: the longer side, bos and eos
-            c = self.config
-            out["max_len"] = max(c.block_size - c.num_noise + c.num_spans, c.num_noise + c.num_spans + 1) + 2
-        if "share_embeddings" in fields:  # input and target are ids of one vocabulary
-            out["share_embeddings"] = True
-        return {k: v for k, v in out.items() if k in fields}
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        c, tok = self.config, self.tokenizer
+        longest = max(c.block_size - c.num_noise + c.num_spans, c.num_noise + c.num_spans + 1)  # input, target
+        data = TextToTextData(self.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id, longest)
+        return model_class.text_to_text_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -180,7 +172,7 @@ class SpanCorruptionTask(Task):
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The whole global batch -- offsets and spans -- is drawn from (seed, position), then sharded.
         T = self.config.block_size
-        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        g = generator_for(seed, position)
         starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
         inputs, targets = self.corrupt(self.train_tokens[starts[:, None] + torch.arange(T)], g)  # blocks (B, T)
         return inputs[shard], targets[shard]
@@ -190,17 +182,16 @@ class SpanCorruptionTask(Task):
             yield self.val_inputs[i:i + batch_size], self.val_targets[i:i + batch_size]
 
     def step(self, model, batch):
-        src, tgt = batch
-        tok = self.tokenizer
-        decoder_in, target = teacher_forcing(tgt, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id)
-        logits = model(src, decoder_in).float()  # (B, T + 1, V); fp32 loss under autocast
-        token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")  # (B * (T + 1),)
+        src, tgt = batch  # every target of a run has the same length: no padding
+        return model.loss(src, tgt)
+
+    def evaluate_batch(self, model, batch):
+        token_loss, logits, target = teacher_forced(model, *batch)  # (B * (T + 1),), (B, T + 1, V), (B, T + 1)
         hit = logits.argmax(-1) == target  # (B, T + 1)
-        text = (target < self.sentinel_start) & (target != tok.eos_id)  # the dropped tokens themselves
-        return token_loss.mean(), {
-            "loss_sum": token_loss.detach().sum().double(), "correct": hit.sum().double(),
-            "count": torch.tensor(float(target.numel())), "span_correct": (hit & text).sum().double(),
-            "span_count": text.sum().double()}
+        text = (target < self.sentinel_start) & (target != self.tokenizer.eos_id)  # the dropped tokens themselves
+        return {"loss_sum": token_loss.sum().double(), "correct": hit.sum().double(),
+                "count": torch.tensor(float(target.numel())), "span_correct": (hit & text).sum().double(),
+                "span_count": text.sum().double()}
 
     def metrics(self, sums):
         n = count_from_sums(sums)

@@ -202,14 +202,14 @@ def test_cached_decoding_equals_uncached_greedy_and_beam(feed_forward):
 def test_two_vocabularies_two_tables_and_the_head_tied_to_the_target_table():
     # Letters in, phonemes out: ids of the two sides mean different things, so each side has its table.
     model = archlab.create_model("t5", **{**TINY, "src_vocab_size": 30, "tgt_vocab_size": 72,
-                                           "share_embeddings": False})
+                                           "share_vocab": False})
     assert model.src_embed.weight.shape == (30, 32) and model.tgt_embed.weight.shape == (72, 32)
     assert model.lm_head.weight is model.tgt_embed.weight
     shared = archlab.create_model("t5", **{**TINY, "src_vocab_size": 72, "tgt_vocab_size": 72})
     assert count_parameters(model) - count_parameters(shared) == 30 * 32  # only the source table is extra
     logits = model(_ids(30, (2, 5)), _ids(72, (2, 4)))
     assert logits.shape == (2, 4, 72)
-    with pytest.raises(ConfigError, match="share_embeddings=True needs src_vocab_size == tgt_vocab_size.*30 and 72"):
+    with pytest.raises(ConfigError, match="share_vocab=True needs src_vocab_size == tgt_vocab_size.*30 and 72"):
         T5Config(src_vocab_size=30, tgt_vocab_size=72)
     with pytest.raises(ConfigError, match=r"tgt_ids must be in \[0, 72\), got values in \[3, 80\]"):
         model(_ids(30, (1, 3)), torch.tensor([[3, 80]]))

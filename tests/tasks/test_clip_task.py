@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from archlab.errors import ConfigError
-from archlab.registry import create_model
+from archlab.models.interfaces import contrastive_loss
+from archlab.registry import create_model, model_config, model_info
 from archlab.tasks.clip import CLIP_FILE, CLIPTask, CLIPTaskConfig, linear_probe_correct, retrieval_hits
 from archlab.train import RunSpec, evaluate, train
-from archlab.train.config import field_types
-from archlab.train.engine import load_for_evaluation, model_config_class
+from archlab.train.evaluation import load_for_evaluation
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
 
@@ -48,14 +48,19 @@ def test_each_visit_draws_one_of_the_images_captions(task):
     assert len({c for _, c in seen}) > 5
 
 
-def test_model_fields_come_from_the_data(task):
-    fields = task.model_fields(field_types(model_config_class("clip_tiny")))
-    assert fields == {"in_channels": 1, "image_size": 28, "text_vocab_size": task.tokenizer.vocab_size, "pad_id": 0,
-                      "eos_id": 2, "context_length": 8}  # [bos] the number seven written by hand [eos]
-    with pytest.raises(ConfigError, match="trains image-text models with text_vocab_size, in_channels and embed_dim"):
-        task.model_fields(["vocab_size", "n_layer"])
-    with pytest.raises(ConfigError, match="text_tower='minilm' reads all-MiniLM-L6-v2's WordPiece ids: add --set"):
-        task.prepare_model(create_model("clip_tiny", text_tower="minilm"))
+def fields(task, name, **config):
+    return task.model_fields(model_info(name).model_class, model_config(name, **config))
+
+
+def test_model_fields_come_from_the_data(task, tmp_path):
+    assert fields(task, "clip_tiny") == {"in_channels": 1, "image_size": 28, "text_vocab_size": task.tokenizer.vocab_size,
+                                         "pad_id": 0, "eos_id": 2, "context_length": 8}
+    #                                    the longest caption: [bos] the number seven written by hand [eos]
+    with pytest.raises(ConfigError, match="text_tower='minilm' reads all-MiniLM-L6-v2's WordPiece ids, the captions "
+                                          "are tokenized by 'word': add --set tokenizer=minilm"):
+        fields(task, "clip_tiny", text_tower="minilm")
+    with pytest.raises(ConfigError, match="vit_tiny cannot be trained for task clip .* models that can: clip, clip_tiny"):
+        train(RunSpec(task="clip", model="vit_tiny", out=tmp_path / "never_written"))
 
 
 def test_retrieval_hits_are_exact_by_hand():
@@ -77,12 +82,18 @@ def test_linear_probe_reads_a_separable_embedding():
 
 
 def test_evaluation_embeds_the_whole_test_split_once(task):
-    model = create_model("clip_tiny", **SMALL, **task.model_fields(field_types(model_config_class("clip_tiny"))))
+    model = create_model("clip_tiny", **SMALL, **fields(task, "clip_tiny"))
     batches = list(task.eval_batches(256))
     assert len(batches) == 1 and batches[0][0].shape == (1000, 1, 28, 28)
     model.eval()
     with torch.no_grad():
-        loss, sums = task.step(model, batches[0])
+        sums = task.evaluate_batch(model, batches[0])
+    assert set(sums) == set(task.sum_keys)
+    # Training: the interface's symmetric InfoNCE loss of a batch of matching pairs.
+    images, ids = task.train_batch(0, 16, seed=0, shard=slice(0, 16))
+    with torch.no_grad():
+        loss = contrastive_loss(model(images, ids).logits_per_image)
+        assert torch.allclose(task.step(model, (images, ids)), loss, atol=1e-6)
     m = task.metrics({k: float(sums[k]) for k in task.sum_keys})
     assert m["eval_count"] == 1000 and set(m) == {"loss", "i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5",
                                                   "zero_shot_accuracy", "probe_accuracy", "eval_count"}

@@ -10,12 +10,11 @@ import sklearn
 import torch
 
 from archlab.errors import ConfigError
+from archlab.registry import create_model, model_config, model_info
 from archlab.tasks.span_corruption import (
     SpanCorruptionConfig, SpanCorruptionTask, corrupt_spans, random_segmentation,
 )
 from archlab.train import RunSpec, train
-from archlab.train.config import field_types
-from archlab.train.engine import model_config_class
 
 TINY_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_heads=4, num_layers=2, num_decoder_layers=2, num_buckets=16,
                max_distance=32, dropout=0.0)
@@ -90,15 +89,42 @@ def test_batches_rebuild_the_text_and_follow_the_densities(task):
     assert len({tuple((row >= s0).nonzero().flatten().tolist()) for row in inputs}) > 8
 
 
-def test_model_fields_share_one_vocabulary_with_the_sentinels(task):
-    fields = task.model_fields(field_types(model_config_class("t5_small")))
+def fields(task, name):
+    return task.model_fields(model_info(name).model_class, model_config(name))
+
+
+def test_model_fields_share_one_vocabulary_with_the_sentinels(task, tmp_path):
     V = task.tokenizer.vocab_size + 3
-    assert fields == {"src_vocab_size": V, "tgt_vocab_size": V, "pad_id": 0, "bos_id": 1, "eos_id": 2,
-                      "share_embeddings": True}
-    transformer = task.model_fields(field_types(model_config_class("transformer")))
-    assert transformer["max_len"] == 36 + 2
-    with pytest.raises(ConfigError, match="trains encoder-decoder models with src_vocab_size and tgt_vocab_size"):
-        task.model_fields(["vocab_size", "n_layer"])
+    assert fields(task, "t5_small") == {"src_vocab_size": V, "tgt_vocab_size": V, "pad_id": 0, "bos_id": 1,
+                                        "eos_id": 2, "share_vocab": True}
+    # The Transformer's positional table: [bos] + the longer of input (40 - 6 + 2) and target (6 + 2 + 1) + eos.
+    assert fields(task, "transformer") == {"src_vocab_size": V, "tgt_vocab_size": V, "pad_id": 0, "bos_id": 1,
+                                           "eos_id": 2, "share_vocab": True, "max_len": 36 + 2}
+    with pytest.raises(ConfigError, match="gpt cannot be trained for task span_corruption .* models that can: "
+                                          "t5, t5_base, t5_small, transformer"):
+        train(RunSpec(task="span_corruption", model="gpt", data=task.data, out=tmp_path / "never_written"))
+
+
+@pytest.mark.parametrize("name", ["t5", "transformer"])
+def test_the_loss_is_teacher_forced_cross_entropy_and_evaluation_sums_it(task, name):
+    small = dict(TINY_T5) if name == "t5" else dict(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
+                                                    dim_feedforward=64, dropout=0.0)
+    torch.manual_seed(0)
+    model = create_model(name, **small, **fields(task, name)).eval()
+    assert model.src_embed is model.tgt_embed  # one vocabulary, one table
+    src, tgt = task.train_batch(0, 8, seed=0, shard=slice(0, 8))
+    # By hand: the decoder reads [bos] + target and is scored on target + [eos]; no padding anywhere.
+    bos, eos = task.tokenizer.bos_id, task.tokenizer.eos_id
+    decoder_in = torch.cat([torch.full((8, 1), bos), tgt], dim=1)
+    target = torch.cat([tgt, torch.full((8, 1), eos)], dim=1)
+    logits = model(src, decoder_in)
+    by_hand = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+    assert torch.allclose(task.step(model, (src, tgt)), by_hand, atol=1e-6)
+    sums = task.evaluate_batch(model, (src, tgt))
+    assert sums["count"] == target.numel() and torch.allclose(sums["loss_sum"].float(), by_hand * target.numel())
+    dropped = (target < task.sentinel_start) & (target != eos)
+    assert sums["span_count"] == dropped.sum() == 8 * task.config.num_noise  # the dropped tokens, exactly
+    assert sums["correct"] == (logits.argmax(-1) == target).sum()
 
 
 def test_a_tiny_t5_learns_to_fill_in_spans(tmp_path, prose):
