@@ -8,15 +8,25 @@ A model family registers a builder per architecture name::
 ``create_model(name, **config)`` calls the builder with the user's config fields. Builders accept
 *every* field of their config dataclass as a keyword, so a saved ``config.json`` rebuilds the same
 model (see ``archlab.checkpoint``).
+
+Building the registry imports every model module, and with them torch (a few seconds). What only
+names and describes the models -- ``archlab list`` -- reads ``model_index()`` instead: the same
+metadata from ``model_index.json`` beside this file, generated from the registry by
+``python -m archlab.registry`` and stamped with a digest of ``archlab/models``' sources. When the
+sources no longer match the stamp (a model was edited since), the live registry answers instead,
+so the index is never stale; a test checks that the committed file is current.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import importlib
+import json
 import pkgutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from archlab.errors import ConfigError
@@ -110,3 +120,54 @@ def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]
 
 def _to_tuple(x):
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+# ------------------------------------------------------------------------------------------------
+# The light index: names, families and descriptions without importing the models
+
+INDEX_FILE = Path(__file__).with_name("model_index.json")
+MODELS_DIR = Path(__file__).with_name("models")
+
+
+def models_source_digest(models_dir: Path = MODELS_DIR) -> str:
+    """SHA-256 of every ``.py`` file under ``archlab/models`` (relative path and bytes, sorted)."""
+    digest = hashlib.sha256()
+    for path in sorted(models_dir.rglob("*.py")):
+        digest.update(path.relative_to(models_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_model_index() -> dict[str, Any]:
+    """The index as ``model_index.json`` holds it, from the live registry."""
+    _discover()
+    models = [{"name": e.name, "family": e.family, "description": e.description}
+              for e in sorted(_MODELS.values(), key=lambda e: e.name)]
+    return {"models_source_sha256": models_source_digest(), "models": models}
+
+
+def write_model_index(path: Path = INDEX_FILE) -> Path:
+    path.write_text(json.dumps(build_model_index(), indent=1) + "\n")
+    return path
+
+
+def model_index(family: str | None = None) -> list[dict[str, str]]:
+    """``[{"name", "family", "description"}, ...]`` sorted by name, optionally of one family.
+
+    Read from ``model_index.json`` when it matches the sources of ``archlab/models`` (no torch
+    import); otherwise from the live registry.
+    """
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"family must be one of {FAMILIES} or None, got {family!r}")
+    try:
+        index = json.loads(INDEX_FILE.read_text())
+        fresh = index.get("models_source_sha256") == models_source_digest()
+    except (OSError, ValueError):
+        fresh = False
+    if not fresh:
+        index = build_model_index()
+    return [m for m in index["models"] if family is None or m["family"] == family]
+
+
+if __name__ == "__main__":  # python -m archlab.registry: regenerate model_index.json
+    # Through the imported module: the models register into its table, not into __main__'s.
+    print(f"wrote {importlib.import_module('archlab.registry').write_model_index()}")

@@ -16,12 +16,14 @@ from pathlib import Path
 from archlab.errors import ConfigError, check
 
 
+HELP = "the architecture bake-off on bundled real data (images, series, text)"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
     from archlab.compare import ARCHS, ROWS
 
     rows = ", ".join(f"{r.key} ({r.dataset})" for r in ROWS)
-    p = sub.add_parser("compare", help="the architecture bake-off on bundled real data (images, series, text)",
-                       description=__doc__)
+    p = sub.add_parser("compare", help=HELP, description=__doc__)
     p.add_argument("--budget", default="5m",
                    help="wall-clock budget of the whole bake-off, e.g. 5m (default), 30m, 90s; every cell's "
                         "training time scales with it, also under --only")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 
+HELP = "print a trained model's metrics"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="print a trained model's metrics", description=__doc__)
+    p = sub.add_parser("evaluate", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory (archlab train --out) or one of its checkpoints/step-N")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")

@@ -16,11 +16,13 @@ from archlab.errors import ConfigError
 FLAG_KEYS = ("max_steps", "epochs", "save_every", "eval_every", "device", "precision", "seed")
 
 
+HELP = "train a model on a task (checkpoints, resume, bf16, DDP)"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
     from archlab.tasks import list_tasks
 
-    p = sub.add_parser("train", help="train a model on a task (checkpoints, resume, bf16, DDP)",
-                       description=__doc__)
+    p = sub.add_parser("train", help=HELP, description=__doc__)
     p.add_argument("--task", help=f"what to train for: {' | '.join(list_tasks())} (or `task:` in --config)")
     p.add_argument("--model", help="a registered model name (`archlab list`), or `model:` in --config")
     p.add_argument("--data", help="a known data set name or a path (default: the task's own)")
