@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -48,7 +50,7 @@ def test_one_muon_step_follows_the_update_rule():
     W = torch.nn.Parameter(torch.randn(8, 4, dtype=torch.float64))  # tall: scale sqrt(8 / 4)
     W0 = W.detach().clone()
     lr, wd, mu = 0.05, 0.1, 0.9
-    opt = Muon([dict(params=[W])], lr=lr, weight_decay=wd, momentum=mu, nesterov=True)
+    opt = Muon([dict(params=[W])], lr=lr, weight_decay=wd, momentum=mu, nesterov=True, ns_dtype=None)
     G1 = torch.randn(8, 4, dtype=torch.float64)
     W.grad = G1.clone()
     opt.step()
@@ -66,10 +68,26 @@ def test_one_muon_step_follows_the_update_rule():
     torch.testing.assert_close(opt.state[W]["momentum_buffer"], B2, atol=1e-12, rtol=0)
 
 
+def test_bfloat16_newton_schulz_steps_close_to_the_exact_one():
+    # The default runs Newton-Schulz in bfloat16 (8 bits of mantissa): the step it takes is the
+    # float64 step to within a few percent, entry by entry relative to the step's scale.
+    torch.manual_seed(0)
+    steps = {}
+    for ns_dtype in ("bfloat16", None):
+        W = torch.nn.Parameter(torch.zeros(64, 32, dtype=torch.float64))
+        opt = Muon([dict(params=[W])], lr=1.0, momentum=0.0, ns_dtype=ns_dtype)
+        W.grad = torch.randn(64, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        opt.step()
+        steps[ns_dtype] = -W.detach()
+    assert steps["bfloat16"].dtype == torch.float64
+    rel = (steps["bfloat16"] - steps[None]).norm() / steps[None].norm()
+    assert rel < 0.03, rel
+
+
 def test_convolution_kernels_are_orthogonalised_as_matrices():
     K = torch.nn.Parameter(torch.randn(4, 2, 3, 3, dtype=torch.float64))  # (out, in, kh, kw)
     K0 = K.detach().clone()
-    opt = Muon([dict(params=[K])], lr=0.1, momentum=0.0, nesterov=False)
+    opt = Muon([dict(params=[K])], lr=0.1, momentum=0.0, nesterov=False, ns_dtype=None)
     K.grad = torch.randn_like(K)
     opt.step()
     step = (K0 - K.detach()).reshape(4, 18) / 0.1   # (out, in kh kw); scale max(1, 4/18) = 1
@@ -131,5 +149,28 @@ def test_trainer_builds_muon_and_a_tiny_gpt_learns_with_it(one_thread):
 def test_muon_rejects_vectors_and_bad_settings():
     with pytest.raises(ValueError, match="Muon groups take matrices"):
         Muon([dict(params=[torch.nn.Parameter(torch.zeros(3))])])
+    with pytest.raises(ValueError, match="ns_dtype must name a torch dtype"):
+        Muon([dict(params=[torch.nn.Parameter(torch.zeros(3, 3))])], ns_dtype="bf16")
     with pytest.raises(ValueError, match="momentum must be in"):
         Muon([dict(params=[torch.nn.Parameter(torch.zeros(3, 3))])], momentum=1.0)
+
+
+def test_a_muon_run_resumes_exactly_from_its_checkpoint(tmp_path, one_thread):
+    from archlab.train import RunSpec, train
+
+    settings = {"hidden": "32", "batch_size": 32, "optimizer": "muon", "lr": 3e-3, "muon_lr": 0.02,
+                "max_steps": 12, "save_every": 6, "log_every": 6, "dropout": 0.0}
+
+    full = train(RunSpec(task="classify", model="mlp", data="digits", out=tmp_path / "full", settings=settings))
+    # The same run stopped after its step-6 checkpoint: the later checkpoint removed, then resumed.
+    shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-00000012")
+    (tmp_path / "resumed" / "model.safetensors").unlink()  # the final model must come from the resumed run
+    resumed = train(RunSpec(task="classify", model="mlp", data="digits", out=tmp_path / "resumed",
+                            settings=settings, resume=True))
+    assert resumed["step"] == 12
+    a = archlab.from_pretrained(tmp_path / "full").state_dict()
+    b = archlab.from_pretrained(tmp_path / "resumed").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert full["metrics"] == resumed["metrics"]
