@@ -40,12 +40,21 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (falls back to eager)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's). On a machine busy with other work, 1 is often much "
+                        "faster for small models: threads waiting for a busy core stall every step")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels (needed for bit-exact resume)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     from archlab.train import RunSpec, Stopped, load_config_file, parse_set, train
 
     settings = load_config_file(args.config) if args.config else {}

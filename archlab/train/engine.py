@@ -25,6 +25,7 @@ import signal
 import statistics
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from safetensors.torch import load_model
 
 from archlab.checkpoint import unwrap
 from archlab.errors import CheckpointError, ConfigError, check
-from archlab.registry import create_model
+from archlab.registry import create_model, model_info
 from archlab.tasks import Task, get_task
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
@@ -82,7 +83,21 @@ class Resolved:
 
 
 def model_config_class(name: str) -> type:
-    """The config dataclass of model ``name`` (built on the meta device: no memory, no init cost)."""
+    """The config dataclass of model ``name``.
+
+    Read from the builder's annotations (``def gpt(**config) -> GPT``, then the model class's
+    ``config_class`` or its ``__init__(self, config: GPTConfig)``) without building anything;
+    a builder without them is built once on the meta device (no memory, no init cost).
+    """
+    try:
+        model_cls = typing.get_type_hints(model_info(name).builder).get("return")
+        config_cls = getattr(model_cls, "config_class", None) or typing.get_type_hints(model_cls.__init__).get("config")
+    except ConfigError:
+        raise
+    except Exception:  # no usable annotations
+        config_cls = None
+    if dataclasses.is_dataclass(config_cls):
+        return config_cls
     try:
         with torch.device("meta"):
             probe = create_model(name)
@@ -285,7 +300,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
     try:
         return _train(spec, world, device)
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
+        if torch.are_deterministic_algorithms_enabled() != deterministic_before:  # the call imports torch's
+            torch.use_deterministic_algorithms(deterministic_before)             # compiler: only when needed
         distributed.teardown()
 
 
@@ -344,9 +360,11 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
 
     micro_batch = cfg.batch_size // cfg.grad_accum          # global examples per micro-step
     shard = world.shard(micro_batch)                         # this process's rows of it
-    example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), device)
-    flops_per_example = 3 * forward_flops(model, lambda: task.step(model, example))  # fwd + bwd (2x fwd)
     peak = cfg.peak_flops or peak_flops(device, cfg.precision)
+    flops_per_example = 0.0  # counted only where MFU can be reported (a known peak): counting takes a forward
+    if peak:
+        example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), device)
+        flops_per_example = 3 * forward_flops(model, lambda: task.step(model, example))  # fwd + bwd (2x fwd)
 
     def save(at_step: int) -> Path | None:
         path = None

@@ -39,6 +39,8 @@ import math
 
 import torch
 
+from archlab.train.eager import EagerMethods
+
 DEFAULT_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
@@ -69,7 +71,7 @@ def muon_scale(shape: torch.Size) -> float:
     return max(1.0, m / n) ** 0.5
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(EagerMethods, torch.optim.Optimizer):
     """Muon for groups with ``use_muon=True``, AdamW for the others (see the module docstring).
 
     Group keys: ``lr``, ``weight_decay``; Muon groups ``momentum``, ``nesterov``, ``ns_steps``,

@@ -22,13 +22,14 @@ import math
 import torch
 
 from archlab.train.config import TrainConfig
+from archlab.train.eager import SGD, AdamW
 from archlab.train.muon import Muon, muon_param_groups
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        return SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
     if cfg.optimizer == "muon":
         groups = muon_param_groups(model, muon_lr=cfg.muon_lr, adamw_lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -38,7 +39,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    return AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
 def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int) -> float:

@@ -98,3 +98,26 @@ def test_signal_writes_a_checkpoint_before_exiting(tmp_path, sig, code):
     assert "checkpoint written at step" in err
     saved = sorted((out / "checkpoints").iterdir())
     assert len(saved) == 1 and int(saved[0].name.split("-")[1]) >= 5
+
+
+# A run that does not compile never imports torch's compiler (torch._dynamo): importing it takes
+# about as long as importing torch, before the first step. Checked in a fresh interpreter.
+NO_COMPILER = """
+import sys
+from archlab.cli import main
+code = main({argv!r})
+print("exit", code, "COMPILER" if "torch._dynamo" in sys.modules else "NO COMPILER")
+"""
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "muon"])
+def test_a_training_run_does_not_import_the_compiler(tmp_path, optimizer):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    argv = ["train", *ARGS, "--set", f"optimizer={optimizer}", "--threads", "1", "--out", str(tmp_path / "run")]
+    r = subprocess.run([sys.executable, "-c", NO_COMPILER.format(argv=argv)], capture_output=True, text=True,
+                       timeout=300, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert r.stdout.strip().splitlines()[-1] == "exit 0 NO COMPILER", r.stderr[-2000:]
