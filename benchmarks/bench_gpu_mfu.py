@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
     print(f"GPT {shape.n_layer}x{shape.n_head}x{shape.d_model}, context {shape.block_size}, vocab {shape.vocab_size}: "
           f"{n_params / 1e6:.1f}M parameters; {args.precision}, compile={args.compile}; {tokens_per_step:,} tokens "
           f"per step; {per_token / 1e9:.3f} GFLOP per token (6N + 12LHQT); peak "
-          + (f"{peak / 1e12:.0f} TFLOP/s" if peak else "unknown (pass --peak-flops for MFU)"))
+          + (f"{peak / 1e12:.4g} TFLOP/s" if peak else "unknown (pass --peak-flops for MFU)"))
     step = make_step(model, core, optimizer, shape, args.batch_size, args.grad_accum, device, dtype)
     t0 = time.perf_counter()
     for _ in range(args.warmup):
