@@ -52,8 +52,9 @@ class LayerNorm(TwoPath, nn.Module):
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         dims = tuple(range(-n, 0))
         mu = x.mean(dim=dims, keepdim=True)
-        var = ((x - mu) ** 2).mean(dim=dims, keepdim=True)  # biased, as in the equation
-        y = (x - mu) / torch.sqrt(var + self.eps)
+        x_c = x - mu                                           # centred once, used twice
+        var = (x_c * x_c).mean(dim=dims, keepdim=True)         # biased, as in the equation
+        y = x_c * torch.rsqrt(var + self.eps)                  # (x - mu) / sqrt(var + eps)
         if self.weight is not None:
             y = y * self.weight
         if self.bias is not None:
