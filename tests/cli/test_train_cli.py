@@ -53,6 +53,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         (["--set", "lr"], "--set takes key=value, got 'lr'"),
         (["--data", str(tmp_path / "missing")], "missing' does not exist (expected a folder with one subfolder per class"),
         (["--config", str(tmp_path / "nope.yaml")], "is not a readable file"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--set", "optimizer=muon", "--set", "ns_steps=0"], "ns_steps must be >= 1, got 0"),
     ]
     for extra, message in cases:
         assert main(["train", *ARGS, *extra, "--out", str(out)]) == 2
