@@ -298,7 +298,7 @@ class MaxPool2d(_Pool2d, nn.MaxPool2d):
         j = torch.arange(W_out, device=x.device).view(1, W_out)
         row = row[..., :H_out, :W_out]
         r = i * sh + row * dh                                              # row in the padded input
-        c = col.gather(2, r)[..., :W_out]                                  # the column offset found in that row
+        c = col.gather(2, r)                                               # the column offset found in that row
         idx = (r - pad[2]) * W + j * sw + c * dw - pad[0]                  # (B, C, H_out, W_out)
         return (y, idx) if batched else (y.squeeze(0), idx.squeeze(0))
 
@@ -414,8 +414,8 @@ class AdaptiveMaxPool2d(TwoPath, nn.AdaptiveMaxPool2d):
         y = torch.stack(values, dim=-2)
         if not self.return_indices:
             return y
-        row = torch.stack([r + h0 for r, (h0, _) in zip(rows, adaptive_windows(H, H_out))], dim=-2)  # (..., H_out, W_out)
-        return y, row * W + col_idx.gather(-2, row)
+        row = torch.stack([r + h0 for r, (h0, _) in zip(rows, adaptive_windows(H, H_out))], dim=-2)
+        return y, row * W + col_idx.gather(-2, row)  # (..., H_out, W_out): flat index of each maximum
 
     @classmethod
     def from_torch(cls, m: nn.AdaptiveMaxPool2d) -> "AdaptiveMaxPool2d":
