@@ -77,8 +77,8 @@ class Muon(EagerMethods, torch.optim.Optimizer):
     Group keys: ``lr``, ``weight_decay``; Muon groups ``momentum``, ``nesterov``, ``ns_steps``,
     ``ns_dtype`` (the name of the dtype Newton-Schulz runs in: "bfloat16" by default, as Muon's
     authors run it -- the iteration only needs the singular values near 1, and it is twice as
-    fast; None = the parameter's dtype); AdamW groups ``betas``, ``eps``. Use ``muon_param_groups`` to split a
-    model's parameters.
+    fast; None = the parameter's dtype); AdamW groups ``betas``, ``eps``. Use
+    ``muon_param_groups`` to split a model's parameters.
     """
 
     def __init__(self, param_groups, *, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
