@@ -9,22 +9,30 @@ A model family registers a builder per architecture name::
 *every* field of their config dataclass as a keyword, so a saved ``config.json`` rebuilds the same
 model (see ``archlab.checkpoint``).
 
+The builder's return annotation names the model class; from it the registry knows, without
+building anything, the model's config dataclass (``ModelClass.config_class``) and the
+capabilities it implements (``archlab.models.interfaces``: image classifier, language model ...),
+so a task can ask for ``models_for("lm")`` or refuse a model it cannot train.
+
 Building the registry imports every model module, and with them torch (a few seconds). What only
 names and describes the models -- ``archlab list`` -- reads ``model_index()`` instead: the same
-metadata from ``model_index.json`` beside this file, generated from the registry by
-``python -m archlab.registry`` and stamped with a digest of ``archlab/models``' sources. When the
-sources no longer match the stamp (a model was edited since), the live registry answers instead,
-so the index is never stale; a test checks that the committed file is current.
+metadata (name, family, description, the tasks that train each model) from ``model_index.json``
+beside this file, generated from the registry by ``python -m archlab.registry`` and stamped with
+a digest of ``archlab/models``' sources. When the sources no longer match the stamp (a model was
+edited since), the live registry answers instead, so the index is never stale; a test checks that
+the committed file is current.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import hashlib
 import importlib
 import json
 import pkgutil
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +48,24 @@ class ModelEntry:
     family: str
     builder: Callable[..., Any]
     description: str = ""
+    model_class: type | None = None   # what the builder returns (its return annotation)
+
+    @property
+    def config_class(self) -> type:
+        """The model's config dataclass, read from the class (no model is built)."""
+        return self.model_class.config_class
+
+    @property
+    def interfaces(self) -> list[type]:
+        """The capabilities of ``archlab.models.interfaces`` the model implements, main one first."""
+        from archlab.models.interfaces import capabilities
+
+        return capabilities(self.model_class)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks that can train this model."""
+        return [i.task for i in self.interfaces]
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -55,7 +81,12 @@ def register_model(name: str, *, family: str, description: str = ""):
         if name in _MODELS and _MODELS[name].builder is not builder:
             raise ConfigError(f"model name {name!r} is registered twice")
         doc = description or ((builder.__doc__ or "").strip().splitlines() or [""])[0]
-        _MODELS[name] = ModelEntry(name, family, builder, doc)
+        model_class = typing.get_type_hints(builder).get("return")
+        config_class = getattr(model_class, "config_class", None)
+        if not (isinstance(model_class, type) and dataclasses.is_dataclass(config_class)):
+            raise ConfigError(f"the builder of {name!r} must be annotated with the model class it returns, "
+                              f"and that class must name its config dataclass in config_class; got {model_class!r}")
+        _MODELS[name] = ModelEntry(name, family, builder, doc, model_class)
         return builder
 
     return wrap
@@ -66,11 +97,11 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
     import archlab.models as pkg
 
     for info in pkgutil.walk_packages(pkg.__path__, prefix=pkg.__name__ + "."):
         importlib.import_module(info.name)
+    _discovered = True  # only once every file imported: a failed import is retried, not hidden
 
 
 def list_models(family: str | None = None) -> list[str]:
@@ -81,6 +112,12 @@ def list_models(family: str | None = None) -> list[str]:
     return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
 
 
+def models_for(task: str) -> list[str]:
+    """Sorted names of the registered models that task ``task`` can train."""
+    _discover()
+    return sorted(n for n, e in _MODELS.items() if task in e.tasks)
+
+
 def model_info(name: str) -> ModelEntry:
     _discover()
     if name not in _MODELS:
@@ -88,6 +125,31 @@ def model_info(name: str) -> ModelEntry:
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_MODELS))}"
         raise ConfigError(f"unknown model {name!r}{hint}")
     return _MODELS[name]
+
+
+class _ConfigOnly(Exception):
+    """Raised by ``build_config`` while ``model_config`` asks a builder for its config alone."""
+
+    def __init__(self, config):
+        super().__init__("config only")
+        self.config = config
+
+
+_config_only = contextvars.ContextVar("archlab_config_only", default=False)
+
+
+def model_config(name: str, **config: Any):
+    """The config dataclass that ``create_model(name, **config)`` would build the model with, without
+    building the model: the variant's defaults (e.g. ``vit_tiny``'s patch size) and ``config``."""
+    entry = model_info(name)
+    token = _config_only.set(True)
+    try:
+        entry.builder(**config)
+    except _ConfigOnly as found:
+        return found.config
+    finally:
+        _config_only.reset(token)
+    raise ConfigError(f"the builder of {name!r} must make its config with build_config()")
 
 
 def create_model(name: str, **config: Any):
@@ -115,7 +177,10 @@ def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]
         # JSON has no tuples: a config read back from config.json gives lists where tuples were.
         if isinstance(values.get(f.name), list) and str(f.type).startswith("tuple"):
             values[f.name] = _to_tuple(values[f.name])
-    return config_cls(**values)
+    config = config_cls(**values)
+    if _config_only.get():
+        raise _ConfigOnly(config)
+    return config
 
 
 def _to_tuple(x):
@@ -123,7 +188,7 @@ def _to_tuple(x):
 
 
 # ------------------------------------------------------------------------------------------------
-# The light index: names, families and descriptions without importing the models
+# The light index: names, families, tasks and descriptions without importing the models
 
 INDEX_FILE = Path(__file__).with_name("model_index.json")
 MODELS_DIR = Path(__file__).with_name("models")
@@ -138,11 +203,15 @@ def models_source_digest(models_dir: Path = MODELS_DIR) -> str:
 
 
 def build_model_index() -> dict[str, Any]:
-    """The index as ``model_index.json`` holds it, from the live registry."""
+    """The index as ``model_index.json`` holds it, from the live registry: every model's name,
+    family, description and the tasks that train it, and every task a model can declare."""
+    from archlab.models.interfaces import INTERFACES
+
     _discover()
-    models = [{"name": e.name, "family": e.family, "description": e.description}
+    models = [{"name": e.name, "family": e.family, "description": e.description, "tasks": e.tasks}
               for e in sorted(_MODELS.values(), key=lambda e: e.name)]
-    return {"models_source_sha256": models_source_digest(), "models": models}
+    return {"models_source_sha256": models_source_digest(), "tasks": sorted(i.task for i in INTERFACES),
+            "models": models}
 
 
 def write_model_index(path: Path = INDEX_FILE) -> Path:
@@ -150,22 +219,30 @@ def write_model_index(path: Path = INDEX_FILE) -> Path:
     return path
 
 
-def model_index(family: str | None = None) -> list[dict[str, str]]:
-    """``[{"name", "family", "description"}, ...]`` sorted by name, optionally of one family.
-
-    Read from ``model_index.json`` when it matches the sources of ``archlab/models`` (no torch
-    import); otherwise from the live registry.
-    """
-    if family is not None and family not in FAMILIES:
-        raise ConfigError(f"family must be one of {FAMILIES} or None, got {family!r}")
+def _read_index() -> dict[str, Any]:
+    """``model_index.json`` when it matches the sources of ``archlab/models`` (no torch import);
+    otherwise the same index from the live registry."""
     try:
         index = json.loads(INDEX_FILE.read_text())
-        fresh = index.get("models_source_sha256") == models_source_digest()
+        if index.get("models_source_sha256") == models_source_digest():
+            return index
     except (OSError, ValueError):
-        fresh = False
-    if not fresh:
-        index = build_model_index()
-    return [m for m in index["models"] if family is None or m["family"] == family]
+        pass
+    return build_model_index()
+
+
+def model_index(family: str | None = None) -> list[dict[str, Any]]:
+    """``[{"name", "family", "description", "tasks"}, ...]`` sorted by name, optionally of one
+    family, without importing the models when the committed index is current."""
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"family must be one of {FAMILIES} or None, got {family!r}")
+    return [m for m in _read_index()["models"] if family is None or m["family"] == family]
+
+
+def task_index() -> list[str]:
+    """The tasks the models' interfaces name (sorted): what ``list --task`` takes, without
+    importing the models."""
+    return list(_read_index()["tasks"])
 
 
 if __name__ == "__main__":  # python -m archlab.registry: regenerate model_index.json

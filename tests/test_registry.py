@@ -40,7 +40,8 @@ def test_model_index_file_is_current():
 def test_a_stale_model_index_falls_back_to_the_live_registry(tmp_path, monkeypatch):
     from archlab import registry
 
-    stale = {"models_source_sha256": "0" * 64, "models": [{"name": "ghost", "family": "cnn", "description": ""}]}
+    stale = {"models_source_sha256": "0" * 64, "tasks": ["classify"],
+             "models": [{"name": "ghost", "family": "cnn", "description": "", "tasks": ["classify"]}]}
     (tmp_path / "model_index.json").write_text(json.dumps(stale))
     monkeypatch.setattr(registry, "INDEX_FILE", tmp_path / "model_index.json")
     assert [m["name"] for m in registry.model_index()] == archlab.list_models()
