@@ -5,6 +5,9 @@ archlab's format::
     config.json        {"archlab_model": "<registry name>", "archlab_version": "...", "config": {...}}
     model.safetensors  the state_dict of the unwrapped, uncompiled module (tied weights stored once)
 
+A model whose state is not tensors (gradient-boosted trees) writes and reads its own file instead,
+through ``save_weights(directory)`` / ``load_weights(directory)`` (LightGBM's text ``model.txt``).
+
 ``from_pretrained(dir)`` also reads checkpoints of other libraries whose ``config.json`` names a
 ``model_type`` that a model family has registered a converter for (Hugging Face ``bert``,
 ``gpt2``): weights come from ``model.safetensors``, or from ``pytorch_model.bin`` through
@@ -73,8 +76,12 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = model_config_dict(model)
-    with atomic_path(path / WEIGHTS_NAME) as tmp:
-        save_model(unwrap(model), str(tmp), metadata={"archlab_model": config["archlab_model"]})
+    core = unwrap(model)
+    if hasattr(core, "save_weights"):  # state that is not tensors (trees: LightGBM's own text format)
+        core.save_weights(path)
+    else:
+        with atomic_path(path / WEIGHTS_NAME) as tmp:
+            save_model(core, str(tmp), metadata={"archlab_model": config["archlab_model"]})
     write_text_atomic(path / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -115,6 +122,9 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Modul
     config = read_config(path)
     if "archlab_model" in config:
         model = create_model(config["archlab_model"], **{**config.get("config", {}), **overrides})
+        if hasattr(model, "load_weights"):  # a model that reads its own file format (see save_pretrained)
+            model.load_weights(path)
+            return model.eval()
         try:
             load_model(model, str(path / WEIGHTS_NAME), strict=True)
         except FileNotFoundError as e:

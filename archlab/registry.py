@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from archlab.errors import ConfigError
 
-FAMILIES = ("cnn", "rnn", "transformer", "mlp")
+FAMILIES = ("cnn", "rnn", "transformer", "mlp", "boosting")
 
 
 @dataclass(frozen=True)
