@@ -277,6 +277,10 @@ class Stopped(Exception):
 
 def train(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final evaluation metrics and where things are."""
+    from archlab.train import boosting
+
+    if boosting.is_boosting(spec.model):  # trees are fitted, not stepped: their own path, same run directory
+        return boosting.train(spec)
     world = distributed.world_from_env()
     settings_device = spec.settings.get("device", "auto")
     device = distributed.device_for(world, resolve_device(parse_value("device", settings_device, str)))
