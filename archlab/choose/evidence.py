@@ -9,8 +9,9 @@ candidate of a kind), then scored on validation data the test split never replac
     lm                                      the held-out tail of the text
 
 Trees get no early stopping here -- the validation rows are the evidence -- and a fixed number of
-rounds like the networks' fixed steps. The winner is the best on the kind's metric (ties broken by
-the loss); the evidence agrees when it is the rule's pick. The table is printed with the matrix of
+rounds like the networks' fixed steps. The winner is the best on the kind's metric; the evidence
+agrees when that is the rule's pick, or when the rule's pick ties with the best (other ties are
+broken by the loss). The table is printed with the matrix of
 ``archlab compare`` (``compare_table``: the one place this module touches the bake-off's code).
 """
 
@@ -125,13 +126,20 @@ def bake_off(profile: Profile, rec: Recommendation, out: Path, *, seed: int = 0,
             trial.params = model.num_parameters() if hasattr(model, "num_parameters") else count_parameters(model)
             trial.steps, trial.train_seconds = int(result["step"]), float(result["train_seconds"])
         trials.append(trial)
-    done = [t for t in trials if t.value is not None and math.isfinite(t.value)]
-    winner = None
-    if done:
-        sign = -1 if higher else 1
-        best = min(done, key=lambda t: (sign * t.value, t.metrics.get(tie, 0.0)))
-        winner = best.candidate
+    winner = pick_winner(trials, rec.recommended, higher, tie)
     return Evidence(metric, higher, trials, winner, winner is rec.recommended, time.perf_counter() - start)
+
+
+def pick_winner(trials: list[Trial], rule_pick: Candidate, higher: bool, tie: str) -> Candidate | None:
+    """The best finished trial on the metric; the rule's pick keeps a tie (the evidence overturns the
+    rule only when another candidate is strictly better); other ties go to the lower ``tie`` metric."""
+    done = [t for t in trials if t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    sign = -1 if higher else 1
+    best = min(done, key=lambda t: (sign * t.value, t.metrics.get(tie, 0.0)))
+    pick = next((t for t in done if t.candidate is rule_pick), None)
+    return pick.candidate if pick is not None and pick.value == best.value else best.candidate
 
 
 def compare_table(profile: Profile, evidence: Evidence) -> str:

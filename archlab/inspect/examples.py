@@ -10,6 +10,7 @@ config passes wins:
     image       in_channels                         an image (B, C, S, S): S its documented size
     vector      in_features                         features (B, in_features)
     sequence    input_size                          a feature sequence (B, T, input_size)
+    table       num_numeric, cat_cardinalities      a table row: numbers (B, n), category codes (B, m)
 
 ``T`` defaults to ``min(64, the longest the model takes)`` (``block_size``,
 ``max_position_embeddings``, ``max_len``). The image side ``S`` is the one size a model needs
@@ -101,8 +102,17 @@ def _sequence(model, config, batch, shape, seq_len, g):
     return (_float(shape or (batch, seq_len or DEFAULT_SEQ_LEN, config.input_size), g),)
 
 
+def _table(model, config, batch, shape, seq_len, g):
+    check(seq_len is None and shape is None, "--seq-len and --input-size do not apply to a model of table rows: "
+                                             "its num_numeric and cat_cardinalities fix the inputs")
+    codes = [torch.randint(0, k, (batch,), generator=g) for k in config.cat_cardinalities]
+    x_cat = torch.stack(codes, dim=1) if codes else torch.zeros(batch, 0, dtype=torch.long)
+    return _float((batch, config.num_numeric), g), x_cat
+
+
 Maker = Callable[..., tuple[torch.Tensor, ...]]
 KINDS: list[tuple[str, Callable[[object], bool], Maker]] = [
+    ("table", lambda c: _has(c, "num_numeric", "cat_cardinalities"), _table),
     ("seq2seq", lambda c: _has(c, "src_vocab_size", "tgt_vocab_size"), _seq2seq),
     ("window", lambda c: _has(c, "context_length", "input_size"), _window),
     ("tokens", lambda c: getattr(c, "vocab_size", 0) > 0, _tokens),

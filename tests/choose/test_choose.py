@@ -9,7 +9,7 @@ import json
 import pytest
 
 from archlab.choose import NOTES, RULES, choose, profile, recommend
-from archlab.choose.evidence import Evidence, Trial, trial_settings
+from archlab.choose.evidence import Evidence, Trial, pick_winner, trial_settings
 from archlab.choose.choice import Choice
 from archlab.choose.rules import FAMILIES, SIZERS
 from archlab.cli import main
@@ -147,6 +147,16 @@ def test_when_the_evidence_disagrees_the_winner_is_recommended(user_files):
     assert [x["model"] for x in data["candidates"]] == ["lightgbm", "ft_transformer"]
     assert data["reasons"][-1] == ("the evidence disagrees: tabular_mlp (mlp) has the best validation accuracy 90.0%, "
                                    "lightgbm 80.0%; on this data, use tabular_mlp")
+
+
+def test_the_winner_is_strictly_better_or_the_rule_keeps_it(user_files):
+    rule, mlp, ft = choose(str(user_files["tabular"]), target="bought").rule.candidates
+    tied = [Trial(rule, 0.9, {"log_loss": 0.5}), Trial(mlp, 0.9, {"log_loss": 0.1}), Trial(ft, 0.8)]
+    assert pick_winner(tied, rule, True, "log_loss") is rule
+    better = [Trial(rule, 0.85), Trial(mlp, 0.9, {"log_loss": 0.3}), Trial(ft, 0.9, {"log_loss": 0.2})]
+    assert pick_winner(better, rule, True, "log_loss") is ft  # a tie between others: the lower log-loss
+    failed = [Trial(rule, error="boom"), Trial(mlp, 2.0), Trial(ft, 1.0)]
+    assert pick_winner(failed, rule, False, "loss") is ft and pick_winner([Trial(rule)], rule, True, "x") is None
 
 
 def test_bad_input_is_one_line_saying_what_to_pass(user_files, tmp_path, capsys):

@@ -123,6 +123,9 @@ def test_example_inputs_follow_each_kind_of_model():
         (create_model("rnn_forecaster", hidden_size=8), "window", [(1, 48, 1)]),
         (create_model("rnn_classifier", hidden_size=8), "sequence", [(1, 64, 28)]),
         (create_model("rnn_classifier", hidden_size=8, vocab_size=30), "tokens", [(1, 64)]),
+        (create_model("ft_transformer", num_numeric=3, cat_cardinalities=(4, 2), num_layers=1, d_token=8,
+                      num_heads=2), "table", [(1, 3), (1, 2)]),
+        (create_model("tabular_mlp", num_numeric=5), "table", [(1, 5), (1, 0)]),
     ]
     for model, kind, shapes in cases:
         example = example_inputs(model)
