@@ -12,6 +12,7 @@ evidence disagrees; ``candidates`` are the runner-ups in rank order.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,11 @@ def fmt_metric(metric: str, value: float | None) -> str:
 
 
 def train_command(profile: Profile, c: Candidate) -> str:
-    sets = " ".join(f"--set {k}={_plain(v)}" for k, v in c.settings.items())
-    out = f"runs/{c.model}-{Path(profile.data).stem}"
-    return f"archlab train --task {profile.task} --model {c.model} --data {profile.data} {sets} --out {out}"
+    """The ``archlab train`` command of a candidate, quoted for a POSIX shell."""
+    sets = " ".join("--set " + shlex.quote(f"{k}={_plain(v)}") for k, v in c.settings.items())
+    out = shlex.quote(f"runs/{c.model}-{Path(profile.data).stem}")
+    return (f"archlab train --task {profile.task} --model {c.model} --data {shlex.quote(profile.data)} {sets} "
+            f"--out {out}")
 
 
 def _plain(v: Any) -> str:
