@@ -56,6 +56,12 @@ class ModelEntry:
         """The tasks that can train this model."""
         return [i.task for i in self.interfaces]
 
+    @property
+    def fitted(self) -> bool:
+        """True when the model is fitted by its own algorithm (gradient-boosted trees), not trained by
+        gradient steps: its class declares ``fitted = True`` (``archlab.models.interfaces.Capability``)."""
+        return bool(self.interfaces) and bool(self.model_class.fitted)
+
 
 _MODELS: dict[str, ModelEntry] = {}
 _discovered = False

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from archlab.choose.profile import Profile
 from archlab.choose.rules import Candidate, Recommendation
+from archlab.registry import model_info
 
 TOP = 3  # candidates in the bake-off: the recommendation and two runner-ups
 EVIDENCE_STEPS = {"images": 300, "series": 300, "tabular": 300, "text-pairs": 400, "text-labels": 300, "text": 300}
@@ -90,7 +91,7 @@ def trial_settings(profile: Profile, c: Candidate, seed: int) -> dict[str, Any]:
     settings.update(max_steps=steps, log_every=max(1, steps // 5))
     if "warmup_steps" in settings:
         settings["warmup_steps"] = min(int(settings["warmup_steps"]), steps // 10)
-    if c.family == "boosting":  # a step is a round; the validation rows are the evidence, not a stopping signal
+    if model_info(c.model).fitted:  # a step is a round; the validation rows are the evidence, not a stopping signal
         steps = min(int(settings.pop("num_rounds", steps)), EVIDENCE_STEPS[profile.kind])
         settings.update(max_steps=steps, early_stopping_rounds=0, log_every=max(1, steps // 5))
     return settings
@@ -101,7 +102,6 @@ def bake_off(profile: Profile, rec: Recommendation, out: Path, *, seed: int = 0,
     """Train the top candidates with fixed steps and score them on validation data."""
     from archlab.checkpoint import from_pretrained
     from archlab.train import RunSpec, train
-    from archlab.utils.runtime import count_parameters
 
     _, metric, higher, tie = metric_for(profile)
     trials, start = [], time.perf_counter()
@@ -110,7 +110,7 @@ def bake_off(profile: Profile, rec: Recommendation, out: Path, *, seed: int = 0,
         settings = trial_settings(profile, c, seed)
         settings["device"] = device
         log(f"evidence {i}/{len(chosen)}: {c.model} ({c.family}), {settings['max_steps']} "
-            f"{'rounds' if c.family == 'boosting' else 'steps'}")
+            f"{'rounds' if model_info(c.model).fitted else 'steps'}")
         trial = Trial(c)
         run_dir = Path(out) / f"{i}-{c.model}-{c.family}"
         try:
@@ -123,7 +123,7 @@ def bake_off(profile: Profile, rec: Recommendation, out: Path, *, seed: int = 0,
             model = from_pretrained(run_dir)
             trial.metrics = {k: float(v) for k, v in result["metrics"].items()}
             trial.value = trial.metrics.get(metric)
-            trial.params = model.num_parameters() if hasattr(model, "num_parameters") else count_parameters(model)
+            trial.params = model.num_parameters()  # trees count their split thresholds and leaf values
             trial.steps, trial.train_seconds = int(result["step"]), float(result["train_seconds"])
         trials.append(trial)
     winner = pick_winner(trials, rec.recommended, higher, tie)

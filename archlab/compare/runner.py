@@ -102,8 +102,7 @@ def run_cell(row: Row, cell: Cell, budget: float, out: Path, *, seed: int, devic
              log: Callable[[str], None]) -> CellResult:
     from archlab.checkpoint import from_pretrained
     from archlab.train import RunSpec, measure_step_seconds, train
-    from archlab.train.boosting import is_boosting
-    from archlab.utils.runtime import count_parameters
+    from archlab.registry import model_info
 
     run_dir = out / "cells" / f"{row.key}-{cell.arch.lower()}"
     result = CellResult(row.key, cell.arch, cell.model, run_dir=str(run_dir))
@@ -111,7 +110,7 @@ def run_cell(row: Row, cell: Cell, budget: float, out: Path, *, seed: int, devic
     result.budget_seconds = seconds
     settings = {**row.settings, **cell.settings, "seed": seed, "device": device, "keep_last": 1}
     spec = RunSpec(task=row.task, model=cell.model, data=row.dataset, out=run_dir, settings=dict(settings))
-    if is_boosting(cell.model):
+    if model_info(cell.model).fitted:
         # Trees are fitted, not stepped: no step timing; they stop on the validation rows, capped by the clock.
         settings.update(max_seconds=round(1.5 * seconds, 3))
         log(f"  {cell.arch:<11} {cell.model} · fitted until the validation loss stops improving (at most "
@@ -129,8 +128,7 @@ def run_cell(row: Row, cell: Cell, budget: float, out: Path, *, seed: int, devic
     model = from_pretrained(run_dir)
     result.metrics = {k: float(v) for k, v in trained["metrics"].items()}
     result.value = result.metrics.get(row.metric)
-    # Trees count their split thresholds and leaf values.
-    result.params = model.num_parameters() if hasattr(model, "num_parameters") else count_parameters(model)
+    result.params = model.num_parameters()  # trees count their split thresholds and leaf values
     result.train_seconds = trained["train_seconds"]
     result.steps = trained["step"]
     result.curve = _curve(run_dir)

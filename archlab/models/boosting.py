@@ -14,10 +14,11 @@ before it (functional gradient descent with step size eta = ``learning_rate``)::
 
 A tree splits one column at a threshold (or a set of categories) at a time, so it needs no scaling,
 no notion of distance between columns, and no gradient through the splits: it is *fitted*, not
-trained by steps of an optimiser (``archlab.train.boosting`` is its fit path). It is an
-``nn.Module`` with no parameters only so that evaluation code treats every model alike:
-``forward(x_num, x_cat)`` returns the same logits (or regression value) as the networks of
-``archlab.models.tabular``. Its state is LightGBM's own text format, ``model.txt`` beside
+trained by steps of an optimiser (``archlab.train.boosting`` is its fit path), and it says so:
+``fitted = True`` on its ``TabularModel`` interface. It is an ``nn.Module`` with no parameters
+only so that evaluation code treats every model alike: ``forward(x_num, x_cat)`` returns the same
+logits (or regression value) as the networks of ``archlab.models.tabular``, and
+``num_parameters()`` counts its split thresholds and leaf values. Its state is LightGBM's own text format, ``model.txt`` beside
 ``config.json`` -- never a pickle.
 """
 
@@ -33,6 +34,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import CheckpointError, check
+from archlab.models.interfaces import TableData, TabularModel
 from archlab.registry import build_config, register_model
 from archlab.utils.io import write_text_atomic
 
@@ -87,8 +89,17 @@ class LightGBMConfig:
         return {"regression": "l2", "binary": "binary_logloss", "multiclass": "multi_logloss"}[self.objective]
 
 
-class GradientBoostedTrees(PretrainedMixin, nn.Module):
+class GradientBoostedTrees(TabularModel, PretrainedMixin, nn.Module):
     config_class = LightGBMConfig
+    fitted = True  # LightGBM adds trees; no gradient step, no torch parameter
+
+    @classmethod
+    def tabular_fields(cls, data: TableData, config: LightGBMConfig) -> dict[str, Any]:
+        # The objective follows num_outputs (1: regression, 2: binary, more: multiclass).
+        check(data.classification == (data.num_outputs > 1),
+              f"a {'classification' if data.classification else 'regression'} table with {data.num_outputs} "
+              f"output(s): lightgbm reads num_outputs=1 as regression and >= 2 as classes")
+        return super().tabular_fields(data, config)
 
     def __init__(self, config: LightGBMConfig):
         super().__init__()

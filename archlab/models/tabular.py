@@ -38,6 +38,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
+from archlab.models.interfaces import TabularModel
 from archlab.models.mlp import MLP, MLPConfig
 from archlab.nn.norm import LayerNorm
 from archlab.nn.tabular import CategoricalEmbedding, FeatureTokenizer
@@ -79,7 +80,7 @@ class TabularMLPConfig:
         check(self.embed_dim > 0, f"embed_dim must be positive, got {self.embed_dim}")
 
 
-class TabularMLP(PretrainedMixin, nn.Module):
+class TabularMLP(TabularModel, PretrainedMixin, nn.Module):
     config_class = TabularMLPConfig
 
     def __init__(self, config: TabularMLPConfig):
@@ -123,7 +124,7 @@ class FTTransformerConfig:
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class FTTransformer(PretrainedMixin, nn.Module):
+class FTTransformer(TabularModel, PretrainedMixin, nn.Module):
     config_class = FTTransformerConfig
 
     def __init__(self, config: FTTransformerConfig):

@@ -7,9 +7,10 @@ by ``split_seed`` into train / validation / test (``test_fraction``, ``val_fract
 per fold). Imputation, scaling and category codes are fitted on the training rows only and saved
 beside the checkpoint as ``tabular.json``, so evaluation encodes rows exactly as training did.
 
-A batch is ``(x_num (B, n), x_cat (B, m), y (B,))`` and the model is called as
-``model(x_num, x_cat)`` (``tabular_mlp``, ``ft_transformer``, ``lightgbm``). The problem follows
-the target (``objective``):
+A batch is ``(x_num (B, n), x_cat (B, m), y (B,))``. Any ``TabularModel`` (``tabular_mlp``,
+``ft_transformer``, ``lightgbm``) is called as ``model(x_num, x_cat)``; the model class says which
+of its config fields the table fixes (``tabular_fields``: numeric columns, category counts,
+outputs). The problem follows the target (``objective``):
 
     classification   logits z (B, K); L = -log softmax(z)_y (the log-loss), averaged over the batch
                      accuracy = mean(argmax z == y),  log_loss = mean L
@@ -19,8 +20,8 @@ the target (``objective``):
                      r2 = 1 - sum e^2 / sum (y - ybar)^2   (ybar: the mean of the evaluated rows)
 
 Every metric comes from sums over the batches (``sum_keys``), so it is exact for any batch size and
-number of processes. Gradient-boosted trees are fitted on the same arrays (``arrays``) by
-``archlab.train.boosting`` and scored by this same ``step``.
+number of processes. A fitted model (gradient-boosted trees, ``fitted = True``) is fitted on the
+same arrays (``arrays``) by ``archlab.train.boosting`` and scored by this same ``evaluate_batch``.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from archlab.errors import ConfigError, check
+from archlab.errors import check
+from archlab.models.interfaces import TableData, TabularModel
 from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
 
@@ -73,6 +75,7 @@ class TabularConfig:
 class TabularTask(Task):
     name = "tabular"
     Config = TabularConfig
+    requires = TabularModel
     default_data = "breast_cancer"
     metric_modes = {"accuracy": "max", "log_loss": "min", "rmse": "min", "mae": "min", "r2": "max", "loss": "min"}
 
@@ -101,14 +104,10 @@ class TabularTask(Task):
         self._order = EpochOrder(len(self.split.train))
 
     # -- what the data fixes -------------------------------------------------------------------
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        if "cat_cardinalities" not in fields:
-            raise ConfigError("task 'tabular' needs a model that reads table rows (x_num, x_cat): tabular_mlp, "
-                              "ft_transformer or lightgbm")
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
         e = self.encoder
-        return {"num_numeric": len(e.numeric_features), "cat_cardinalities": e.cardinalities,
-                "num_outputs": e.num_outputs}
+        table = TableData(len(e.numeric_features), tuple(e.cardinalities), e.num_outputs, self.classification)
+        return model_class.tabular_fields(table, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -135,19 +134,31 @@ class TabularTask(Task):
     def step(self, model, batch):
         x_num, x_cat, y = batch
         out = model(x_num, x_cat).float()  # fp32 loss under autocast
+        if self.classification:
+            return F.cross_entropy(out, y)  # mean log-loss
+        return ((self._regression_value(out) - y) ** 2).mean()  # standardised units
+
+    def evaluate_batch(self, model, batch):
+        x_num, x_cat, y = batch
+        return self._sums(model(x_num, x_cat).float(), y)
+
+    def _regression_value(self, out: torch.Tensor) -> torch.Tensor:
+        check(out.dim() == 2 and out.shape[1] == 1, f"a regression model must return (batch, 1), got {tuple(out.shape)}")
+        return out[:, 0]
+
+    def _sums(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ``sum_keys`` of predictions ``out`` (logits (B, K), or (B, 1) standardised values) against ``y``."""
         n = torch.tensor(float(y.numel()))
         if self.classification:
             example_loss = F.cross_entropy(out, y, reduction="none")  # (B,)
-            return example_loss.mean(), {"loss_sum": example_loss.detach().sum().double(),
-                                         "correct": (out.argmax(-1) == y).sum().double(), "count": n}
-        check(out.dim() == 2 and out.shape[1] == 1, f"a regression model must return (batch, 1), got {tuple(out.shape)}")
-        t_hat = out[:, 0]
-        sq = (t_hat - y) ** 2  # (B,), standardised units
+            return {"loss_sum": example_loss.sum().double(), "correct": (out.argmax(-1) == y).sum().double(),
+                    "count": n}
+        t_hat = self._regression_value(out).double()
         sigma, mu = self.encoder.target_std, self.encoder.target_mean
-        e = sigma * (t_hat.detach().double() - y.double())          # errors in the data's units
+        e = sigma * (t_hat - y.double())          # errors in the data's units
         y_data = mu + sigma * y.double()
-        return sq.mean(), {"loss_sum": sq.detach().sum().double(), "sq_err": (e ** 2).sum(), "abs_err": e.abs().sum(),
-                           "y_sum": y_data.sum(), "y_sq_sum": (y_data ** 2).sum(), "count": n}
+        return {"loss_sum": ((t_hat - y.double()) ** 2).sum(), "sq_err": (e ** 2).sum(), "abs_err": e.abs().sum(),
+                "y_sum": y_data.sum(), "y_sq_sum": (y_data ** 2).sum(), "count": n}
 
     def metrics(self, sums):
         n = count_from_sums(sums)
@@ -168,9 +179,7 @@ class TabularTask(Task):
             freq = freq / freq.sum()
             log_loss = float(-torch.log(freq[y].clamp_min(1e-15)).mean())
             return {"majority_class": {"accuracy": float((y == freq.argmax()).double().mean()), "log_loss": log_loss}}
-        # t^ = 0 in standardised units is the training mean
-        always_mean = lambda x_num, x_cat: torch.zeros(len(x_num), 1)  # noqa: E731
-        _, sums = self.step(always_mean, (torch.zeros(len(y), 0), torch.zeros(len(y), 0, dtype=torch.long), y))
+        sums = self._sums(torch.zeros(len(y), 1), y)  # t^ = 0 in standardised units is the training mean
         return {"mean": self.metrics({k: float(v) for k, v in sums.items()})}
 
     # -- what travels with a checkpoint --------------------------------------------------------

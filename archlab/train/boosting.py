@@ -16,8 +16,8 @@ other run. A step is a boosting round: ``--max-steps N`` sets ``num_rounds``; ``
 caps the fit's time. Early stopping watches the validation rows (never the test rows) and keeps
 the best round. The fit runs on the CPU whatever ``device`` says. Trainer settings that
 only mean something to an optimiser (``lr``, ``batch_size``, ...) are refused with the list of
-those that apply. ``archlab.train.engine.train`` hands a run here when the model is of the
-``boosting`` family.
+those that apply. ``archlab.train.engine.train`` hands a run here when the model's class declares
+``fitted = True`` (``archlab.models.interfaces.Capability``; the registry's ``ModelEntry.fitted``).
 """
 
 from __future__ import annotations
@@ -28,58 +28,55 @@ from pathlib import Path
 from typing import Any
 
 from archlab.errors import ConfigError, check
-from archlab.registry import create_model, model_info
+from archlab.registry import model_info
 
 # The trainer's keys that mean something to a fit (a step = a boosting round); the rest are refused.
 TRAINER_KEYS = {"seed", "max_steps", "device", "log_every", "deterministic", "keep_last", "save_every", "eval_every",
                 "max_seconds"}
-DATA_FIELDS = {"num_numeric", "cat_cardinalities", "num_outputs"}  # fixed by the task, never set by hand
-
-
-def is_boosting(model: str) -> bool:
-    """True when ``model`` is fitted here rather than trained by the gradient-step loop."""
-    return model_info(model).family == "boosting"
 
 
 def train(spec) -> dict[str, Any]:
-    """Fit the trees of ``spec`` (an ``archlab.train.RunSpec``) and write its run directory."""
+    """Fit the model of ``spec`` (an ``archlab.train.RunSpec``; its class declares ``fitted = True``)
+    and write its run directory."""
     import torch
 
     from archlab.tasks import get_task
+    from archlab.tasks.tabular import TabularTask
     from archlab.train import checkpointing as ckpt
-    from archlab.train.config import TrainConfig, field_types, split_keys
+    from archlab.train.config import TrainConfig, route_settings
     from archlab.train.distributed import World
-    from archlab.train.engine import _run_record, evaluate_model, prepare_out
+    from archlab.train.evaluation import evaluate_model
     from archlab.train.progress import Reporter
+    from archlab.train.resolve import check_trainable, resolve
+    from archlab.train.rundir import prepare_out, run_record
     from archlab.utils.runtime import seed_everything
 
+    entry = model_info(spec.model)
+    check(entry.fitted, f"{spec.model} is trained by gradient steps (archlab.train.train), not fitted")
+    check_trainable(spec.model, spec.task)
+    check(not spec.resume, f"--resume: {spec.model} fits in one go and has no checkpoints to resume; start over with "
+                           "--overwrite")
     task_cls = get_task(spec.task)
-    probe = create_model(spec.model)
-    groups = split_keys(spec.settings, {"trainer": TrainConfig, "task": task_cls.Config, "model": type(probe.config)})
+    groups = route_settings(spec.settings, {"trainer": TrainConfig, "task": task_cls.Config,
+                                            "model": entry.config_class}).groups
+    settings = dict(spec.settings)
+    if "max_steps" in groups["trainer"] and "num_rounds" not in groups["model"]:
+        settings["model.num_rounds"] = groups["trainer"]["max_steps"]  # a step is a boosting round
+    seed_everything(TrainConfig(**groups["trainer"]).seed)
+    r = resolve(dataclasses.replace(spec, settings=settings))
+    cfg, task, model = r.train, r.task, r.model  # device: whatever is asked, LightGBM fits on the CPU
+    check(isinstance(task, TabularTask), f"{spec.model} fits tables: use --task tabular, got --task {spec.task}")
     refused = sorted(set(groups["trainer"]) - TRAINER_KEYS)
     if refused:
-        valid = ", ".join(sorted(f.name for f in dataclasses.fields(probe.config) if f.name not in DATA_FIELDS))
+        fixed = task.model_fields(entry.model_class, model.config)
+        valid = ", ".join(sorted(f.name for f in dataclasses.fields(model.config) if f.name not in fixed))
         raise ConfigError(f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {spec.model} "
                           f"(trees are fitted, not trained by an optimiser); its settings are seed, max_steps (= "
                           f"num_rounds) and {valid}")
-    check(not spec.resume, f"--resume: {spec.model} fits in one go and has no checkpoints to resume; start over with "
-                           "--overwrite")
-    cfg = TrainConfig(**groups["trainer"])  # device: whatever is asked, LightGBM fits on the CPU
-    seed_everything(cfg.seed)
-    task = task_cls(task_cls.Config(**groups["task"]), spec.data)
-    check(hasattr(task, "arrays"), f"{spec.model} fits tables: use --task tabular, got --task {spec.task}")
-    overrides = dict(groups["model"])
-    if "max_steps" in groups["trainer"]:
-        overrides.setdefault("num_rounds", cfg.max_steps)
-    fixed = task.model_fields(field_types(type(probe.config)))
-    for key, value in overrides.items():
-        if key in fixed and fixed[key] != value:
-            raise ConfigError(f"{key} is fixed by the data ({key}={fixed[key]}), got {key}={value}")
-    model = create_model(spec.model, **{**overrides, **fixed})
 
     out = Path(spec.out)
     world = World()
-    record = {**_run_record(spec, _Resolved(cfg, task, overrides)), "fit": "boosting"}
+    record = {**run_record(spec, r), "fit": "boosting"}
     prepare_out(spec, record, world)
     report = Reporter(out, total_steps=model.config.num_rounds, start_step=0, unit="samples", enabled=True)
     lr = model.config.learning_rate
@@ -119,11 +116,3 @@ def train(spec) -> dict[str, Any]:
     return {"step": model.best_round, "metrics": metrics, "out": str(out), "checkpoint": None,
             "early_stopped": stopped, "train_seconds": train_seconds}
 
-
-@dataclasses.dataclass
-class _Resolved:
-    """What ``engine._run_record`` reads of a resolved run."""
-
-    train: Any
-    task: Any
-    model_overrides: dict[str, Any]

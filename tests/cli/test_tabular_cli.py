@@ -34,7 +34,7 @@ def test_a_csv_trains_a_network_and_bad_settings_exit_2(tmp_path, capsys):
         (["--model", "lightgbm", "--set", "lr=0.1"], "lr does not apply to lightgbm"),
         (["--model", "tabular_mlp", "--data", str(tmp_path / "none.csv")], "unknown tabular data set"),
         (["--model", "tabular_mlp", "--data", str(csv)], "which column is the target?"),
-        (["--model", "cnn_forecaster"], "task 'tabular' needs a model that reads table rows"),
+        (["--model", "cnn_forecaster"], "cnn_forecaster cannot be trained for task tabular"),
     ]:
         assert main(["train", "--task", "tabular", *args, "--out", str(tmp_path / "bad")]) == 2, args
         assert message in capsys.readouterr().err

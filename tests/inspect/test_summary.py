@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 import archlab.nn as anl
+from archlab.errors import ConfigError
 from archlab.inspect import example_inputs, summarize
 from archlab.registry import create_model
 from archlab.utils.runtime import count_parameters
@@ -138,3 +139,9 @@ def test_example_inputs_follow_each_kind_of_model():
     src, tgt = example_inputs(cases[6][0]).args
     assert int(src.min()) > 2 and int(tgt.min()) > 2  # no pad, bos or eos ids
     assert example_inputs(cases[0][0], shape=(2, 1, 28, 28)).shapes == [(2, 1, 28, 28)]
+    table = cases[-1][0]  # a table model's columns fix its inputs
+    assert example_inputs(table, batch_size=4).shapes == [(4, 5), (4, 0)]
+    with pytest.raises(ConfigError, match="--input-size does not apply to tabular_mlp"):
+        example_inputs(table, shape=(2, 5))
+    with pytest.raises(ConfigError, match="--seq-len is for sequence models; a table model reads rows"):
+        example_inputs(table, seq_len=4)

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from archlab.errors import ConfigError
+from archlab.models.interfaces import TableData, TabularModel
+from archlab.registry import model_config, model_info, models_for
 from archlab.tasks.tabular import TabularConfig, TabularTask
-from archlab.train import RunSpec, evaluate, train
-from archlab.train.engine import evaluate_model
+from archlab.train import RunSpec, evaluate, evaluate_model, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,8 +61,24 @@ def test_regression_metrics_are_in_the_targets_units():
         pytest.approx(1.0, abs=1e-5)
 
 
+def test_the_table_fixes_the_fields_each_model_class_names():
+    assert TabularTask.requires is TabularModel
+    assert models_for("tabular") == ["ft_transformer", "lightgbm", "tabular_mlp"]
+    wine, diabetes = TabularTask(TabularConfig(), "wine"), TabularTask(TabularConfig(), "diabetes")
+    for name in models_for("tabular"):
+        cls = model_info(name).model_class
+        assert wine.model_fields(cls, model_config(name)) == {"num_numeric": 13, "cat_cardinalities": (),
+                                                              "num_outputs": 3}
+        assert diabetes.model_fields(cls, model_config(name))["num_outputs"] == 1  # one regression value
+    # Trees read num_outputs as their objective: a table whose kind disagrees with it is refused.
+    trees = model_info("lightgbm").model_class
+    with pytest.raises(ConfigError, match="a regression table with 2 output"):
+        trees.tabular_fields(TableData(3, (), 2, classification=False), model_config("lightgbm"))
+
+
 def test_models_that_do_not_read_rows_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="task 'tabular' needs a model that reads table rows"):
+    with pytest.raises(ConfigError, match="mlp cannot be trained for task tabular .* models that can: "
+                                          "ft_transformer, lightgbm, tabular_mlp"):
         train(RunSpec(task="tabular", model="mlp", out=tmp_path / "r", settings={"max_steps": 1}))
 
 

@@ -63,7 +63,8 @@ def test_what_does_not_apply_to_trees_is_refused(tmp_path):
         _fit(tmp_path, lr=0.1, batch_size=8)
     with pytest.raises(ConfigError, match="num_outputs is fixed by the data \\(num_outputs=3\\)"):
         _fit(tmp_path, "wine", num_outputs=2)
-    with pytest.raises(ConfigError, match="lightgbm fits tables: use --task tabular"):
+    with pytest.raises(ConfigError, match=r"lightgbm cannot be trained for task classify \(lightgbm is trained by "
+                                          r"task tabular\)"):
         train(RunSpec(task="classify", model="lightgbm", data="digits", out=tmp_path / "x"))
     _fit(tmp_path, "wine", "once", max_steps=3)
     with pytest.raises(ConfigError, match="already holds a run"):
