@@ -206,8 +206,10 @@ SIZERS: dict[tuple[str, str], Callable[[dict], dict[str, Any]]] = {
     ("images", "lenet5"): lambda p: {"input_size": p["side"], "activation": "relu", "pooling": "max", **_image_train(p)},
     ("images", "resnet20"): lambda p: _image_train(p, lr=1e-3),
     ("images", "resnet18"): lambda p: _image_train(p, lr=1e-3),
-    ("images", "vit_tiny"): lambda p: {"patch_size": _patch(p["side"]), "num_layers": 4, "num_heads": 4,
-                                       "hidden_dim": 64, "mlp_dim": 128, "dropout": 0.0, **_image_train(p)},
+    # image_size with patch_size: the patch must divide the side the config is checked with
+    ("images", "vit_tiny"): lambda p: {"image_size": p["side"], "patch_size": _patch(p["side"]), "num_layers": 4,
+                                       "num_heads": 4, "hidden_dim": 64, "mlp_dim": 128, "dropout": 0.0,
+                                       **_image_train(p)},
     ("images", "mlp"): lambda p: {"hidden": (256, 128) if p["pixels"] >= 256 else (128, 64), "dropout": 0.1,
                                   **_image_train(p)},
     ("images", "rnn_classifier"): lambda p: {"cell": "lstm", "hidden_size": 128, **_image_train(p)},
