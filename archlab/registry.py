@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from archlab.errors import ConfigError
 
-FAMILIES = ("cnn", "rnn", "transformer", "mlp")
+FAMILIES = ("cnn", "rnn", "transformer", "mlp", "boosting")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,12 @@ class ModelEntry:
     def tasks(self) -> list[str]:
         """The tasks that can train this model."""
         return [i.task for i in self.interfaces]
+
+    @property
+    def fitted(self) -> bool:
+        """True when the model is fitted by its own algorithm (gradient-boosted trees), not trained by
+        gradient steps: its class declares ``fitted = True`` (``archlab.models.interfaces.Capability``)."""
+        return bool(self.interfaces) and bool(self.model_class.fitted)
 
 
 _MODELS: dict[str, ModelEntry] = {}

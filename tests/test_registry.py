@@ -9,7 +9,8 @@ from archlab.errors import ConfigError
 
 def test_create_model_by_name_and_list():
     assert "mlp" in archlab.list_models()
-    assert archlab.list_models("mlp") == ["mlp", "mlp_forecaster"]  # the dense family, sorted
+    assert archlab.list_models("mlp") == ["mlp", "mlp_forecaster", "tabular_mlp"]  # the dense family, sorted
+    assert archlab.list_models("boosting") == ["lightgbm"]
     m = archlab.create_model("mlp", in_features=64, num_classes=10, hidden=(32,))
     assert m.model_name == "mlp"
     assert m(torch.randn(3, 8, 8)).shape == (3, 10)

@@ -1,9 +1,10 @@
 """``archlab compare``: the architecture bake-off on bundled real data.
 
 Rows are kinds of data -- images (MNIST-5k), a time series (monthly CO2), text (CMUdict
-spelling -> phonemes) -- and columns are architectures: MLP, CNN, RNN, LSTM, GRU, Transformer,
-each where it applies. Every cell is trained by the real trainer within its share of --budget and
-scored on held-out data, beside the baselines. The matrix is printed; result.json, report.md and a
+spelling -> phonemes), a table (breast_cancer) -- and columns are architectures: MLP, CNN, RNN,
+LSTM, GRU, Transformer, Boosting (gradient-boosted trees), each where it applies. Every cell is
+trained by the real trainer within its share of --budget (trees are fitted until their validation
+loss stops improving) and scored on held-out data, beside the baselines. The matrix is printed; result.json, report.md and a
 self-contained report.html (learning curves, predictions) go to the run directory. No network.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from archlab.errors import ConfigError, check
 
 
-HELP = "the architecture bake-off on bundled real data (images, series, text)"  # the line `archlab --help` shows
+HELP = "the architecture bake-off on bundled real data (images, series, text, tables)"
 
 
 def register(sub) -> None:

@@ -5,7 +5,8 @@ For each cell the runner
 1. gives it ``budget x TRAIN_FRACTION x row.share x cell.weight / row weights`` seconds of training
    (the rest of the budget pays for loading, evaluation and the report);
 2. times five real optimiser steps (the median) (``archlab.train.measure_step_seconds``) and sets ``max_steps``
-   so the learning-rate schedule spans the budget, with ``max_seconds`` as a hard cap;
+   so the learning-rate schedule spans the budget, with ``max_seconds`` as a hard cap (gradient-boosted
+   trees are fitted, not stepped: they stop on their validation rows, with the same cap);
 3. trains with ``archlab.train.train`` into ``OUT/cells/ROW-ARCH`` (a normal run directory:
    ``archlab evaluate --checkpoint`` works on it), evaluates on the held-out split, and keeps the
    metric, the parameter count, the training seconds and a few predictions for the report.
@@ -101,7 +102,7 @@ def run_cell(row: Row, cell: Cell, budget: float, out: Path, *, seed: int, devic
              log: Callable[[str], None]) -> CellResult:
     from archlab.checkpoint import from_pretrained
     from archlab.train import RunSpec, measure_step_seconds, train
-    from archlab.utils.runtime import count_parameters
+    from archlab.registry import model_info
 
     run_dir = out / "cells" / f"{row.key}-{cell.arch.lower()}"
     result = CellResult(row.key, cell.arch, cell.model, run_dir=str(run_dir))
@@ -109,18 +110,25 @@ def run_cell(row: Row, cell: Cell, budget: float, out: Path, *, seed: int, devic
     result.budget_seconds = seconds
     settings = {**row.settings, **cell.settings, "seed": seed, "device": device, "keep_last": 1}
     spec = RunSpec(task=row.task, model=cell.model, data=row.dataset, out=run_dir, settings=dict(settings))
-    per_step = measure_step_seconds(spec, steps=TIMING_STEPS)
-    steps = max(MIN_STEPS, int(seconds / per_step))
-    settings.update(max_steps=steps, max_seconds=round(1.5 * seconds, 3), log_every=max(1, steps // 60),
-                    warmup_steps=min(int(settings.get("warmup_steps", 0)), steps // 10))
+    if model_info(cell.model).fitted:
+        # Trees are fitted, not stepped: no step timing; they stop on the validation rows, capped by the clock.
+        settings.update(max_seconds=round(1.5 * seconds, 3))
+        log(f"  {cell.arch:<11} {cell.model} · fitted until the validation loss stops improving (at most "
+            f"{1.5 * seconds:.0f} s)")
+    else:
+        per_step = measure_step_seconds(spec, steps=TIMING_STEPS)
+        steps = max(MIN_STEPS, int(seconds / per_step))
+        settings.update(max_steps=steps, max_seconds=round(1.5 * seconds, 3), log_every=max(1, steps // 60),
+                        warmup_steps=min(int(settings.get("warmup_steps", 0)), steps // 10))
+        log(f"  {cell.arch:<11} {cell.model} · {seconds:.0f} s of training ≈ {steps} steps "
+            f"({1000 * per_step:.0f} ms/step)")
     spec.settings = settings
     result.command = _command(row, cell, settings, run_dir)
-    log(f"  {cell.arch:<11} {cell.model} · {seconds:.0f} s of training ≈ {steps} steps ({1000 * per_step:.0f} ms/step)")
     trained = train(spec)
     model = from_pretrained(run_dir)
     result.metrics = {k: float(v) for k, v in trained["metrics"].items()}
     result.value = result.metrics.get(row.metric)
-    result.params = count_parameters(model)
+    result.params = model.num_parameters()  # trees count their split thresholds and leaf values
     result.train_seconds = trained["train_seconds"]
     result.steps = trained["step"]
     result.curve = _curve(run_dir)

@@ -6,6 +6,7 @@ data, tokenizers and normalisation the cell was trained with), then
     classify   majority-class accuracy; each cell's labels for the first 16 test images
     forecast   the task's naive / seasonal-naive baselines; each cell's forecast of the test months
     seq2seq    each cell's pronunciations of a few test words
+    tabular    the majority-class (or training-mean) baseline
 
 Everything kept is plain JSON-able data, so a report can be written again from ``result.json``.
 """
@@ -67,7 +68,11 @@ def _seq2seq(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
         cell.samples = [[src, pred, list(refs)] for src, pred, refs in t.sample_predictions(model, N_WORDS)]
 
 
-COLLECTORS = {"classify": _classify, "forecast": _forecast, "seq2seq": _seq2seq}
+def _tabular(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
+    row.baselines = _baselines(loaded[0][2], row.row.metric, row.row.baselines)
+
+
+COLLECTORS = {"classify": _classify, "forecast": _forecast, "seq2seq": _seq2seq, "tabular": _tabular}
 
 
 def collect(row: RowResult) -> None:

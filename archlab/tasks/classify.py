@@ -7,7 +7,9 @@ split's mean and standard deviation, ``x' = (x - mean) / std``; those statistics
 names are saved beside the checkpoint as ``classes.json`` and reused when evaluating.
 
 Training visits the training split epoch by epoch, each in a fresh order drawn from
-``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
+``(seed, epoch)``; a batch that would cross the end of an epoch is dropped. With
+``eval_split="val"`` a fixed, stratified ``val_fraction`` of the training images is held out and
+evaluated instead of the test images (for choosing between models without looking at the test set).
 
 Any ``ImageClassifier`` trains here; the model class says which of its config fields the images
 fix (``image_classifier_fields``: channels and classes; a flattened size for the MLP, a row width
@@ -40,9 +42,13 @@ class ClassifyConfig:
     normalize: bool = True         # standardise each channel with the training split's statistics
     shift: int = 0                 # augmentation: pad training images by this many pixels and crop back
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
+    eval_split: str = "test"       # the images evaluate reports: "test", or "val": val_fraction of the
+    val_fraction: float = 0.1      # training images (per class, fixed seed), then held out of training
 
     def __post_init__(self):
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
+        check(self.eval_split in ("test", "val"), f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
+        check(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 @register_task
@@ -71,6 +77,14 @@ class ClassifyTask(Task):
                 f"was trained on {len(meta['classes'])} classes of images {tuple(meta['image_shape'])}",
             )
             self.classes, self.mean, self.std = meta["classes"], tuple(meta["mean"]), tuple(meta["std"])
+        self.eval_x, self.eval_y = self.test_x, self.test_y
+        if config.eval_split == "val":  # choosing between models: the test images stay unseen
+            from archlab.data.common import SEED, stratified_split
+
+            keep, val = stratified_split(self.train_y.numpy(), config.val_fraction, SEED + 1)
+            keep, val = torch.from_numpy(keep), torch.from_numpy(val)
+            self.eval_x, self.eval_y = self.train_x[val], self.train_y[val]
+            self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
         check(len(self.train_y) > 0, f"--data {self.data!r} has an empty training split")
         self._order = EpochOrder(len(self.train_y))
         self.input_shape = tuple(self.image_shape[1:])  # (H, W) the model reads; set by attach()
@@ -110,8 +124,8 @@ class ClassifyTask(Task):
         return self._normalize(x[shard]), self.train_y[idx[shard]]
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.test_y), batch_size):
-            yield self._normalize(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
+        for i in range(0, len(self.eval_y), batch_size):
+            yield self._normalize(self.eval_x[i:i + batch_size]), self.eval_y[i:i + batch_size]
 
     def step(self, model, batch):
         x, y = batch

@@ -78,6 +78,7 @@ class Seq2SeqConfig:
     label_smoothing: float = 0.0     # eps of the training loss
     train_words: int = 0             # training examples (words or pairs) used: 0 = all, N > 0 = the first N
     eval_words: int = 0              # test examples evaluated: 0 = all of them, N > 0 = the first N
+    eval_split: str = "test"         # the examples evaluate scores: "test", or "val" (for choosing between models)
     bucket_batches: int = 32         # batches per length-sorted window; 1 = plain random batches
 
     def __post_init__(self):
@@ -87,6 +88,7 @@ class Seq2SeqConfig:
         check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(self.train_words >= 0, f"train_words must be >= 0 (0 = the whole training split), got {self.train_words}")
         check(self.eval_words >= 0, f"eval_words must be >= 0 (0 = the whole test split), got {self.eval_words}")
+        check(self.eval_split in ("test", "val"), f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
         check(self.bucket_batches >= 1, f"bucket_batches must be >= 1, got {self.bucket_batches}")
 
 
@@ -163,7 +165,8 @@ class Seq2SeqTask(Task):
         self._longest = max(max(len(w), *map(len, prons)) for w, prons in cmu.lexicon.items())
         words = cmu.train[: self.config.train_words or None]
         train = cmu.pairs(words, self.config.all_pronunciations)
-        return train, [(word, list(prons)) for word, prons in cmu.test]
+        held_out = cmu.val if self.config.eval_split == "val" else cmu.test
+        return train, [(word, list(prons)) for word, prons in held_out]
 
     def _tsv_examples(self):
         from archlab.data import load_sentence_pairs
@@ -172,7 +175,8 @@ class Seq2SeqTask(Task):
                                          f"file of source<TAB>target lines, got {self.data!r}")
         pairs = load_sentence_pairs(self.data)
         self._longest = 0  # known once tokenized
-        return pairs.train[: self.config.train_words or None], [(s, [t]) for s, t in pairs.test]
+        held_out = pairs.val if self.config.eval_split == "val" else pairs.test
+        return pairs.train[: self.config.train_words or None], [(s, [t]) for s, t in held_out]
 
     def _fit_tokenizers(self, train) -> tuple[Tokenizer, Tokenizer]:
         from archlab.data import BPETokenizer, CharTokenizer, SymbolTokenizer, WordTokenizer

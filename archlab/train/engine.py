@@ -31,6 +31,7 @@ from safetensors.torch import load_model
 
 from archlab.checkpoint import unwrap
 from archlab.errors import CheckpointError, check
+from archlab.registry import model_info
 from archlab.tasks import Task
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
@@ -106,6 +107,10 @@ class Stopped(Exception):
 
 def train(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final evaluation metrics and where things are."""
+    if model_info(spec.model).fitted:  # fitted (trees), not stepped: their own path, the same run directory
+        from archlab.train import boosting
+
+        return boosting.train(spec)
     world = distributed.world_from_env()
     settings_device = spec.settings.get("device", "auto")
     device = distributed.device_for(world, resolve_device(parse_value("device", settings_device, str)))

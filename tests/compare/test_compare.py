@@ -21,7 +21,7 @@ def test_budgets_parse_as_durations():
 
 
 def test_rows_and_columns_are_chosen_by_name():
-    assert [r.key for r in select_rows(None)] == ["images", "series", "text"]
+    assert [r.key for r in select_rows(None)] == ["images", "series", "text", "tabular"]
     assert [r.key for r in select_rows(["co2", "images"])] == ["series", "images"]  # data set names work too
     with pytest.raises(ConfigError, match="rows: images"):
         select_rows(["audio"])

@@ -100,3 +100,18 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
     assert torch.equal(torch.cat(halves), x1)  # two processes see the one global batch
     with pytest.raises(ConfigError, match="shift must be an integer >= 0"):
         ClassifyConfig(shift=-1)
+
+
+def test_a_validation_split_is_held_out_of_training_per_class():
+    val = ClassifyTask(ClassifyConfig(eval_split="val", val_fraction=0.1), "digits")
+    full = ClassifyTask(ClassifyConfig(), "digits")
+    assert len(val.train_y) + len(val.eval_y) == len(full.train_y) and len(val.test_y) == len(full.test_y)
+    # every class gives a tenth of its training images (14-15 of ~144)
+    assert all(13 <= n <= 16 for n in torch.bincount(val.eval_y).tolist())
+    # the validation images are training images that training no longer sees
+    seen = {tuple(x) for x in val.train_x.flatten(1).tolist()}
+    assert not any(tuple(x) in seen for x in val.eval_x.flatten(1).tolist())
+    batches = list(val.eval_batches(64))
+    assert sum(len(b[1]) for b in batches) == len(val.eval_y)
+    with pytest.raises(ConfigError, match="eval_split must be 'test' or 'val'"):
+        ClassifyConfig(eval_split="train")

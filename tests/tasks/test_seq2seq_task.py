@@ -264,3 +264,14 @@ def test_other_tokenizers_share_the_special_ids(tsv, kind):
     assert (task.target.pad_id, task.target.bos_id, task.target.eos_id) == (0, 1, 2)
     french = task.test[0][1][0]
     assert task.target.decode(task.target.encode(french)) == french
+
+
+def test_the_validation_split_can_be_scored_instead_of_the_test_split(tsv):
+    from archlab.data import load_sentence_pairs
+
+    pairs = load_sentence_pairs(tsv)
+    val = Seq2SeqTask(Seq2SeqConfig(eval_split="val"), str(tsv))
+    assert [s for s, _ in val.test] == [s for s, _ in pairs.val]  # what evaluate scores
+    assert not {s for s, _ in val.test} & {s for s, _ in pairs.test}
+    with pytest.raises(ConfigError, match="eval_split must be 'test' or 'val'"):
+        Seq2SeqConfig(eval_split="train")
