@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (falls back to eager)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's, one per core). Results depend on it: the same seed "
+                        "and thread count give the same numbers")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels (needed for bit-exact resume)")
     p.set_defaults(func=run)
@@ -46,6 +49,12 @@ def register(sub) -> None:
 def run(args) -> int:
     from archlab.train import RunSpec, Stopped, load_config_file, parse_set, train
 
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     settings = load_config_file(args.config) if args.config else {}
     task = args.task or settings.pop("task", None)
     model = args.model or settings.pop("model", None)

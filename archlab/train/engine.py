@@ -199,7 +199,8 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
         return path
 
     def evaluate_now(split: str) -> dict[str, float]:
-        return evaluate_model(core, task, device, cfg.precision, micro_batch, cfg.eval_batches, world, split)
+        return evaluate_model(core, task, device, cfg.precision, cfg.eval_batch_size or micro_batch, cfg.eval_batches,
+                              world, split)
 
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     window_steps, window_start = 0, time.perf_counter()
