@@ -68,10 +68,7 @@ def row_extra(task) -> dict[str, Any]:
     if task.name == "classify":
         return {"classes": [str(c) for c in task.classes]}
     if task.name == "forecast":
-        h_dates, h_values = task.history_before_test()
-        lo, hi = task.split_bounds("test")
-        return {"dates": [str(d) for d in _as_list(task.dates_or_steps(lo, hi))],
-                "actual": _as_list(task.values[lo:hi]), "unit": task.series.unit or "value",
-                "history_dates": [str(d) for d in _as_list(h_dates[-HISTORY:])],
-                "history": _as_list(h_values[-HISTORY:])}
+        from archlab.inspect.pictures import series_context
+
+        return series_context(task, HISTORY)
     return {}

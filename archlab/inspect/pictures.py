@@ -87,9 +87,24 @@ def _dates(values: Sequence[str]):
         return np.array([float(v) for v in values])
 
 
+def series_context(task, history: int = 48) -> dict[str, Any]:
+    """What a forecast plot draws besides forecasts: the last ``history`` values before the test part,
+    the test part's dates and values, the unit (from a ``forecast`` task)."""
+    import numpy as np
+
+    def plain(x) -> list:
+        return [v if isinstance(v, (int, float)) else str(v) for v in np.asarray(x).tolist()]
+
+    h_dates, h_values = task.history_before_test()
+    lo, hi = task.split_bounds("test")
+    return {"dates": plain(task.dates_or_steps(lo, hi)), "actual": plain(task.values[lo:hi]),
+            "unit": task.series.unit or "value", "history_dates": plain(h_dates[-history:]),
+            "history": plain(h_values[-history:])}
+
+
 def forecast_png(extra: dict[str, Any], forecasts: dict[str, Sequence[float]], baselines: dict[str, Sequence[float]],
                  title: str) -> bytes | None:
-    """``extra``: history_dates, history, dates, actual, unit (``archlab.compare.samples.row_extra``)."""
+    """``extra``: history_dates, history, dates, actual, unit (``series_context``)."""
     if "actual" not in extra:
         return None
     plt = pyplot()
