@@ -87,6 +87,12 @@ class CellResult:
         runs = self.ok_runs
         return sum(r.train_seconds for r in runs) / len(runs) if runs else 0.0
 
+    @property
+    def cpu_seconds(self) -> float:
+        """Mean CPU seconds of a run (training and evaluation): what one quiet core would take."""
+        runs = self.ok_runs
+        return sum(r.cpu_seconds for r in runs) / len(runs) if runs else 0.0
+
     def metric_means(self) -> dict[str, float]:
         """Every test metric, averaged over the seeds."""
         runs = self.ok_runs
@@ -157,6 +163,7 @@ class CompareResult:
             for c in r.cells:
                 s = c.summary
                 entry = {"value": c.value, "params": c.params, "train_seconds": round(c.train_seconds, 3),
+                         "cpu_seconds": round(c.cpu_seconds, 1),
                          "values": c.values, "ci95": s.ci95 if s else None, "steps": c.steps,
                          "model": c.model, "status": c.status, "seeds": [x.seed for x in c.runs],
                          "metrics": c.metric_means(), "commands": [x.command for x in c.runs if x.command]}
@@ -166,7 +173,8 @@ class CompareResult:
             order, clear = r.ranking()
             rows.append({"dataset": r.row.dataset, "kind": r.row.kind, "task": r.row.task, "metric": r.row.metric,
                          "higher_is_better": r.row.higher_is_better, "results": results,
-                         "baselines": r.baselines, "best": order[0] if order else None, "winner": clear})
+                         "baselines": r.baselines, "best": order[0] if order else None, "winner": clear,
+                         "baseline_cpu_seconds": round(r.extra.get("baseline_cpu_seconds", 0.0), 1)})
         return {"rows": rows, "mode": self.mode, "plan": self.plan, "seeds": self.seeds,
                 "budget_seconds": self.budget_seconds, "estimate_seconds": round(self.estimate_seconds, 1),
                 "wall_seconds": round(self.wall_seconds, 1), "threads": self.threads, "jobs": self.jobs,

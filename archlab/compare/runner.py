@@ -13,9 +13,10 @@ Two modes:
 A *job* is one seed of one cell, trained with ``archlab.train.train`` into
 ``OUT/cells/ROW-ARCH-sSEED`` (a normal run directory: ``archlab evaluate --checkpoint`` and
 ``archlab report`` work on it), plus one job per row for its baselines. Jobs run ``jobs`` at a time
-in worker processes of ``threads`` torch threads each (one process, in order, when ``jobs`` is 1);
-which process runs a job changes nothing in its numbers. Each job's trainer output goes to its run
-``OUT/cells/ROW-ARCH-sSEED.log``; the terminal gets one line per finished job with the whole run's ETA.
+in worker processes of ``threads`` torch threads each (longest first; in row order when ``jobs`` is
+1); which process runs a job changes nothing in its numbers. Each job's trainer output goes to its run
+``OUT/cells/ROW-ARCH-sSEED.log``; the terminal gets one line per finished job, and every
+``HEARTBEAT`` seconds one line on the running ones, with the whole run's ETA.
 
 A job that fails is recorded with its error and the run goes on; the result then says it is
 incomplete, and so does every report written from it.
@@ -47,6 +48,7 @@ MIN_STEPS = 10
 TIMING_STEPS = 5
 QUIET_CORES = 2             # the plan's estimate is for a quiet machine with this many cores
 STARTUP_SECONDS = 8.0       # per worker process: imports and data loading, in the estimate
+HEARTBEAT = 30.0           # seconds between progress lines while cells run
 NOT_IN_COMMAND = ("device", "seed", "log_every", "keep_last", "max_steps")
 
 
@@ -224,10 +226,11 @@ def _baselines(row: Row) -> dict[str, Any]:
     task_cls = get_task(row.task)
     routed = route_settings({k: v for k, v in row.settings.items() if k != "val_points"},
                             {"trainer": TrainConfig, "task": task_cls.Config})
+    start = time.process_time()
     task = task_cls(task_cls.Config(**routed.groups["task"]), row.dataset)
     details = baselines.compute(row.baselines, task)
     return {"baselines": {k: float(v[row.metric]) for k, v in details.items() if row.metric in v},
-            "details": details, "extra": samples.row_extra(task)}
+            "details": details, "extra": samples.row_extra(task), "cpu_seconds": time.process_time() - start}
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,6 +323,7 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
             else:
                 row_result.baselines, row_result.baseline_details = outcome["baselines"], outcome["details"]
                 row_result.extra.update(outcome["extra"])
+                row_result.extra["baseline_cpu_seconds"] = outcome["cpu_seconds"]
                 line = f"  {job.label}: " + ", ".join(f"{BASELINE_LABELS.get(k, k)} {format_metric(job.row.metric, v)}"
                                                        for k, v in outcome["baselines"].items())
         else:
@@ -347,23 +351,17 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
     log(f"archlab compare: {n_runs} cell runs in {len(rows)} row(s) · {label} · {jobs} process(es) x {threads} "
         f"thread(s) · " + (f"plan estimate {_format_time(estimate)} on a quiet {QUIET_CORES}-core CPU"
                            if plan else f"budget {_format_time(budget)}"))
-    try:
-        if jobs == 1:
-            _init_worker(threads)
-            for job in todo:
-                try:
-                    outcome = run_job(job)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception as e:  # noqa: BLE001
-                    from archlab.train import Stopped
+    def heartbeat(running: list[Job]) -> None:
+        elapsed = time.perf_counter() - start
+        partial = sum(j.estimate * _fraction_done(j) for j in running)
+        seen = done_estimate + partial
+        left = (total_estimate - seen) * elapsed / seen if seen > 0 else float("nan")
+        labels = ", ".join(f"{j.label} {100 * _fraction_done(j):.0f}%" for j in running)
+        log(f"  ... {labels}   [{done_jobs}/{len(todo)} done · {_format_time(elapsed)} elapsed · ETA "
+            f"{_format_time(left) if math.isfinite(left) else '?'}]")
 
-                    if isinstance(e, Stopped):
-                        raise
-                    outcome = e
-                finished(job, outcome)
-        else:
-            _run_parallel(todo, jobs, threads, finished)
+    try:
+        _run_parallel(todo, jobs, threads, finished, heartbeat, ordered=jobs == 1)
     except KeyboardInterrupt:
         result.interrupted = True
         log("interrupted: the report covers the cells finished so far and says it is incomplete")
@@ -379,19 +377,37 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
     return result
 
 
-def _run_parallel(todo: list[Job], workers: int, threads: int, finished: Callable[[Job, Any], None]) -> None:
-    """Run the jobs on ``workers`` processes, longest first; ``finished`` gets each outcome as it comes."""
+def _fraction_done(job: Job) -> float:
+    """How far a running cell is: the last step its metrics.jsonl logged over its steps (0 when unknown)."""
+    path = Path(job.run_dir) / "metrics.jsonl"
+    if job.cell is None or not job.steps or not path.is_file():
+        return 0.0
+    try:
+        last = path.read_text().splitlines()[-1]
+        return min(1.0, json.loads(last)["step"] / job.steps)
+    except (IndexError, ValueError, KeyError, OSError):
+        return 0.0
+
+
+def _run_parallel(todo: list[Job], workers: int, threads: int, finished: Callable[[Job, Any], None],
+                  heartbeat: Callable[[list[Job]], None], ordered: bool = False) -> None:
+    """Run the jobs on ``workers`` processes (longest first, or in their order when ``ordered``);
+    ``finished`` gets each outcome as it comes, ``heartbeat`` the running jobs every ``HEARTBEAT`` seconds."""
     import multiprocessing
 
-    order = sorted(todo, key=lambda j: -j.estimate)
+    order = list(todo) if ordered else sorted(todo, key=lambda j: -j.estimate)
     context = multiprocessing.get_context("spawn")  # no forked OpenMP state; each worker imports torch afresh
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
         pending: dict[Future, Job] = {}
         try:
-            for job in order:
-                pending[pool.submit(run_job, job)] = job
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            queue = list(order)
+            while queue or pending:
+                while queue and len(pending) < workers:  # submit as workers free up: "running" is then true
+                    job = queue.pop(0)
+                    pending[pool.submit(run_job, job)] = job
+                done, _ = wait(pending, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
+                if not done:
+                    heartbeat(list(pending.values()))
                 for future in done:
                     job = pending.pop(future)
                     error = future.exception()
