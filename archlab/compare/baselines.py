@@ -40,7 +40,8 @@ def _rmse_mae(predicted, actual) -> tuple[float, float]:
 def _forecast_scores(multi: np.ndarray, one_step: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     rmse, mae = _rmse_mae(multi, actual)
     rmse_1, mae_1 = _rmse_mae(one_step, actual)
-    return {"rmse": rmse, "mae": mae, "rmse_1step": rmse_1, "mae_1step": mae_1, "forecast": multi.tolist()}
+    return {"rmse": rmse, "mae": mae, "rmse_1step": rmse_1, "mae_1step": mae_1, "forecast": multi.tolist(),
+            "one_step": one_step.tolist()}
 
 
 def sarima(task, order=(1, 1, 1), seasonal_order=(1, 1, 1, 12)) -> dict[str, Any]:
@@ -109,8 +110,9 @@ def majority_class(task) -> dict[str, Any]:
 
 
 def naive_forecasts(task) -> dict[str, dict[str, Any]]:
-    forecasts = task.baseline_forecasts()
-    return {name: {**scores, "forecast": forecasts[name].tolist()} for name, scores in task.baselines().items()}
+    multi, one = task.baseline_forecasts(), task.baseline_forecasts(one_step=True)
+    return {name: {**scores, "forecast": multi[name].tolist(), "one_step": one[name].tolist()}
+            for name, scores in task.baselines().items()}
 
 
 CLASSICAL = {"sarima": sarima, "ar9": autoregression, "svm": svm, "majority_class": majority_class}

@@ -190,11 +190,14 @@ def plots(result: CompareResult) -> dict[str, bytes]:
             if png:
                 images[f"{r.row.key}_misclassified.png"] = png
         if r.row.task == "forecast" and "actual" in r.extra:
-            forecasts = {f"{a} ({format_metric('rmse', firsts[a].metrics.get('rmse'))})": s["predicted"]
-                         for a, s in samples.items()}
-            base = {BASELINE_LABELS.get(k, k): v["forecast"] for k, v in r.baseline_details.items() if "forecast" in v}
-            png = pictures.forecast_png(r.extra, forecasts, base, f"{r.row.dataset}: forecasts of the held-out "
-                                                                  f"part{seed}")
+            # The forecasts the row's metric scores: one-step ones for rmse_1step, else the multi-step one.
+            one = r.row.metric.endswith("_1step")
+            key, base_key = ("one_step", "one_step") if one else ("predicted", "forecast")
+            forecasts = {f"{a} ({format_metric(r.row.metric, firsts[a].metrics.get(r.row.metric))})": s[key]
+                         for a, s in samples.items() if key in s}
+            base = {BASELINE_LABELS.get(k, k): v[base_key] for k, v in r.baseline_details.items() if base_key in v}
+            what = "one-step forecasts over" if one else "forecasts of"
+            png = pictures.forecast_png(r.extra, forecasts, base, f"{r.row.dataset}: {what} the held-out part{seed}")
             if png:
                 images[f"{r.row.key}_forecasts.png"] = png
     return images

@@ -4,7 +4,7 @@ Computed where the cell was trained (its task is loaded there already), from the
 
     classify   the confusion matrix on the test split; the first misclassified test digits (pixels,
                true and predicted class)
-    forecast   the cell's multi-step forecast of the test part
+    forecast   the cell's multi-step forecast of the test part, and its one-step forecasts over it
     seq2seq    the cell's pronunciations of a fixed list of test words, beside their references
 
 and, once per row, what every cell shares (the row's ``extra``): class names; the series' history,
@@ -44,7 +44,7 @@ def _classify(task, model) -> dict[str, Any]:
 
 def _forecast(task, model) -> dict[str, Any]:
     _, _, predicted = task.forecast_test(model)
-    return {"predicted": _as_list(predicted)}
+    return {"predicted": _as_list(predicted), "one_step": _as_list(task.one_step_test(model))}
 
 
 def _seq2seq(task, model) -> list[list]:

@@ -253,9 +253,10 @@ class ForecastTask(Task):
         """
         return {k: dict(v) for k, v in self._baselines.items()}
 
-    def baseline_forecasts(self) -> dict[str, np.ndarray]:
-        """Each baseline's multi-step forecast of the test part (what ``baselines()`` scores), for plots."""
-        return {name: multi.copy() for name, (multi, _) in self._baseline_forecasts().items()}
+    def baseline_forecasts(self, one_step: bool = False) -> dict[str, np.ndarray]:
+        """Each baseline's multi-step forecast of the test part (or its one-step forecasts over it) --
+        what ``baselines()`` scores -- for plots."""
+        return {name: (one if one_step else multi).copy() for name, (multi, one) in self._baseline_forecasts().items()}
 
     def history_before_test(self) -> tuple[np.ndarray, np.ndarray]:
         """(dates, values) of train + val: all a multi-step test forecast may read."""
@@ -270,6 +271,20 @@ class ForecastTask(Task):
         Dates are step numbers for a series without dates."""
         predicted = self._forecast(model, self.values[:self.cut_test], len(self.values) - self.cut_test)
         return self.dates_or_steps(self.cut_test, len(self.values)), self.values[self.cut_test:].copy(), predicted
+
+    @torch.no_grad()
+    def one_step_test(self, model: torch.nn.Module) -> np.ndarray:
+        """The model's one-step-ahead forecasts over the test part, each from the true history before it
+        (what ``rmse_1step`` scores), for plots."""
+        core = unwrap(model)
+        was_training = core.training
+        core.eval()
+        try:
+            x, _ = self._windows(np.arange(self.cut_test, len(self.values)), 1)                 # (n, C, 1)
+            x = x.to(dtype=core.mean.dtype, device=core.mean.device)
+            return core.forecast(x, 1)[:, 0, 0].double().cpu().numpy()                         # (n,)
+        finally:
+            core.train(was_training)
 
     def forecast_future(self, model: torch.nn.Module, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """(dates, predicted) of the ``steps`` values after the end of the whole series."""

@@ -105,6 +105,8 @@ def test_metrics_are_exact_where_the_answer_is_known(linear, toy):
     assert val["mae"] == pytest.approx(abs(errors).mean(), abs=1e-6)
     dates, actual, predicted = task.forecast_test(model)
     assert dates.tolist() == [36, 37, 38, 39] and actual.tolist() == [36, 39, 37, 40]
+    # The one-step forecasts behind rmse_1step, for plots: here the naive ones.
+    assert task.one_step_test(model) == pytest.approx(task.baseline_forecasts(one_step=True)["naive"])
     assert predicted == pytest.approx([36.0] * 4)
 
 
