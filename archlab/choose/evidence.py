@@ -4,9 +4,9 @@ Each candidate is trained by the ordinary trainer (``archlab.train.train``, tree
 with its sized settings and a fixed number of steps (``EVIDENCE_STEPS`` at most, the same for every
 candidate of a kind), then scored on validation data the test split never replaces:
 
-    classify, tabular, textclass, seq2seq   ``eval_split="val"``: rows / images / examples held out of training
-    forecast                                ``loss``: the validation windows (the part before the test months)
-    lm                                      the held-out tail of the text
+    every task's validation split (the trainer's ``val_metrics``), carved from the training data:
+    rows / images / examples held out of training, a series' windows before the test months, the
+    text before the test tail. The test split is scored once at the end, as in every run, and unused.
 
 Trees get no early stopping here -- the validation rows are the evidence -- and a fixed number of
 rounds like the networks' fixed steps. The winner is the best on the kind's metric; the evidence
@@ -29,12 +29,12 @@ from archlab.registry import model_info
 
 TOP = 3  # candidates in the bake-off: the recommendation and two runner-ups
 EVIDENCE_STEPS = {"images": 300, "series": 300, "tabular": 300, "text-pairs": 400, "text-labels": 300, "text": 300}
-# task -> (settings that make it score validation data, metric, higher is better, tie-breaking metric)
+# task -> (settings of its evaluation, metric, higher is better, tie-breaking metric)
 VALIDATION = {
-    "classify": ({"eval_split": "val"}, "accuracy", True, "loss"),
-    "tabular": ({"eval_split": "val"}, "accuracy", True, "log_loss"),
-    "textclass": ({"eval_split": "val"}, "accuracy", True, "loss"),
-    "seq2seq": ({"eval_split": "val", "eval_words": 1000}, "wer", False, "loss"),
+    "classify": ({}, "accuracy", True, "loss"),
+    "tabular": ({}, "accuracy", True, "log_loss"),
+    "textclass": ({}, "accuracy", True, "loss"),
+    "seq2seq": ({"val_words": 1000, "eval_words": 1000}, "wer", False, "loss"),
     "forecast": ({}, "loss", False, "loss"),
     "lm": ({}, "loss", False, "loss"),
 }
@@ -79,7 +79,7 @@ def metric_for(profile: Profile) -> tuple[dict[str, Any], str, bool, str]:
     if profile.task == "tabular" and profile.properties.get("objective") == "regression":
         return settings, "rmse", False, "mae"
     if profile.task == "seq2seq" and profile.data != "cmudict":
-        return {"eval_split": "val"}, "bleu", True, "loss"
+        return {}, "bleu", True, "loss"
     return settings, metric, higher, tie
 
 
@@ -121,7 +121,7 @@ def bake_off(profile: Profile, rec: Recommendation, out: Path, *, seed: int = 0,
             log(f"  {c.model} failed: {trial.error}")
         else:
             model = from_pretrained(run_dir)
-            trial.metrics = {k: float(v) for k, v in result["metrics"].items()}
+            trial.metrics = {k: float(v) for k, v in result["val_metrics"].items()}
             trial.value = trial.metrics.get(metric)
             trial.params = model.num_parameters()  # trees count their split thresholds and leaf values
             trial.steps, trial.train_seconds = int(result["step"]), float(result["train_seconds"])

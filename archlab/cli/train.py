@@ -41,8 +41,9 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (falls back to eager)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's). On a machine busy with other work, 1 is often much "
-                        "faster for small models: threads waiting for a busy core stall every step")
+                   help="torch CPU threads (default: torch's, one per core). Results depend on it: the same seed "
+                        "and thread count give the same numbers. On a machine busy with other work, 1 is often "
+                        "much faster for small models: threads waiting for a busy core stall every step")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels (needed for bit-exact resume)")
     p.set_defaults(func=run)

@@ -57,7 +57,6 @@ class TabularConfig:
     val_fraction: float = 0.1
     folds: int = 0                    # k > 1: k-fold cross-validation, fold `fold` is the test part
     fold: int = 0
-    eval_split: str = "test"          # the rows evaluate reports: "test" | "val"
 
     def __post_init__(self):
         check(self.objective in ("auto", "classification", "regression"),
@@ -68,7 +67,6 @@ class TabularConfig:
         check(self.folds == 0 or self.folds >= 2, f"folds must be 0 (one fixed split) or >= 2, got {self.folds}")
         check(0 <= self.fold < max(self.folds, 1), f"fold must be in 0..{max(self.folds, 1) - 1} for folds="
                                                     f"{self.folds}, got {self.fold}")
-        check(self.eval_split in ("test", "val"), f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
 
 
 @register_task
@@ -125,8 +123,13 @@ class TabularTask(Task):
         idx = self._order.batch(position, batch_size, seed)[shard]
         return tuple(a[idx] for a in self._parts["train"])
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        x_num, x_cat, y = self._parts[self.config.eval_split]
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return ("val", "test") if len(self.split.val) else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        x_num, x_cat, y = self._parts[split]
         for i in range(0, len(y), batch_size):
             yield x_num[i:i + batch_size], x_cat[i:i + batch_size], y[i:i + batch_size]
 
@@ -170,10 +173,10 @@ class TabularTask(Task):
                 "loss": sums["loss_sum"] / n}
 
     def baselines(self) -> dict[str, dict[str, float]]:
-        """What a model must beat, on the evaluated rows: ``majority_class`` (classification: always the
+        """What a model must beat, on the test rows: ``majority_class`` (classification: always the
         most frequent training class; log-loss of the training class frequencies) or ``mean``
         (regression: always the training mean)."""
-        y_train, y = self._parts["train"][2], self._parts[self.config.eval_split][2]
+        y_train, y = self._parts["train"][2], self._parts["test"][2]
         if self.classification:
             freq = torch.bincount(y_train, minlength=len(self.table.classes)).double()
             freq = freq / freq.sum()

@@ -5,7 +5,7 @@ one tree per round. ``train(spec)`` does what the trainer does around its loop, 
 
     OUT/run.json          the run as given (task, model, data, settings), checked by --overwrite
     OUT/metrics.jsonl     every ``log_every`` rounds: {"step": round, "split": "train", "loss",
-                          "val_loss"}; at the end the task's metrics {"split": "eval", ...}
+                          "val_loss"}; at the end the task's metrics {"split": "val" | "test", ...}
     OUT/config.json       {"archlab_model": "lightgbm", "config": {...}} (the archlab checkpoint format)
     OUT/model.txt         the trees, in LightGBM's own text format (never a pickle)
     OUT/task.json, ...    the task's files (tabular.json: the encoder fitted on the training rows)
@@ -106,13 +106,18 @@ def train(spec) -> dict[str, Any]:
     train_part, val_part = task.arrays("train"), task.arrays("val")
     model.fit(train_part, val_part if len(val_part[2]) else None, seed=cfg.seed, on_round=on_round)
     train_seconds = time.perf_counter() - start
-    metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024)
-    report.log({"step": model.best_round, "split": "eval", **metrics})
+    val_metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024, split="val") \
+        if "val" in task.eval_splits else {}
+    if val_metrics:
+        report.log({"step": model.best_round, "split": "val", **val_metrics})
+    metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024)  # the test rows' one look
+    report.log({"step": model.best_round, "split": "test", **metrics})
     ckpt.publish_final(out, model, task)
     stopped = model.best_round < model.config.num_rounds
     report.message(f"done: {model.best_round} rounds{' (early stop on the validation rows)' if stopped else ''}; "
                    + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; model in {out}")
     report.close()
-    return {"step": model.best_round, "metrics": metrics, "out": str(out), "checkpoint": None,
+    return {"step": model.best_round, "metrics": metrics, "val_metrics": val_metrics, "out": str(out),
+            "checkpoint": None,
             "early_stopped": stopped, "train_seconds": train_seconds}
 

@@ -74,6 +74,7 @@ class TrainConfig:
     # Evaluation, early stopping, checkpoints, logging.
     eval_every: int = 0             # steps between evaluations; 0 = only at the end
     eval_batches: int = 0           # batches per evaluation; 0 = the whole evaluation split
+    eval_batch_size: int = 0        # examples per evaluation batch; 0 = the training micro-batch
     early_stop_metric: str = ""     # e.g. "loss" or "accuracy" of the evaluation split
     early_stop_patience: int = 0    # evaluations without improvement before stopping
     save_every: int = 0             # steps between checkpoints; 0 = only at the end
@@ -87,7 +88,7 @@ class TrainConfig:
         for name in positive:
             value = getattr(self, name)
             check(value > 0, f"{name} must be a positive integer, got {value}")
-        for name in ("max_steps", "eval_every", "save_every", "eval_batches", "warmup_steps",
+        for name in ("max_steps", "eval_every", "save_every", "eval_batches", "eval_batch_size", "warmup_steps",
                      "early_stop_patience"):
             value = getattr(self, name)
             check(value >= 0, f"{name} must be >= 0, got {value}")

@@ -7,7 +7,8 @@ One optimiser step of a global batch of ``batch_size`` examples::
         loss.backward()                              # DDP all-reduces only on the last micro-step
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
-Around it: evaluation every ``eval_every`` steps with the task's metrics and early stopping;
+Around it: evaluation of the validation split every ``eval_every`` steps (logged as split "val")
+and early stopping on it; at the end the validation split, then the test split, once;
 checkpoints every ``save_every`` steps (and on SIGINT / SIGTERM) that resume bit-exactly, because
 every source of randomness is either saved (RNG states) or a function of ``(seed, position)`` (the
 data); progress, ``metrics.jsonl`` and MFU. The final model lands in ``OUT/model.safetensors`` +
@@ -130,6 +131,10 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
     seed_everything(seed, deterministic)
     r = resolve(spec, world.size)
     cfg, task = r.train, r.task
+    has_val = "val" in task.eval_splits
+    check(has_val or not (cfg.eval_every or cfg.early_stop_metric),
+          f"eval_every and early stopping evaluate the validation split, and task {task.name!r} on --data "
+          f"{task.data!r} has none (is val_fraction 0?)")
     check(cfg.precision != "fp16" or device.type == "cuda",
           f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {device.type!r}; use bf16")
     out = Path(spec.out)
@@ -201,8 +206,9 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
         world.barrier()
         return path
 
-    def evaluate_now() -> dict[str, float]:
-        return evaluate_model(core, task, device, cfg.precision, micro_batch, cfg.eval_batches, world)
+    def evaluate_now(split: str) -> dict[str, float]:
+        return evaluate_model(core, task, device, cfg.precision, cfg.eval_batch_size or micro_batch, cfg.eval_batches,
+                              world, split)
 
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     window_steps, window_start = 0, time.perf_counter()
@@ -258,9 +264,9 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 window_steps, window_start = 0, time.perf_counter()
 
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                metrics = evaluate_now()
-                report.log({"step": step, "split": "eval", **metrics})
-                report.message(f"eval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                metrics = evaluate_now("val")
+                report.log({"step": step, "split": "val", **metrics})
+                report.message(f"val @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 if _early_stop(cfg, task, metrics, early):
                     report.message(f"early stop at step {step}: {cfg.early_stop_metric} did not improve for "
                                    f"{cfg.early_stop_patience} evaluations")
@@ -284,16 +290,20 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 report.close()
                 raise Stopped(signum, path)
 
-    metrics = evaluate_now()
-    report.log({"step": step, "split": "eval", **metrics})
+    val_metrics = evaluate_now("val") if has_val else {}
+    if val_metrics:
+        report.log({"step": step, "split": "val", **val_metrics})
+    metrics = evaluate_now("test")  # the test split's one look, after every choice is made
+    report.log({"step": step, "split": "test", **metrics})
     last = save(step)
     if world.is_main:
         ckpt.publish_final(out, model, task)
     world.barrier()
-    report.message(f"done: step {step}; " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    report.message(f"done: step {step}; test " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                    + f"; model in {out}")
     report.close()
-    return {"step": step, "metrics": metrics, "out": str(out), "checkpoint": str(last) if last else None,
+    return {"step": step, "metrics": metrics, "val_metrics": val_metrics, "out": str(out),
+            "checkpoint": str(last) if last else None,
             "early_stopped": stopped_early, "train_seconds": train_seconds}
 
 

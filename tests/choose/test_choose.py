@@ -133,7 +133,12 @@ def test_the_evidence_runs_the_top_three_and_judges(user_files, tmp_path, capsys
     assert (tmp_path / "runs" / "1-lightgbm-boosting" / "model.txt").is_file()
     # The trees ran their fixed rounds without early stopping on the rows that judge them.
     run = json.loads((tmp_path / "runs" / "1-lightgbm-boosting" / "run.json").read_text())
-    assert run["model_overrides"]["early_stopping_rounds"] == 0 and run["task_config"]["eval_split"] == "val"
+    assert run["model_overrides"]["early_stopping_rounds"] == 0
+    # The evidence is the validation rows' score, not the test rows'.
+    records = [json.loads(line) for line in
+               (tmp_path / "runs" / "1-lightgbm-boosting" / "metrics.jsonl").read_text().splitlines()]
+    val = next(r for r in records if r.get("split") == "val")
+    assert ev["results"][0]["value"] == pytest.approx(val["accuracy"])
 
 
 def test_when_the_evidence_disagrees_the_winner_is_recommended(user_files):

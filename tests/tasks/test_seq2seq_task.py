@@ -186,12 +186,16 @@ def test_the_loss_is_teacher_forced_cross_entropy(g2p, name, config):
     assert sums["words"] == 16
 
 
-def test_evaluation_batches_cover_the_test_words_once_shortest_first(g2p):
-    batches = list(g2p.eval_batches(128))
-    index = torch.cat([i for _, _, i in batches]).tolist()
-    assert sorted(index) == list(range(300))
-    lengths = [len(g2p.test[i][0]) for i in index]
-    assert lengths == sorted(lengths)
+def test_evaluation_batches_cover_the_held_out_words_once_shortest_first(g2p):
+    for split, words, n in (("test", g2p.test, 300), ("val", g2p.val, 3_000)):
+        batches = list(g2p.eval_batches(128, split))
+        index = torch.cat([i for _, _, i, _ in batches]).tolist()
+        assert sorted(index) == list(range(n)) and len(words) == n
+        lengths = [len(words[i][0]) for i in index]
+        assert lengths == sorted(lengths)
+    # The dictionary's validation words are neither trained on nor tested.
+    trained = {source for source, _ in g2p._train_text}
+    assert not trained & {w for w, _ in g2p.val} and not {w for w, _ in g2p.test} & {w for w, _ in g2p.val}
 
 
 def run_g2p(tmp_path, model, config, steps, **extra):
@@ -264,14 +268,3 @@ def test_other_tokenizers_share_the_special_ids(tsv, kind):
     assert (task.target.pad_id, task.target.bos_id, task.target.eos_id) == (0, 1, 2)
     french = task.test[0][1][0]
     assert task.target.decode(task.target.encode(french)) == french
-
-
-def test_the_validation_split_can_be_scored_instead_of_the_test_split(tsv):
-    from archlab.data import load_sentence_pairs
-
-    pairs = load_sentence_pairs(tsv)
-    val = Seq2SeqTask(Seq2SeqConfig(eval_split="val"), str(tsv))
-    assert [s for s, _ in val.test] == [s for s, _ in pairs.val]  # what evaluate scores
-    assert not {s for s, _ in val.test} & {s for s, _ in pairs.test}
-    with pytest.raises(ConfigError, match="eval_split must be 'test' or 'val'"):
-        Seq2SeqConfig(eval_split="train")

@@ -146,4 +146,7 @@ def test_k_fold_runs_hold_out_each_fold_once():
     assert sorted(np.concatenate(tests).tolist()) == list(range(178))
     with pytest.raises(ConfigError, match="fold must be in 0..2 for folds=3, got 3"):
         TabularConfig(folds=3, fold=3)
-    assert TabularTask(TabularConfig(eval_split="val"), "wine").config.eval_split == "val"
+    task = TabularTask(TabularConfig(), "wine")
+    assert task.eval_splits == ("val", "test")
+    assert sum(len(b[2]) for b in task.eval_batches(16, "val")) == len(task.split.val) > 0
+    assert TabularTask(TabularConfig(val_fraction=0.0), "wine").eval_splits == ("test",)
