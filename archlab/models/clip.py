@@ -12,8 +12,9 @@ Two towers map an image and a caption into one space, where a matching pair lies
 
 Image i's caption is the right answer among the B captions of the batch, and caption i's image
 among the B images. CLIP is an ``ImageTextModel`` (``archlab.models.interfaces``, task ``clip``):
-the interface gives ``similarity_logits``, ``loss`` and ``contrastive_loss``, written once there. tau starts at log(1 / 0.07) and exp(tau) is clipped at 100 (``max_logit_scale``),
-as in the paper, so the logits can never be scaled by more than that.
+the interface gives ``similarity_logits``, ``loss`` and ``contrastive_loss``, written once there.
+tau starts at log(1 / 0.07) and exp(tau) is clipped at 100 (``max_logit_scale``), as in the paper,
+so the logits can never be scaled by more than that.
 
 Towers, from the library:
 - image: ``image_tower="vit"`` is archlab's ViT in CLIP's layout (``ViTConfig`` with a LayerNorm

@@ -10,7 +10,9 @@ from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
 
 # Transformer blocks
-from archlab.nn.attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention  # noqa: E402
+from archlab.nn.attention import (  # noqa: E402
+    KVCache, MultiHeadAttention, PackedTokens, causal_mask, scaled_dot_product_attention,
+)
 from archlab.nn.activations import QuickGELU  # noqa: E402
 from archlab.nn.feedforward import FeedForward, GatedFeedForward  # noqa: E402
 from archlab.nn.norm import LayerNorm, RMSNorm  # noqa: E402
@@ -22,8 +24,8 @@ from archlab.nn.transformer import (  # noqa: E402
 )
 
 __all__ += [
-    "KVCache", "MultiHeadAttention", "causal_mask", "scaled_dot_product_attention", "FeedForward", "LayerNorm",
-    "GatedFeedForward", "QuickGELU", "RMSNorm", "RelativePositionBias", "relative_position_bucket",
+    "KVCache", "MultiHeadAttention", "PackedTokens", "causal_mask", "scaled_dot_product_attention", "FeedForward",
+    "LayerNorm", "GatedFeedForward", "QuickGELU", "RMSNorm", "RelativePositionBias", "relative_position_bucket",
     "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "Transformer", "TransformerDecoder",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
 ]

@@ -10,9 +10,16 @@ captions, each caption its own image. With captions made from labels, a batch ho
 images of the same digit whose captions could be swapped; the loss still counts only the image's own
 caption as right, as CLIP's does.
 
-Metrics on the test split, embedded whole (in chunks of the batch size):
+Splits: the data set's test split is the ``test`` split, touched once at the end; the ``val``
+split the trainer evaluates during training is a fixed ``val_fraction`` (10%) of the training
+images (stratified by label when there are labels, drawn with ``common.SEED``: the same images for
+every run seed), each with one of its training captions; the model trains on the rest, and the
+image normalisation and the word tokenizer are fitted on the rest.
 
-    loss                 the same loss with the whole test split as one batch
+Metrics on a held-out split, embedded whole (in chunks of the batch size); "test" below reads
+"held-out" for the validation split:
+
+    loss                 the same loss with the whole split as one batch
     i2t_r1, i2t_r5       image -> text recall@K: the share of test images for which one of the K
                          most similar test captions says the same thing (same group: the same digit
                          for generated captions, the identical text for a folder's)
@@ -35,6 +42,7 @@ hook takes the image shape, the caption vocabulary and the longest caption from 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +50,13 @@ from typing import Any, Iterator
 
 import torch
 
+from archlab.data.common import SEED, stratified_split
+from archlab.data.images import channel_stats
 from archlab.data.tokenizer import BOS, EOS, PAD, UNK, WordTokenizer, tokenizer_from_dict
 from archlab.data.transforms import RandomCrop
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import CaptionedImageData, ImageTextModel, contrastive_loss
-from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 CLIP_FILE = "clip.json"
@@ -61,8 +71,10 @@ class CLIPTaskConfig:
     normalize: bool = True    # standardise each image channel with the training split's statistics
     shift: int = 0            # augmentation: training images move up to this many pixels (as classify's)
     probe: bool = True        # also fit and score a linear probe on the image embeddings (labelled data)
+    val_fraction: float = 0.1  # share of the training images held out for validation (0 = none)
 
     def __post_init__(self):
+        check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         check(self.tokenizer in TOKENIZERS, f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
 
@@ -105,10 +117,11 @@ class CLIPTask(Task):
         super().__init__(config, data, saved)
         from archlab.data import load_captioned_images
 
-        d = load_captioned_images(self.data)
+        # Validation images leave the training split before anything is fitted on it.
+        d, self.val_set = _hold_out(load_captioned_images(self.data), config.val_fraction)
         self.data_set = d
         self.classes, self.image_shape = d.classes, d.image_shape
-        self.mean, self.std = d.mean, d.std
+        self.mean, self.std = channel_stats(d.train_images) if len(d.train_images) else (d.mean, d.std)
         stored = json.loads((Path(saved) / CLIP_FILE).read_text()) if saved and (Path(saved) / CLIP_FILE).is_file() \
             else None
         if stored is not None:  # the checkpoint's own tokenizer and normalisation
@@ -132,10 +145,11 @@ class CLIPTask(Task):
         self._first = torch.cumsum(counts, 0) - counts
         self._counts = counts
         self._test_ids = _padded([self.encode(c) for c in d.test_captions], self.tokenizer.pad_id)
+        self._val_ids = _padded([self.encode(c) for c in self.val_set.captions], self.tokenizer.pad_id)
         self._prompt_ids = (_padded([self.encode(p) for ps in d.prompts for p in ps], self.tokenizer.pad_id)
                             if d.prompts else torch.zeros(0, 1, dtype=torch.long))
         self.context_length = max(len(s) for s in [*self._train_ids, *self._test_ids.tolist(),
-                                                    *self._prompt_ids.tolist()])
+                                                    *self._val_ids.tolist(), *self._prompt_ids.tolist()])
         self._order = EpochOrder(len(d.train_images))
 
     def encode(self, caption: str) -> list[int]:
@@ -177,14 +191,23 @@ class CLIPTask(Task):
         ids = _padded([self._train_ids[int(j)] for j in pick[shard]], self.tokenizer.pad_id)
         return self._normalize(x[shard]), ids
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        """One batch: the whole test split (retrieval ranks every caption against every image)."""
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if len(self.val_set.images) else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        """One batch: the whole held-out split (retrieval ranks every caption against every image)."""
+        self.check_split(split)
         self._chunk = batch_size
         d, empty = self.data_set, torch.zeros(0, dtype=torch.long)
-        labelled = d.test_labels is not None
+        if split == "val":
+            v = self.val_set
+            images, ids, groups, labels = v.images, self._val_ids, v.groups, v.labels
+        else:
+            images, ids, groups, labels = d.test_images, self._test_ids, d.test_groups, d.test_labels
+        labelled = labels is not None
         probe = labelled and self.config.probe
-        yield (self._normalize(d.test_images), self._test_ids, d.test_groups,
-               d.test_labels if labelled else empty, self._prompt_ids,
+        yield (self._normalize(images), ids, groups, labels if labelled else empty, self._prompt_ids,
                self._normalize(d.train_images) if probe else torch.zeros(0), d.train_labels if probe else empty)
 
     # -- loss and metrics ----------------------------------------------------------------------
@@ -197,7 +220,7 @@ class CLIPTask(Task):
         return torch.cat([encode(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
 
     def evaluate_batch(self, model, batch):
-        """Loss, retrieval, zero-shot and probe sums of the whole test split (``eval_batches``' one batch)."""
+        """Loss, retrieval, zero-shot and probe sums of a whole held-out split (``eval_batches``' one batch)."""
         images, ids, groups, labels, prompt_ids, probe_x, probe_y = batch
         image_e, text_e = self._embed(model.encode_image, images), self._embed(model.encode_text, ids)  # (N, d_e)
         sims = image_e @ text_e.T  # (N images, N captions): cosine similarities
@@ -238,6 +261,43 @@ class CLIPTask(Task):
                   "mean": list(self.mean), "std": list(self.std),
                   "tokenizer": None if isinstance(self.tokenizer, MiniLMTokenizer) else self.tokenizer.to_dict()}
         write_text_atomic(Path(directory) / CLIP_FILE, json.dumps(stored, ensure_ascii=False) + "\n")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The validation images carved from the training split, one caption each."""
+
+    images: torch.Tensor            # (N, C, H, W)
+    captions: list[str]             # one per image
+    groups: torch.Tensor            # (N,) int64: items of one group say the same thing
+    labels: torch.Tensor | None     # (N,) int64, when the captions come from labels
+
+
+def _hold_out(d, fraction: float):
+    """``(d without the validation images, HeldOut)``: a fixed ``fraction`` of the training images,
+    stratified by label when there are labels, drawn with ``common.SEED`` (the same images for every
+    run seed). Each keeps one of its training captions, picked with the same seed; the group of a
+    validation item is its label, or its caption's text."""
+    n = len(d.train_images)
+    if fraction <= 0 or n < 2:
+        return d, HeldOut(d.train_images[:0], [], torch.zeros(0, dtype=torch.long),
+                          None if d.train_labels is None else d.train_labels[:0])
+    if d.train_labels is not None:
+        keep, held = (torch.as_tensor(i) for i in stratified_split(d.train_labels.numpy(), fraction))
+    else:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(SEED))
+        n_val = min(n - 1, max(1, round(fraction * n)))
+        held, keep = order[:n_val], order[n_val:]
+    g = torch.Generator().manual_seed(SEED)
+    captions = [d.train_captions[int(i)][int(torch.randint(len(d.train_captions[int(i)]), (1,), generator=g))]
+                for i in held]
+    labels = None if d.train_labels is None else d.train_labels[held]
+    texts = sorted(set(captions))
+    groups = labels.clone() if labels is not None else torch.tensor([texts.index(c) for c in captions])
+    kept = dataclasses.replace(d, train_images=d.train_images[keep],
+                               train_captions=[d.train_captions[int(i)] for i in keep],
+                               train_labels=None if d.train_labels is None else d.train_labels[keep])
+    return kept, HeldOut(d.train_images[held], captions, groups, labels)
 
 
 def retrieval_hits(sims: torch.Tensor, groups: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:

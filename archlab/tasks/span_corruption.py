@@ -24,12 +24,15 @@ is the tokenizer's plus n_spans + 1 sentinels, one id space for both sides. Any 
 its ``text_to_text_fields`` hook takes that one vocabulary (both keep a single embedding table,
 ``share_vocab=True``) and, for a positional table, the longer of input and target.
 
-Metrics on the validation text (the last ``val_fraction`` of the file, cut into consecutive blocks
+The text is cut in order into train | val | test, as the ``lm`` task's: the last ``test_fraction``
+(10%) is the test text, touched once at the end, the ``val_fraction`` (5%) before it the validation
+text the trainer evaluates during training. Metrics on a held-out text (cut into consecutive blocks,
 corrupted once with a fixed seed): that loss per target token, ``perplexity`` exp(L), ``accuracy``
 (the share of target tokens predicted exactly, sentinels and eos included) and ``span_accuracy``
-(the share of the dropped text tokens predicted exactly: what was really filled in). Training blocks start at random offsets;
-offsets and spans are drawn from ``(seed, position)``, so resuming is exact. The tokenizer
-("word" by default; "char" or "bpe") is saved beside the checkpoint as ``tokenizer.json``.
+(the share of the dropped text tokens predicted exactly: what was really filled in). Training
+blocks start at random offsets of the training text; offsets and spans are drawn from
+``(seed, position)``, so resuming is exact. The tokenizer ("word" by default; "char" or "bpe") is
+saved beside the checkpoint as ``tokenizer.json``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from archlab.data.common import SEED
 from archlab.data.tokenizer import TEXT_TOKENIZERS
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import TextToTextData, TextToTextModel, teacher_forced
-from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.lm import check_held_out_fractions, cut_text
 
 
 @dataclass
@@ -53,7 +57,8 @@ class SpanCorruptionConfig:
     block_size: int = 64            # text tokens per example, before corruption
     noise_density: float = 0.15     # share of the tokens dropped
     mean_span_length: float = 3.0   # mean length of a dropped span
-    val_fraction: float = 0.1       # the tail of the text held out for validation
+    val_fraction: float = 0.05      # the text before the test tail held out for validation (0 = none)
+    test_fraction: float = 0.1      # the tail of the text held out for the final test
     tokenizer: str = "word"         # "word" | "char" | "bpe", fitted on the whole text
     bpe_vocab_size: int = 1000      # tokenizer="bpe": the vocabulary it trains up to
     min_freq: int = 1               # tokenizer="word": rarer words become <unk>
@@ -62,7 +67,7 @@ class SpanCorruptionConfig:
         check(self.block_size >= 4, f"block_size must be >= 4, got {self.block_size}")
         check(0.0 < self.noise_density < 0.5, f"noise_density must be in (0, 0.5), got {self.noise_density}")
         check(self.mean_span_length >= 1.0, f"mean_span_length must be >= 1, got {self.mean_span_length}")
-        check(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_held_out_fractions(self.val_fraction, self.test_fraction)
         check(self.tokenizer in TEXT_TOKENIZERS,
               f"tokenizer must be one of {', '.join(TEXT_TOKENIZERS)}, got {self.tokenizer!r}")
         check(self.min_freq >= 1, f"min_freq must be >= 1, got {self.min_freq}")
@@ -130,14 +135,17 @@ class SpanCorruptionTask(Task):
             tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
         except ConfigError as e:
             raise ConfigError(f"--data {self.data!r} does not fit the model's tokenizer: {e}") from e
-        n_val = int(len(tokens) * config.val_fraction)
-        self.train_tokens, self.val_tokens = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        parts = cut_text(tokens, config.val_fraction, config.test_fraction)
+        self.train_tokens, self.val_tokens, self.test_tokens = parts["train"], parts["val"], parts["test"]
         T = config.block_size
-        for split, t in (("training", self.train_tokens), ("validation", self.val_tokens)):
+        held = [("test", self.test_tokens)] + ([("validation", self.val_tokens)] if config.val_fraction > 0 else [])
+        for split, t in (("training", self.train_tokens), *held):
             check(len(t) >= T, f"--data {self.data!r}: the {split} text has {len(t)} tokens, "
                                f"block_size={T} needs at least {T}")
-        blocks = self.val_tokens[: len(self.val_tokens) // T * T].view(-1, T)  # (N, T), consecutive blocks
-        self.val_inputs, self.val_targets = self.corrupt(blocks, torch.Generator().manual_seed(SEED))
+        # Each held-out text: consecutive blocks (N, T), corrupted once -> (inputs, targets).
+        self._held = {split: self.corrupt(t[: len(t) // T * T].view(-1, T), torch.Generator().manual_seed(SEED))
+                      for split, t in (("val", self.val_tokens), ("test", self.test_tokens))}
+        self.val_inputs, self.val_targets = self._held["val"]
 
     @property
     def sentinel_start(self) -> int:
@@ -153,6 +161,9 @@ class SpanCorruptionTask(Task):
         c = self.config
         pairs = [corrupt_spans(b, num_noise=c.num_noise, num_spans=c.num_spans, sentinel_start=self.sentinel_start,
                                generator=generator) for b in blocks]
+        if not pairs:  # no blocks (a held-out text turned off)
+            return (blocks.new_zeros(0, c.block_size - c.num_noise + c.num_spans),
+                    blocks.new_zeros(0, c.num_noise + c.num_spans + 1))
         return torch.stack([i for i, _ in pairs]), torch.stack([t for _, t in pairs])
 
     def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
@@ -177,9 +188,15 @@ class SpanCorruptionTask(Task):
         inputs, targets = self.corrupt(self.train_tokens[starts[:, None] + torch.arange(T)], g)  # blocks (B, T)
         return inputs[shard], targets[shard]
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.val_inputs), batch_size):
-            yield self.val_inputs[i:i + batch_size], self.val_targets[i:i + batch_size]
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.config.val_fraction > 0 else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        inputs, targets = self._held[split]
+        for i in range(0, len(inputs), batch_size):
+            yield inputs[i:i + batch_size], targets[i:i + batch_size]
 
     def step(self, model, batch):
         src, tgt = batch  # every target of a run has the same length: no padding

@@ -81,6 +81,29 @@ def test_linear_probe_reads_a_separable_embedding():
     assert linear_probe_correct(x[:150], y[:150], x[150:], y[150:]) == 50
 
 
+def test_the_validation_images_leave_the_training_split(task):
+    from archlab.data import load_captioned_images
+    from archlab.data.captions import digit_captions
+
+    full = load_captioned_images("mnist5k")
+    v, d = task.val_set, task.data_set
+    assert len(v.images) + len(d.train_images) == len(full.train_images) == 4000
+    # 10% of each digit, rounded, held out (stratified); none of them is trained on.
+    assert torch.equal(torch.bincount(v.labels, minlength=10),
+                       torch.round(0.1 * torch.bincount(full.train_labels, minlength=10).double()).long())
+    train_rows = {x.numpy().tobytes() for x in d.train_images}
+    assert not any(x.numpy().tobytes() in train_rows for x in v.images)
+    assert all(c in digit_captions(int(y)) for c, y in zip(v.captions, v.labels))  # one of its training captions
+    assert torch.equal(v.groups, v.labels)
+    (batch,) = task.eval_batches(256, "val")
+    assert batch[0].shape == (400, 1, 28, 28) and batch[1].size(0) == 400 and len(batch[5]) == 3600  # probe: train
+    assert torch.equal(CLIPTask(CLIPTaskConfig(), "mnist5k").val_set.images, v.images)  # the same for every run
+    no_val = CLIPTask(CLIPTaskConfig(val_fraction=0.0), "digits")
+    assert no_val.eval_splits == ("test",) and len(no_val.data_set.train_images) == 1438
+    with pytest.raises(ConfigError, match="has no val split"):
+        list(no_val.eval_batches(256, "val"))
+
+
 def test_evaluation_embeds_the_whole_test_split_once(task):
     model = create_model("clip_tiny", **SMALL, **fields(task, "clip_tiny"))
     batches = list(task.eval_batches(256))

@@ -127,6 +127,27 @@ def test_the_loss_is_teacher_forced_cross_entropy_and_evaluation_sums_it(task, n
     assert sums["correct"] == (logits.argmax(-1) == target).sum()
 
 
+def test_the_text_is_cut_in_order_into_train_val_and_test(task, prose):
+    n = len(task.train_tokens) + len(task.val_tokens) + len(task.test_tokens)
+    assert len(task.test_tokens) == int(n * 0.1) and len(task.val_tokens) == int(n * 0.05)
+    assert task.eval_splits == ("val", "test")
+    T = task.config.block_size
+    for split, tokens in (("val", task.val_tokens), ("test", task.test_tokens)):
+        batches = list(task.eval_batches(16, split))
+        inputs = torch.cat([i for i, _ in batches])
+        targets = torch.cat([t for _, t in batches])
+        assert len(inputs) == len(tokens) // T  # consecutive blocks of that text, each corrupted once
+        for k in (0, len(inputs) - 1):
+            block = rebuild(inputs[k].tolist(), targets[k].tolist(), task.sentinel_start)
+            assert block == tokens[k * T:(k + 1) * T].tolist()
+    again = SpanCorruptionTask(SpanCorruptionConfig(block_size=40), prose)
+    assert torch.equal(next(again.eval_batches(16, "test"))[0], next(task.eval_batches(16, "test"))[0])  # fixed
+    no_val = SpanCorruptionTask(SpanCorruptionConfig(block_size=40, val_fraction=0.0), prose)
+    assert no_val.eval_splits == ("test",) and len(no_val.test_tokens) == len(task.test_tokens)
+    with pytest.raises(ConfigError, match="has no val split"):
+        list(no_val.eval_batches(16, "val"))
+
+
 def test_a_tiny_t5_learns_to_fill_in_spans(tmp_path, prose):
     out = tmp_path / "run"
     settings = {**TINY_T5, "block_size": 32, "batch_size": 16, "lr": 3e-3, "warmup_steps": 5, "max_steps": 30,
