@@ -292,7 +292,7 @@ def explorer(maps: Sequence[tuple[str, str, np.ndarray]], *, columns: Sequence[s
     Each map is scaled from 0 to its own largest value, which its title gives.
     """
     R, C = maps[first][2].shape
-    big = cell_size(R, C, target=440, smallest=11 if max(R, C) <= 64 else 4)
+    big = cell_size(R, C, target=440, smallest=11 if max(R, C) <= 64 else 4, largest=36)
     thumb = cell_size(R, C, target=76, smallest=1, largest=8)
     tops = [float(v.max()) if float(v.max()) > 0 else 1.0 for _, _, v in maps]
     uris = [render.data_uri(render.png(render.colour(v, cmap, 0.0, top))) for (_, _, v), top in zip(maps, tops)]

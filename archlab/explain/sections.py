@@ -43,7 +43,7 @@ def _details(title: str, content: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def layers(page, model: nn.Module, ex: Example, depth: int = 3) -> None:
+def layers(page, model: nn.Module, ex: Example, depth: int = 2) -> None:
     from archlab.inspect import summarize
     from archlab.inspect.summary import format_shapes, human, human_bytes
 
@@ -182,7 +182,7 @@ def filters(page, model: nn.Module) -> None:
         if kh * kw == 1:
             continue
         s.h3(f"{n}: {O} filters of {C} channel{'s' if C > 1 else ''} x {kh}x{kw}")
-        size = max(24, min(64, 8 * kh))
+        size = max(32, min(72, 12 * kh))
         if C == 3:  # colour filters as colour images
             items = [(render.image_rgb(render.normalise(w[o])), f"{o}") for o in range(min(O, 64))]
         elif C == 1:
@@ -328,13 +328,14 @@ def _family(name: str) -> tuple[str, int]:
     return name[:m.start()] + "*" + name[m.end():], int(m.group(1))
 
 
-def _flavour(name: str, w: torch.Tensor) -> str:
+def _flavour(name: str, w: torch.Tensor, subject: Subject) -> str:
+    """Cross-attention reads another sequence; masked self-attention has nothing above the diagonal
+    (told by the name when a single query row cannot show it)."""
     T, S = w.shape[-2:]
     if "multihead_attn" in name or "cross" in name or T != S:
         return "cross-attention"
-    if T > 1 and float(w.triu(diagonal=1).abs().max()) == 0.0:
-        return "masked (causal) self-attention"
-    return "self-attention"
+    causal = float(w.triu(diagonal=1).abs().max()) == 0.0 if T > 1 else ("decoder" in name or subject.kind == "lm")
+    return "masked (causal) self-attention" if causal else "self-attention"
 
 
 def attention(page, captured: Captured, subject: Subject, ex: Example) -> None:
@@ -367,7 +368,7 @@ def attention(page, captured: Captured, subject: Subject, ex: Example) -> None:
         first = members[0][1]
         T, S = first.weights.shape[-2:]
         rows, cols = subject.axes(first.name, T, S, ex)
-        flavour = _flavour(first.name, first.weights)
+        flavour = _flavour(first.name, first.weights, subject)
         nh = first.weights.shape[0]
         maps = []
         for layer, a in members:
