@@ -166,7 +166,7 @@ def _img(uri: str, width: int, height: int, *, cls: str = "px", title: str = "",
     return f"<img class='{cls}' src='{uri}' width='{width}' height='{height}' alt='{e(title)}'{t}{extra}>"
 
 
-def cell_size(rows: int, cols: int, target: int = 380, smallest: int = 4, largest: int = 22) -> int:
+def cell_size(rows: int, cols: int, target: int = 380, smallest: int = 4, largest: int = 30) -> int:
     """Pixels per heatmap cell so that the map is about ``target`` pixels on its longer side."""
     return int(max(smallest, min(largest, target // max(rows, cols, 1))))
 
@@ -191,19 +191,31 @@ def heatmap(values: np.ndarray, *, rows: Sequence[str] | None = None, cols: Sequ
             cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None, cell: int | None = None,
             caption: str = "", legend_label: str = "", img_cls: str = "px", title: str = "",
             relative: bool = False) -> str:
-    """A (R, C) array as a heatmap with its row and column labels; returns a ``<figure>``."""
+    """A (R, C) array as a heatmap with its row and column labels; returns a ``<figure>``.
+
+    ``cell`` fixes square cells; by default each side gets about 380 pixels, cells between 10 (with
+    labels; 3 without) and 30 pixels, so a map of 32 units over 6 steps is tall and wide enough."""
     v = np.asarray(values, dtype=np.float64)
     R, C = v.shape
-    cell = cell or cell_size(R, C)
+    if cell is not None:
+        cw = ch = cell
+    else:
+        cw = cell_size(1, C, smallest=10 if cols is not None and C <= 64 else 3)
+        ch = cell_size(R, 1, smallest=10 if rows is not None and R <= 64 else 3)
     lo, hi = _range(v, cmap, vmin, vmax)
     uri = render.data_uri(render.png(render.colour(v, cmap, lo, hi)))
-    image = _img(uri, C * cell, R * cell, cls=img_cls, title=title)
-    row_html = ("<div class='rows'>" + "".join(f"<span style='height:{cell}px;line-height:{cell}px;font-size:"
-                                                 f"{min(11, cell)}px' title='{e(r)}'>{e(r)}</span>" for r in rows)
-                + "</div>") if rows is not None and cell >= 6 else "<div></div>"
-    col_html = ("<div class='cols'>" + "".join(f"<span style='width:{cell}px;font-size:{min(11, cell)}px' "
-                                                 f"title='{e(c)}'>{e(c)}</span>" for c in cols)
-                + "</div>") if cols is not None and cell >= 6 else "<div></div>"
+    image = _img(uri, C * cw, R * ch, cls=img_cls, title=title)
+    row_html = ("<div class='rows'>" + "".join(f"<span style='height:{ch}px;line-height:{ch}px;font-size:"
+                                                 f"{min(11, ch)}px' title='{e(r)}'>{e(r)}</span>" for r in rows)
+                + "</div>") if rows is not None and ch >= 6 else "<div></div>"
+    col_html = "<div></div>"
+    if cols is not None and cw >= 6:
+        size = min(11, cw)
+        across = max(len(c) for c in cols) * size * 0.62 <= cw  # short labels fit the cell: written across
+        style = ("writing-mode:horizontal-tb;transform:none;text-align:center" if across
+                 else f"line-height:{cw}px")
+        col_html = ("<div class='cols'>" + "".join(f"<span style='width:{cw}px;font-size:{size}px;{style}' "
+                                                     f"title='{e(c)}'>{e(c)}</span>" for c in cols) + "</div>")
     grid = f"<div class='hm'><div></div>{col_html}{row_html}{image}</div>"
     cap = f"<figcaption>{caption}</figcaption>" if caption else ""
     return f"<figure>{grid}{legend(cmap, lo, hi, legend_label, relative)}{cap}</figure>"

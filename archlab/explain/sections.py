@@ -301,10 +301,13 @@ def recurrent(page, captured: Captured, subject: Subject, ex: Example) -> None:
             summary_rows.append([where, t.kind] + [f"{float(lt.gates[g].mean()):.3f}" if g in lt.gates else ""
                                                    for g in ("forget_gate", "input_gate", "output_gate",
                                                              "reset_gate", "update_gate")])
-    if any(any(r[2:]) for r in summary_rows):
+    keep = [i for i in range(2, 7) if any(r[i] for r in summary_rows)]
+    if keep:
+        names = ["layer", "cell", "forget", "input", "output", "reset", "update"]
         s.h3("Mean gate values over all units and steps")
-        s.add(H.table(["layer", "cell", "forget", "input", "output", "reset", "update"], summary_rows,
-                      numeric=range(2, 7)))
+        s.add(H.table([names[0], names[1], *(names[i] for i in keep)], [[r[0], r[1], *(r[i] for i in keep)]
+                                                                       for r in summary_rows],
+                      numeric=range(2, 2 + len(keep))))
 
 
 def _top_units(h: torch.Tensor) -> list[int]:

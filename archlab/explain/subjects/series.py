@@ -30,8 +30,8 @@ class ForecastSubject(Subject):
         if self.task is None:
             (x,) = self.model.example_input(1)
             return [Example("a random window (no data: a registry model)", (x,), tokens=self._steps())]
-        n = self.test_size()
-        return [self.test_example(i) for i in sorted({min(k * self.H, n - 1) for k in range(count)})]
+        last = max(self.test_size() - self.H, 0)  # the last window whose whole horizon is known
+        return [self.test_example(i) for i in sorted({min(k * self.H, last) for k in range(count)})]
 
     def _steps(self) -> list[str]:
         return [f"t-{self.C - 1 - i}" if i < self.C - 1 else "t" for i in range(self.C)]

@@ -157,7 +157,8 @@ class LanguageSubject(TextSubject):
         ex = examples[0]
         z = self.logits(ex)[-1]                                   # (V,) the next token's logits
         s = page.section("sampling", "Sampling: temperature, top-k, top-p",
-                         "How generation draws the next token after “" + H.e("".join(ex.tokens[-20:])) + "”. "
+                         "How generation draws the next token after “" + ("…" if len(ex.tokens) > 40 else "")
+                         + H.e("".join(ex.tokens[-40:])) + "”. "
                          "Temperature T divides the logits before the softmax (T &lt; 1 sharpens, T &gt; 1 flattens); "
                          "top-k keeps the k most likely tokens, top-p the fewest whose probabilities reach p; what "
                          "is kept is renormalised (archlab.models.decoding.next_token_probs, the distribution "
