@@ -23,8 +23,6 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
-import torch
-
 from archlab.explain import sections
 from archlab.explain.capture import capture
 from archlab.explain.html import Page
@@ -80,6 +78,5 @@ def explain(target, inputs: Sequence[str] = (), *, resize: bool = False, count: 
     say("gradient flow")
     sections.gradients(page, model, subject, examples, captured)
     sections.activations(page, captured)
-    torch.set_grad_enabled(True)
     page.subtitle_lines.append(f"made by archlab explain in {time.perf_counter() - started:.1f} s")
     return page

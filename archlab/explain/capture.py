@@ -100,11 +100,11 @@ def stats_of(y: torch.Tensor, module_type: str) -> Stats:
 def _sequence(x: Any, batch_first: bool) -> torch.Tensor:
     """The first sequence of a recurrent layer's input or output: (T, F)."""
     if isinstance(x, PackedSequence):
-        check_one = int(x.batch_sizes[0]) == 1
-        if not check_one:  # several sequences packed: the first (longest) is column 0 of each step
-            idx = torch.cumsum(torch.cat([x.batch_sizes.new_zeros(1), x.batch_sizes[:-1]]), 0)
-            return x.data[idx.to(x.data.device)]
-        return x.data
+        if int(x.batch_sizes[0]) == 1:
+            return x.data
+        # Several sequences packed: the first (longest) is the first row of every step.
+        starts = torch.cumsum(torch.cat([x.batch_sizes.new_zeros(1), x.batch_sizes[:-1]]), 0)
+        return x.data[starts.to(x.data.device)]
     if x.dim() == 2:
         return x
     return x[0] if batch_first else x[:, 0]

@@ -91,6 +91,7 @@ class HFCodec(Codec):
         except Exception as e:  # the library's own error types
             raise ConfigError(f"{path} is not a tokenizer the tokenizers library reads: {e}") from e
         self.tok.no_padding()
+        self.tok.no_truncation()  # a text longer than the model reads is refused by the page, never cut silently
         self.name = f"{path.parent.name}/tokenizer.json"
         ids = {t: self.tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", "<unk>")}
         self.pad_id, self.bos_id, self.eos_id = ids["[PAD]"], ids["[CLS]"], ids["[SEP]"]
@@ -111,14 +112,20 @@ class HFCodec(Codec):
 
 
 class ByteCodec(Codec):
-    """UTF-8 bytes as token ids 0..255 (a registry model of random weights has no tokenizer)."""
+    """UTF-8 bytes as token ids 0..255 (a registry model of random weights has no tokenizer); id 256, when
+    the vocabulary has it, stands for the mask of a masked language model."""
 
     name = "UTF-8 bytes"
+
+    def __init__(self, vocab_size: int = 256):
+        self.mask_id = 256 if vocab_size > 256 else None
 
     def encode(self, text: str, what: str = "--input") -> list[int]:
         return list(text.encode("utf-8"))
 
     def show(self, token_id: int) -> str:
+        if token_id == self.mask_id:
+            return "<mask>"
         if token_id < 128 and (chr(token_id).isprintable() or chr(token_id) in VISIBLE):
             return visible(chr(token_id))
         return f"\\x{token_id:02x}" if token_id < 256 else f"#{token_id}"
@@ -130,8 +137,8 @@ class IdCodec(Codec):
     name = "token ids"
 
     def encode(self, text: str, what: str = "--input") -> list[int]:
-        raise ConfigError(f"{what} {text[:40]!r}: this model has no tokenizer (a registry model with a vocabulary "
-                          "smaller than 256 bytes); explain a trained run to give it text")
+        raise ConfigError(f"{what}: the model has no tokenizer (no tokenizer.json beside its weights, or a registry "
+                          "model whose vocabulary is smaller than 256 bytes), so no text can be turned into its ids")
 
     def show(self, token_id: int) -> str:
         return f"#{token_id}"

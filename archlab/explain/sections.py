@@ -346,8 +346,9 @@ def attention(page, captured: Captured, subject: Subject, ex: Example) -> None:
     single = [a for a in captured.attention if a.kind != "multi-head"]
     if single:
         s = page.section("alignment", "Attention alignment",
-                         f"For {H.e(ex.title)}: the attention weights alpha_t,j of each output step t (rows) over "
-                         "the source positions j (columns), softmax over the source. In a trained G2P model the "
+                         f"For {H.e(ex.title)}: the recurrent attention weights alpha_t,j, softmax over the "
+                         "positions j read (columns), for each query (rows): each output step of a decoder, or "
+                         "the one learnt query of a classifier's attention pooling. In a trained G2P model the "
                          "bright cells run along the letters each phoneme comes from.")
         for a in single:
             rows, cols = subject.axes(a.name, a.weights.shape[1], a.weights.shape[2], ex)

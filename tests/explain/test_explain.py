@@ -92,3 +92,15 @@ def test_real_minilm_attention_and_embeddings():
     sims = [float(x) for x in re.findall(r"<td class='num'>([+-]\d\.\d{3})</td>", pred)]
     assert len(sims) == 9
     assert sims[1] > sims[2] + 0.2  # the two sentences about a resting cat are the closest pair
+
+
+def test_readme_links_a_screenshot_of_every_model_type():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    links = re.findall(r"\]\((docs/explain/[\w-]+\.png)\)", (root / "README.md").read_text(encoding="utf-8"))
+    assert {Path(link).stem for link in links} >= {"cnn-lenet5", "gpt", "lstm-lm", "g2p-rnn", "g2p-transformer",
+                                                   "minilm"}
+    for link in links:
+        png = root / link
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000, link

@@ -46,7 +46,7 @@ def codec_for(target, vocab_size: int) -> Codec:
         from archlab.data import load_tokenizer
 
         return ArchlabCodec(load_tokenizer(path))
-    return ByteCodec() if vocab_size >= 256 else IdCodec()
+    return ByteCodec(vocab_size) if vocab_size >= 256 else IdCodec()
 
 
 class TextSubject(Subject):
