@@ -24,6 +24,7 @@ import time
 
 HELP = "an HTML page of a model's insides: filters, gates, attention, gradients"  # the line `archlab --help` shows
 
+
 def register(sub) -> None:
     p = sub.add_parser("explain", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="TARGET",
