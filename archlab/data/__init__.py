@@ -6,6 +6,8 @@
     load_sentence_pairs(path)        source<TAB>target lines -> SentencePairs (train / val / test)
     load_labelled_text(name_or_path) "cmudict-syllables" (offline) or text<TAB>label lines -> LabelledText
     load_cmudict()                   CMU Pronouncing Dictionary, spelling -> phonemes -> PronunciationData
+    load_captioned_images(name_or_path)  "mnist5k", "digits" with captions made from the labels, or a folder
+                                     of images with a captions.tsv -> CaptionedImages (for CLIP)
     load_series(name_or_path)        "co2", "sunspots" (offline) or a CSV column -> TimeSeries
     load_tabular(name_or_path)       "breast_cancer", "wine", "diabetes" (offline) or a CSV file -> TabularData;
                                      TabularEncoder fits imputation, scaling and category codes on training rows
@@ -18,6 +20,7 @@ Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``), verif
 fetched from a mirror given by ``base_url=`` or ``$ARCHLAB_<NAME>_URL``.
 """
 
+from archlab.data.captions import CaptionedImages, load_captioned_images
 from archlab.data.catalog import DATASETS, dataset_info, list_datasets
 from archlab.data.download import cache_dir, fetch
 from archlab.data.images import ImageData, load_image_data
@@ -34,7 +37,7 @@ from archlab.data.tokenizer import (
 
 __all__ = [
     "DATASETS", "list_datasets", "dataset_info",
-    "ImageData", "load_image_data", "load_text", "SentencePairs", "load_sentence_pairs",
+    "ImageData", "load_image_data", "CaptionedImages", "load_captioned_images", "load_text", "SentencePairs", "load_sentence_pairs",
     "LabelledText", "load_labelled_text", "read_labelled_tsv",
     "TabularData", "TabularEncoder", "load_tabular", "read_table",
     "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",

@@ -7,6 +7,7 @@ what came back and lets a caller replace the first argument's shape:
 
     kind        forward(...) gets
     seq2seq     source ids (B, T), target ids (B, T)
+    image_text  an image (B, C, S, S), caption ids (B, T) (image-text models: CLIP)
     window      a history (B, T = context_length, input_size) (forecasters)
     tokens      token ids (B, T)
     image       an image (B, C, S, S)
@@ -25,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import ConfigError, check
-from archlab.models.interfaces import Capability, Forecaster, TabularModel, example_floats
+from archlab.models.interfaces import Capability, Forecaster, ImageTextModel, TabularModel, example_floats
 
 
 @dataclass
@@ -44,6 +45,8 @@ def _kind(model: nn.Module, args: tuple[torch.Tensor, ...]) -> str:
         return "seq2seq" if len(args) == 2 else "tokens"
     if isinstance(model, Forecaster):
         return "window"
+    if isinstance(model, ImageTextModel):
+        return "image_text"
     if isinstance(model, TabularModel):
         return "table"
     return {4: "image", 3: "sequence", 2: "vector"}.get(first.dim(), "tensor")

@@ -11,8 +11,12 @@ model it cannot train with one clear line instead of failing deep inside::
     MaskedLM          mlm                          model.masked_lm_logits(ids (B, T)) -> (B, T, V)
     Seq2SeqModel      seq2seq                      model(src (B, S), tgt_in (B, T)) -> logits (B, T, V);
                                                    token_losses(...); translate(src, max_len=...)
+    TextToTextModel   span_corruption              model(src (B, S), tgt_in (B, T)) -> logits (B, T, V),
+                                                   source and target ids of one vocabulary
     Forecaster        forecast                     model(history (B, C, F)) -> normalised (B, H, F);
                                                    fit_normalization, normalize, forecast
+    ImageTextModel    clip                         encode_image(images) -> (B, d_e), encode_text(ids) ->
+                                                   (B, d_e), unit length; temperature_scale; loss(...)
     TabularModel      tabular                      model(x_num (B, n), x_cat (B, m)) -> (B, K) or (B, 1)
 
 Each interface also declares
@@ -33,8 +37,10 @@ trained by gradient steps in ``archlab.train``'s loop, True for a model fitted b
 (gradient-boosted trees): it has no torch parameters, ``fit``s on whole arrays in
 ``archlab.train.boosting`` and counts what it learned in ``num_parameters()``.
 
-Losses that a model family defines are written once, here: ``Seq2SeqModel.token_losses`` (teacher
-forcing) and ``masked_lm_loss`` (BERT's masked-token cross-entropy).
+Losses that a model family defines are written once, here: ``teacher_forced`` (an
+encoder-decoder's teacher forcing, behind ``Seq2SeqModel.token_losses`` and
+``TextToTextModel.token_losses``), ``masked_lm_loss`` (BERT's masked-token cross-entropy) and
+``contrastive_loss`` (CLIP's symmetric InfoNCE).
 """
 
 from __future__ import annotations
@@ -83,12 +89,39 @@ class TextData:
 
 @dataclass(frozen=True)
 class PairData:
+    """Source and target sequences of two vocabularies: id 5 of the source and id 5 of the target
+    are unrelated tokens (letters and phonemes, or two tokenizers fitted one per side)."""
+
     src_vocab_size: int
     tgt_vocab_size: int
     pad_id: int
     bos_id: int
     eos_id: int
     max_len: int            # longest source or target, in tokens (without bos / eos)
+
+
+@dataclass(frozen=True)
+class TextToTextData:
+    """Inputs and targets that are ids of one vocabulary (T5's text-to-text format): an id means
+    the same token on both sides."""
+
+    vocab_size: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    max_len: int            # longest input or target, in tokens (without bos / eos)
+
+
+@dataclass(frozen=True)
+class CaptionedImageData:
+    channels: int
+    height: int
+    width: int
+    vocab_size: int         # caption token ids
+    pad_id: int
+    eos_id: int             # the token that ends every caption
+    max_caption_len: int    # the longest caption, in tokens (its special tokens included)
+    tokenizer: str          # whose ids the captions are: "word" (fitted on the captions) or "minilm"
 
 
 @dataclass(frozen=True)
@@ -338,6 +371,23 @@ class MaskedLM(Capability):
         return (example_ids(self.config.vocab_size, (batch_size, T), avoid=(getattr(self.config, "pad_id", None),)),)
 
 
+def teacher_forced(model: nn.Module, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *,
+                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An encoder-decoder's teacher-forced pass, written once for every encoder-decoder task.
+
+    ``tgt_ids`` (B, T): targets without bos/eos, right-padded with ``model.config.pad_id``. The
+    decoder reads [bos] + y and is scored on y + [eos]; padding is not scored (its loss is 0).
+    Returns the token losses (B * (T + 1),), the logits (B, T + 1, V), both fp32 (under autocast
+    too), and the targets y + [eos] (B, T + 1).
+    """
+    c = model.config
+    decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
+    logits = model(src_ids, decoder_in).float()  # (B, T + 1, V)
+    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=c.pad_id,
+                                 label_smoothing=label_smoothing, reduction="none")  # (B * (T + 1),)
+    return token_loss, logits, target
+
+
 class Seq2SeqModel(Capability):
     """An encoder-decoder: a source sequence in, a target sequence out (translation, G2P).
 
@@ -373,12 +423,8 @@ class Seq2SeqModel(Capability):
 
         Returns (token losses (B * (T + 1),) in fp32, N).
         """
-        c = self.config
-        decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
-        logits = self(src_ids, decoder_in).float()  # (B, T + 1, V); fp32 loss under autocast
-        token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=c.pad_id,
-                                     label_smoothing=label_smoothing, reduction="none")  # (B * (T + 1),)
-        return token_loss, (target != c.pad_id).sum()
+        token_loss, _, target = teacher_forced(self, src_ids, tgt_ids, label_smoothing=label_smoothing)
+        return token_loss, (target != self.config.pad_id).sum()
 
     def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
              reduction: str = "mean") -> torch.Tensor:
@@ -388,12 +434,48 @@ class Seq2SeqModel(Capability):
         return token_loss.sum() / n if reduction == "mean" else token_loss.sum()
 
     def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
-        c = self.config
-        limit = getattr(c, self.positions_field) if self.positions_field else None
-        T = _length(seq_len, limit)
-        avoid = (c.pad_id, c.bos_id, c.eos_id)
-        return (example_ids(c.src_vocab_size, (batch_size, T), avoid=avoid),
-                example_ids(c.tgt_vocab_size, (batch_size, T), avoid=avoid, seed=1))
+        return _source_and_target(self, batch_size, seq_len)
+
+
+def _source_and_target(model, batch_size: int, seq_len: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source ids (B, T) and decoder input ids (B, T) of an encoder-decoder, no special ids among them."""
+    c = model.config
+    limit = getattr(c, model.positions_field) if model.positions_field else None
+    T = _length(seq_len, limit)
+    avoid = (c.pad_id, c.bos_id, c.eos_id)
+    return (example_ids(c.src_vocab_size, (batch_size, T), avoid=avoid),
+            example_ids(c.tgt_vocab_size, (batch_size, T), avoid=avoid, seed=1))
+
+
+class TextToTextModel(Capability):
+    """An encoder-decoder whose input and output are ids of one vocabulary (T5's text-to-text
+    format), so a token, or a sentinel standing for a dropped span, is the same id on both sides.
+
+    ``forward(src_ids, tgt_in_ids) -> logits (B, T, V)`` as ``Seq2SeqModel``'s (teacher forcing), and
+    its config holds ``pad_id``, ``bos_id``, ``eos_id``; ``token_losses`` and ``loss`` are
+    ``Seq2SeqModel``'s (``teacher_forced``), the same functions. ``text_to_text_fields`` fills
+    ``src_vocab_size = tgt_vocab_size`` (the one vocabulary), the ``pad_id``, ``bos_id`` and
+    ``eos_id``, and a positional table's length; a model that can keep one embedding table for both
+    sides says so in its override.
+    """
+
+    title = "text to text"
+    task = "span_corruption"
+    positions_field: ClassVar[str | None] = None  # config field of the longest sequence, if any
+
+    @classmethod
+    def text_to_text_fields(cls, data: TextToTextData, config: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"src_vocab_size": data.vocab_size, "tgt_vocab_size": data.vocab_size,
+                               "pad_id": data.pad_id, "bos_id": data.bos_id, "eos_id": data.eos_id}
+        if cls.positions_field:
+            out[cls.positions_field] = data.max_len + 2  # [bos] + the longest target + eos
+        return out
+
+    token_losses = Seq2SeqModel.token_losses  # one teacher-forced loss for every encoder-decoder
+    loss = Seq2SeqModel.loss
+
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
+        return _source_and_target(self, batch_size, seq_len)
 
 
 class Forecaster(Capability):
@@ -425,6 +507,72 @@ class Forecaster(Capability):
     def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
         T = self.config.context_length if seq_len is None else seq_len
         return (example_floats((batch_size, T, self.config.input_size)),)
+
+
+def contrastive_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE loss of a square (B, B) matrix of pair logits, row i = image i:
+
+        L = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2
+
+    image i must pick caption i among the B captions, and caption i image i. Computed in fp32."""
+    check(logits_per_image.dim() == 2 and logits_per_image.size(0) == logits_per_image.size(1),
+          f"the contrastive loss needs a square (B, B) logit matrix, got {tuple(logits_per_image.shape)}")
+    labels = torch.arange(logits_per_image.size(0), device=logits_per_image.device)
+    logits = logits_per_image.float()
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+class ImageTextModel(Capability):
+    """Two towers that map an image and a caption into one space, where matching pairs lie close (CLIP).
+
+    ``encode_image(images (B, C, H, W)) -> I_e (B, d_e)`` and ``encode_text(ids (B, L),
+    attention_mask=None) -> T_e (B, d_e)``, both of unit length (a caption's padding is ``pad_id``
+    unless a mask says otherwise); ``temperature_scale``, the learned exp(tau) > 0. Given here:
+
+        similarity_logits(images, ids) = exp(tau) * I_e T_e^T      (B_i, B_t): scaled cosine similarities
+        loss(images, ids) = contrastive_loss(similarity_logits)    for B matching (image, caption) pairs
+
+    ``image_text_fields`` fills ``in_channels``, ``image_size`` (square images), ``text_vocab_size``,
+    ``pad_id``, ``eos_id`` and ``context_length`` (the longest caption).
+    """
+
+    title = "image-text model"
+    task = "clip"
+
+    @classmethod
+    def image_text_fields(cls, data: CaptionedImageData, config: Any) -> dict[str, Any]:
+        check(data.height == data.width,
+              f"{cls.__name__} takes square images (one image_size), the data has {data.height}x{data.width}")
+        return {"in_channels": data.channels, "image_size": data.height, "text_vocab_size": data.vocab_size,
+                "pad_id": data.pad_id, "eos_id": data.eos_id, "context_length": data.max_caption_len}
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_text(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def temperature_scale(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def similarity_logits(self, images: torch.Tensor, ids: torch.Tensor,
+                          attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """exp(tau) * cos(image_i, caption_j) for every image and caption, (B_i, B_t)."""
+        return self.temperature_scale * self.encode_image(images) @ self.encode_text(ids, attention_mask).T
+
+    def loss(self, images: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             ) -> torch.Tensor:
+        """The symmetric InfoNCE loss of a batch of matching (image, caption) pairs."""
+        check(images.size(0) == ids.size(0),
+              f"images and captions must pair up: got {images.size(0)} images and {ids.size(0)} captions")
+        return contrastive_loss(self.similarity_logits(images, ids, attention_mask))
+
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
+        c = self.config
+        T = _length(seq_len, c.context_length)
+        return (example_floats((batch_size, c.in_channels, c.image_size, c.image_size)),
+                example_ids(c.text_vocab_size, (batch_size, T), avoid=(c.pad_id, c.eos_id), seed=1))
 
 
 class TabularModel(Capability):
@@ -465,7 +613,8 @@ class TabularModel(Capability):
 
 
 INTERFACES: tuple[type[Capability], ...] = (ImageClassifier, TokenClassifier, LanguageModel, MaskedLM,
-                                            Seq2SeqModel, Forecaster, TabularModel)
+                                            Seq2SeqModel, TextToTextModel, Forecaster, ImageTextModel,
+                                            TabularModel)
 
 
 def capabilities(model_cls: type) -> list[type[Capability]]:

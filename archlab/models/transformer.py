@@ -13,7 +13,8 @@ time, attending to its own past (masked self-attention) and to the encoder's out
 The default shape is seed 002's ``nn.Transformer(d_model=512, nhead=8, num_encoder_layers=6,
 num_decoder_layers=6)``, built from ``archlab.nn.Transformer`` (``model.transformer`` has exactly
 torch's parameter names). Source and target may share one vocabulary and embedding table
-(``share_vocab``); the output projection may reuse the target embeddings (``tie_output``).
+(``share_vocab``; fixed to True when the data has one vocabulary, as ``span_corruption``'s); the
+output projection may reuse the target embeddings (``tie_output``).
 
 Dimension letters: B batch, S source length, T target length, d d_model, V vocabulary size.
 
@@ -37,7 +38,7 @@ import torch.nn as nn
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
 from archlab.models.decoding import beam_search, greedy_decode
-from archlab.models.interfaces import Seq2SeqModel
+from archlab.models.interfaces import Seq2SeqModel, TextToTextData, TextToTextModel
 from archlab.nn.attention import KVCache, causal_mask
 from archlab.nn.activations import check_activation
 from archlab.nn.positional import SinusoidalPositionalEncoding
@@ -83,9 +84,14 @@ class TransformerConfig:
                   f"{name} must be in [0, {vocab}) (the smaller vocabulary), got {getattr(self, name)}")
 
 
-class Seq2SeqTransformer(Seq2SeqModel, PretrainedMixin, nn.Module):
+class Seq2SeqTransformer(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
     config_class = TransformerConfig
     positions_field = "max_len"
+
+    @classmethod
+    def text_to_text_fields(cls, data: TextToTextData, config: TransformerConfig) -> dict:
+        """One vocabulary on both sides (span corruption): one embedding table."""
+        return {**super().text_to_text_fields(data, config), "share_vocab": True}
 
     def __init__(self, config: TransformerConfig):
         super().__init__()

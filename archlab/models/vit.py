@@ -15,6 +15,11 @@ Parameter names, shapes and count follow torchvision's ``vit_b_16`` exactly (``c
 ``conv_proj``, ``encoder.pos_embedding``, ``encoder.layers.encoder_layer_{i}.{ln_1, self_attention,
 ln_2, mlp}``, ``encoder.ln``, ``heads.head``), so its state_dicts load unchanged. The same class,
 with other numbers in the table below, gives the small ViTs for 28x28 digits.
+
+CLIP's image tower (Radford et al. 2021) is this ViT with four settings: a LayerNorm on the tokens
+before the first block (``pre_norm``, CLIP's ``ln_pre``), no bias in the patch projection
+(``patch_bias=False``) nor in the head (``head_bias=False``: the head is CLIP's projection to the
+shared image-text space), and the quick-GELU MLP (``activation="quick_gelu"``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch.nn as nn
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier
+from archlab.nn.activations import check_activation
 from archlab.nn.attention import MultiHeadAttention
 from archlab.nn.feedforward import FeedForward
 from archlab.nn.norm import LayerNorm
@@ -48,6 +54,10 @@ class ViTConfig:
     dropout: float = 0.0            # on the embeddings, after attention and inside the MLP
     attention_dropout: float = 0.0  # on the attention weights
     layer_norm_eps: float = 1e-6
+    activation: str = "gelu"        # the MLP's ("quick_gelu" in CLIP)
+    pre_norm: bool = False          # a LayerNorm on the tokens before the first block (CLIP's ln_pre)
+    patch_bias: bool = True         # the patch projection's bias (CLIP has none)
+    head_bias: bool = True          # the head's bias (CLIP's projection has none)
 
     def __post_init__(self):
         for name in ("image_size", "patch_size", "in_channels", "num_layers", "num_heads", "hidden_dim",
@@ -59,6 +69,7 @@ class ViTConfig:
               f"hidden_dim must be divisible by num_heads={self.num_heads}, got hidden_dim={self.hidden_dim}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         check(0.0 <= self.attention_dropout < 1.0, f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
+        check_activation(self.activation)
 
     @property
     def num_patches(self) -> int:
@@ -75,7 +86,7 @@ class EncoderBlock(nn.Module):
                                                  batch_first=True)
         self.dropout = nn.Dropout(c.dropout)
         self.ln_2 = LayerNorm(c.hidden_dim, eps=c.layer_norm_eps)
-        self.mlp = FeedForward(c.hidden_dim, c.mlp_dim, dropout=c.dropout, activation="gelu")
+        self.mlp = FeedForward(c.hidden_dim, c.mlp_dim, dropout=c.dropout, activation=c.activation)
 
     def forward(self, z: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         a, weights = self.self_attention.attend(self.ln_1(z), need_weights=need_weights)
@@ -84,18 +95,21 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """z_0 + E_pos -> L encoder blocks -> LN."""
+    """z_0 + E_pos -> [LN_pre] -> L encoder blocks -> LN."""
 
     def __init__(self, c: ViTConfig):
         super().__init__()
         self.pos_embedding = nn.Parameter(torch.empty(1, c.num_patches + 1, c.hidden_dim).normal_(std=0.02))
         self.dropout = nn.Dropout(c.dropout)
+        self.ln_pre = LayerNorm(c.hidden_dim, eps=c.layer_norm_eps) if c.pre_norm else None
         self.layers = nn.Sequential(OrderedDict(
             (f"encoder_layer_{i}", EncoderBlock(c)) for i in range(c.num_layers)))
         self.ln = LayerNorm(c.hidden_dim, eps=c.layer_norm_eps)
 
     def forward(self, z: torch.Tensor, need_weights: bool = False):
         z = self.dropout(z + self.pos_embedding)
+        if self.ln_pre is not None:
+            z = self.ln_pre(z)
         attentions = []
         for layer in self.layers:
             z, weights = layer(z, need_weights=need_weights)
@@ -119,23 +133,26 @@ class VisionTransformer(ImageClassifier, PretrainedMixin, nn.Module):
         self.config = c = config
         self.input_size = c.image_size  # the positional table fixes the number of patches
         # Patch embedding: a P x P convolution with stride P is one linear map E per patch.
-        self.conv_proj = nn.Conv2d(c.in_channels, c.hidden_dim, kernel_size=c.patch_size, stride=c.patch_size)
+        self.conv_proj = nn.Conv2d(c.in_channels, c.hidden_dim, kernel_size=c.patch_size, stride=c.patch_size,
+                                   bias=c.patch_bias)
         self.class_token = nn.Parameter(torch.zeros(1, 1, c.hidden_dim))
         self.encoder = Encoder(c)
-        self.heads = nn.Sequential(OrderedDict(head=nn.Linear(c.hidden_dim, c.num_classes)))
+        self.heads = nn.Sequential(OrderedDict(head=nn.Linear(c.hidden_dim, c.num_classes, bias=c.head_bias)))
         self._init_weights()
 
     def _init_weights(self) -> None:
         # As torchvision: LeCun-normal patch projection, Xavier MLPs with tiny biases, a zero head.
         fan_in = self.conv_proj.in_channels * self.conv_proj.kernel_size[0] * self.conv_proj.kernel_size[1]
         nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1 / fan_in))
-        nn.init.zeros_(self.conv_proj.bias)
+        if self.conv_proj.bias is not None:
+            nn.init.zeros_(self.conv_proj.bias)
         for block in self.encoder.layers:
             for linear in (block.mlp.W_1, block.mlp.W_2):
                 nn.init.xavier_uniform_(linear.weight)
                 nn.init.normal_(linear.bias, std=1e-6)
         nn.init.zeros_(self.heads.head.weight)
-        nn.init.zeros_(self.heads.head.bias)
+        if self.heads.head.bias is not None:
+            nn.init.zeros_(self.heads.head.bias)
 
     def check_input(self, x: torch.Tensor) -> None:
         c = self.config
@@ -171,9 +188,11 @@ class VisionTransformer(ImageClassifier, PretrainedMixin, nn.Module):
         check(num_classes > 0, f"num_classes must be positive, got {num_classes}")
         self.config.num_classes = num_classes
         ref = self.heads.head.weight
-        self.heads.head = nn.Linear(self.config.hidden_dim, num_classes, device=ref.device, dtype=ref.dtype)
+        self.heads.head = nn.Linear(self.config.hidden_dim, num_classes, bias=self.config.head_bias,
+                                    device=ref.device, dtype=ref.dtype)
         nn.init.zeros_(self.heads.head.weight)
-        nn.init.zeros_(self.heads.head.bias)
+        if self.heads.head.bias is not None:
+            nn.init.zeros_(self.heads.head.bias)
 
 
 # name: (image_size, patch_size, in_channels, num_layers, num_heads, hidden_dim, mlp_dim, num_classes, description)

@@ -13,16 +13,19 @@ __all__ = ["IMPLS", "TwoPath", "set_impl"]
 from archlab.nn.attention import (  # noqa: E402
     KVCache, MultiHeadAttention, PackedTokens, causal_mask, scaled_dot_product_attention,
 )
-from archlab.nn.feedforward import FeedForward  # noqa: E402
-from archlab.nn.norm import LayerNorm  # noqa: E402
-from archlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding  # noqa: E402
+from archlab.nn.activations import QuickGELU  # noqa: E402
+from archlab.nn.feedforward import FeedForward, GatedFeedForward  # noqa: E402
+from archlab.nn.norm import LayerNorm, RMSNorm  # noqa: E402
+from archlab.nn.positional import (  # noqa: E402
+    LearnedPositionalEmbedding, RelativePositionBias, SinusoidalPositionalEncoding, relative_position_bucket,
+)
 from archlab.nn.transformer import (  # noqa: E402
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
 )
 
 __all__ += [
     "KVCache", "MultiHeadAttention", "PackedTokens", "causal_mask", "scaled_dot_product_attention", "FeedForward",
-    "LayerNorm",
+    "LayerNorm", "GatedFeedForward", "QuickGELU", "RMSNorm", "RelativePositionBias", "relative_position_bucket",
     "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "Transformer", "TransformerDecoder",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
 ]

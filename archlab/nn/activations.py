@@ -1,11 +1,12 @@
 """The activation functions every block and model picks from, by name: one table.
 
-    relu(x)      = max(0, x)                                    AlexNet, VGG, ResNet, the 2017 Transformer
-    gelu(x)      = x * Phi(x)                                   BERT, ViT (Phi: the normal CDF)
-    gelu_tanh(x) = x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))   GPT-2's "gelu_new"
-    silu(x)      = x * sigmoid(x)                               EfficientNet ("swish")
-    sigmoid(x)   = 1 / (1 + e^-x)                               squeeze-excitation gates
-    tanh(x)                                                      LeNet-5, Elman RNNs
+    relu(x)       = max(0, x)                                   AlexNet, VGG, ResNet, the 2017 Transformer
+    gelu(x)       = x * Phi(x)                                  BERT, ViT (Phi: the normal CDF)
+    gelu_tanh(x)  = x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  GPT-2's "gelu_new", T5 v1.1's gate
+    quick_gelu(x) = x * sigmoid(1.702 x)                        CLIP (a fast approximation of GELU)
+    silu(x)       = x * sigmoid(x)                              EfficientNet ("swish")
+    sigmoid(x)    = 1 / (1 + e^-x)                              squeeze-excitation gates
+    tanh(x)                                                     LeNet-5, Elman RNNs
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ import torch.nn as nn
 
 from archlab.errors import check
 
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): the GELU approximation OpenAI's CLIP was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -24,11 +33,13 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
+    "quick_gelu": QuickGELU,
 }
 
 # Hugging Face's names (config.json's hidden_act / activation_function) -> ours.
 HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                  "silu": "silu", "swish": "silu", "tanh": "tanh"}
+                  "silu": "silu", "swish": "silu", "tanh": "tanh",
+                  "quick_gelu": "quick_gelu"}
 
 
 def check_activation(name: str, also: str = "") -> None:

@@ -92,13 +92,15 @@ def scaled_dot_product_attention(
     need_weights: bool = False,
     impl: str = "fused",
     training: bool = True,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """softmax(Q K^T / sqrt(d_k) + M) V, returning ``(out, weights or None)``.
 
     q: (B, nh, T, hs); k, v: (B, nh, S, hs). ``mask``: boolean (True = may attend) or additive
     float, broadcastable to (B, nh, T, S). ``is_causal`` adds ``causal_mask(T, S)`` (bottom-right
     aligned, so it stays right with a KV cache). Dropout applies to the attention weights when
-    ``training``.
+    ``training``. ``scale`` replaces 1 / sqrt(d_k) (T5 uses 1: its initialisation of W_q holds
+    the factor).
 
     ``impl="reference"`` writes the equation out; ``"fused"`` calls
     ``torch.nn.functional.scaled_dot_product_attention``. A fused kernel never materialises the
@@ -128,10 +130,12 @@ def scaled_dot_product_attention(
     p = dropout_p if training else 0.0
 
     if use_fused:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal,
+                                             scale=scale)
         weights = None
     else:
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
+        scores = q @ k.transpose(-2, -1)  # (B, nh, T, S)
+        scores = scores / math.sqrt(q.size(-1)) if scale is None else scores * scale
         if mask is not None:
             if mask.dtype == torch.bool:
                 scores = scores.masked_fill(~mask, float("-inf"))

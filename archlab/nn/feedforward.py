@@ -4,12 +4,18 @@
 
 Applied to every position separately: the d_model -> d_ff -> d_model expansion is where a
 Transformer block spends most of its parameters.
+
+The gated variant (Shazeer 2020, "GLU Variants Improve Transformer"; T5 v1.1 uses GEGLU) multiplies
+the activated branch by a second, linear one, and has no biases:
+
+    FFN_GEGLU(x) = Dropout((GELU(x W_1) * x V) W_2)
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from archlab.errors import check
@@ -44,3 +50,29 @@ class FeedForward(nn.Sequential):
     @property
     def W_2(self) -> nn.Linear:
         return self[3]
+
+
+class GatedFeedForward(nn.Module):
+    """FFN(x) = Dropout((act(x W_1) * x V) W_2), no biases: GEGLU with act = GELU (T5 v1.1).
+
+    ``W_1`` is the activated branch, ``V`` the linear gate it is multiplied with (Shazeer's names),
+    ``W_2`` the projection back to d_model. Dropout sits after the product, as in T5, and after
+    ``W_2``.
+    """
+
+    def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.0,
+                 activation: str | nn.Module | Callable = "gelu_tanh", device=None, dtype=None):
+        super().__init__()
+        check(d_model > 0, f"d_model must be positive, got {d_model}")
+        check(dim_feedforward > 0, f"dim_feedforward must be positive, got {dim_feedforward}")
+        check(0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")
+        factory = {"device": device, "dtype": dtype}
+        self.W_1 = nn.Linear(d_model, dim_feedforward, bias=False, **factory)
+        self.V = nn.Linear(d_model, dim_feedforward, bias=False, **factory)
+        self.W_2 = nn.Linear(dim_feedforward, d_model, bias=False, **factory)
+        self.activation = make_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.activation(self.W_1(x)) * self.V(x)  # (..., d_ff): the gated hidden layer
+        return self.dropout(self.W_2(self.dropout(h)))

@@ -3,7 +3,8 @@
 ``get_task(name)`` returns a task class; every module of this package registers its tasks by
 existing (``lm``: language modelling, ``classify``: image classification, ``textclass``: text
 classification, ``mlm``: masked language modelling, ``forecast``: time-series forecasting,
-``seq2seq``: translation, e.g. spelling -> phonemes). The contract every task follows is in
+``seq2seq``: translation, e.g. spelling -> phonemes, ``span_corruption``: T5's pre-training on a
+text file, ``clip``: image-text contrastive learning). The contract every task follows is in
 ``archlab.tasks.base``.
 """
 

@@ -8,9 +8,9 @@ Two kinds of data:
     a TSV path           ``source<TAB>target`` sentence pairs (``archlab.data.text``), split
                          80 / 10 / 10, each side tokenized by words, characters or BPE
 
-Any ``Seq2SeqModel`` (``transformer``, ``seq2seq_rnn``) trains here: its ``token_losses`` reads the
-source x and the decoder input [bos] + y, and teacher forcing scores every position on the next
-target token of y + [eos]:
+Any ``Seq2SeqModel`` (``transformer``, ``t5`` / ``t5_small`` / ``t5_base``, ``seq2seq_rnn``) trains
+here: its ``token_losses`` reads the source x and the decoder input [bos] + y, and teacher forcing
+scores every position on the next target token of y + [eos]:
 
     L = -1/N * sum_i sum_t log p(y_{i,t} | y_{i,<t}, x_i)        N = the scored tokens (eos included)
 

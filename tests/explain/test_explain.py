@@ -112,3 +112,10 @@ def test_gradient_boosted_trees_are_refused_in_one_line(tiny_run):
 
     with pytest.raises(ConfigError, match="gradient-boosted trees have no layers, activations or gradients to show"):
         explain(load_target(str(tiny_run("lightgbm")), with_task=True))
+
+
+def test_an_image_text_model_is_refused_in_one_line():
+    from archlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"clip_tiny \(CLIP\) declares no interface archlab can explain"):
+        explain(load_target("clip_tiny"))

@@ -24,6 +24,8 @@ SMALL = {
     "mlp_dim": 32, "intermediate_size": 32, "dim_feedforward": 32, "d_ff": 32,
     "max_position_embeddings": 32, "block_size": 16, "max_len": 32,
     "hidden": 32, "pool_size": 1, "width_mult": 0.25, "depth_mult": 0.3,
+    "d_kv": 8, "vision_width": 16, "vision_layers": 1, "vision_heads": 2, "vision_mlp": 32,
+    "text_width": 16, "text_layers": 1, "text_heads": 2, "text_mlp": 32,
 }
 
 

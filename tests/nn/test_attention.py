@@ -130,6 +130,22 @@ def test_reference_path_is_the_written_equation():
     torch.testing.assert_close(out, expected_w @ v, atol=1e-12, rtol=0)
 
 
+def test_scale_replaces_one_over_sqrt_dk_on_both_paths():
+    # T5 attends without the 1/sqrt(d_k) factor and adds a float bias (its relative positions) to the scores.
+    q, k, v = (torch.randn(2, NH, L, 8, dtype=f64, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, NH, L, L, dtype=f64)
+    expected_w = torch.softmax(q @ k.transpose(-2, -1) + bias, dim=-1)
+    results = []
+    for impl in ("reference", "fused"):
+        out, _ = scaled_dot_product_attention(q, k, v, mask=bias, is_causal=True, scale=1.0, impl=impl)
+        results.append((out, *_grads(out, [q, k, v], [])))
+    expected = expected_w.masked_fill(~torch.ones(L, L, dtype=torch.bool).tril(), 0.0)
+    expected = expected / expected.sum(-1, keepdim=True)  # the causal mask, then renormalised
+    torch.testing.assert_close(results[0][0], expected @ v, atol=1e-12, rtol=0)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+
+
 @pytest.mark.parametrize("impl", ["reference", "fused"])
 @pytest.mark.parametrize("mask_kind", ["bool", "float"])
 def test_fully_masked_rows_give_zeros_not_nan(impl, mask_kind):

@@ -18,6 +18,8 @@ from archlab.train.evaluation import load_for_evaluation
 TINY_TRANSFORMER = dict(d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=128,
                         dropout=0.0)
 TINY_GRU = dict(cell="gru", embed_dim=32, hidden_size=128, dropout=0.0)
+TINY_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_heads=4, num_layers=2, num_decoder_layers=2, num_buckets=16,
+               max_distance=32, dropout=0.0)
 
 # Made-up English -> French pairs: a small, real corpus written for this test.
 PAIRS = """\
@@ -147,7 +149,7 @@ def fields(task, name):
     return task.model_fields(model_info(name).model_class, model_config(name))
 
 
-def test_model_fields_and_bad_settings(g2p):
+def test_model_fields_and_bad_settings(g2p, tmp_path):
     assert fields(g2p, "transformer") == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1,
                                           "eos_id": 2, "max_len": 30}  # 27 letters + 3 specials; 69 phonemes + 3;
     #                                                                    [bos] + 28 + eos positions
@@ -158,9 +160,16 @@ def test_model_fields_and_bad_settings(g2p):
         Seq2SeqTask(Seq2SeqConfig(), "no/such/pairs.tsv")
     nostress = Seq2SeqTask(Seq2SeqConfig(stress=False, train_words=100, eval_words=10))
     assert nostress.target.vocab_size == 39 + 3
+    # T5: letters and phonemes are two id spaces, so the model gets two embedding tables.
+    assert fields(g2p, "t5_small") == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1,
+                                       "eos_id": 2, "share_vocab": False}
+    with pytest.raises(ConfigError, match=r"share_vocab is fixed by the data \(share_vocab=False\)"):
+        train(RunSpec(task="seq2seq", model="t5_small", out=tmp_path / "never_written",
+                      settings={"share_vocab": True, "train_words": 100, "eval_words": 10}))
 
 
-@pytest.mark.parametrize("name, config", [("transformer", TINY_TRANSFORMER), ("seq2seq_rnn", TINY_GRU),
+@pytest.mark.parametrize("name, config", [("transformer", TINY_TRANSFORMER), ("t5_small", TINY_T5),
+                                          ("seq2seq_rnn", TINY_GRU),
                                           ("seq2seq_rnn", {**TINY_GRU, "cell": "lstm", "attention": "general"}),
                                           ("seq2seq_rnn", {**TINY_GRU, "cell": "rnn", "attention": "dot"})])
 def test_the_loss_is_teacher_forced_cross_entropy(g2p, name, config):
@@ -226,6 +235,16 @@ def test_a_tiny_transformer_learns_g2p_and_its_checkpoint_keeps_the_symbols(tmp_
     assert [s for s, _, _ in samples] == ["fenech", "harke", "struggling"]
     assert samples[2][2] == ["S T R AH1 G AH0 L IH0 NG", "S T R AH1 G L IH0 NG"]
     assert all(set(p.split()) <= set(task.target.tokens) for _, p, _ in samples)
+
+
+@pytest.mark.slow
+def test_a_tiny_t5_learns_g2p_and_translates_from_its_checkpoint(tmp_path):
+    out, metrics, losses = run_g2p(tmp_path, "t5_small", TINY_T5, 100, lr=1e-2)
+    assert losses[-1] < 0.65 * losses[0], losses  # seen (seed 0): 0.56 of the first
+    assert metrics["per"] < 0.9 and metrics["eval_count"] == 300, metrics  # seen (seed 0): PER 0.79
+    model, task = load_for_evaluation(out)
+    assert type(model).__name__ == "T5" and not model.config.share_vocab
+    assert task.translate(model, ["tomato"], beam_size=3)[0]  # beam search through the cache
 
 
 def test_a_tiny_gru_seq2seq_learns_g2p(tmp_path):

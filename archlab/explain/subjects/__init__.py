@@ -29,7 +29,11 @@ def subject_for(target, *, resize: bool = False) -> Subject:
     """The subject that explains ``target`` (an ``archlab.inspect.target.Target``)."""
     model = target.model
     if target.task is not None:
-        return BY_TASK[target.task.name](target, resize=resize)
+        cls = BY_TASK.get(target.task.name)
+        if cls is None:
+            raise ConfigError(f"archlab explain has no page for task {target.task.name!r} runs; it explains "
+                              f"{', '.join(sorted(BY_TASK))}")
+        return cls(target, resize=resize)
     head = getattr(model.config, "head", None)
     if head is not None:  # BERT: its head says what it does
         cls = {"mlm": MaskedSubject, "classification": TokenClassSubject}.get(head, EncoderSubject)
@@ -37,7 +41,8 @@ def subject_for(target, *, resize: bool = False) -> Subject:
     if getattr(model.config, "vocab_size", None) == 0 and isinstance(model, ImageClassifier):
         return ImageSubject(target, resize=resize)  # a recurrent classifier of feature rows: read as an image
     for interface in capabilities(type(model)):
-        return BY_INTERFACE[interface](target, resize=resize)
+        if interface in BY_INTERFACE:
+            return BY_INTERFACE[interface](target, resize=resize)
     raise ConfigError(f"{target.name} ({type(model).__name__}) declares no interface archlab can explain")
 
 
