@@ -42,12 +42,39 @@ def check_cell(cell: str) -> None:
     check(cell in CELLS, f"cell must be one of {tuple(CELLS)}, got {cell!r}")
 
 
+# The gate that decides how much of the memory a step keeps: the LSTM's forget gate
+# (c_t = f_t * c_{t-1} + i_t * g_t) and the GRU's update gate (h_t = (1 - z_t) * n_t + z_t * h_{t-1}).
+MEMORY_GATES = {"lstm": "forget_gate", "gru": "update_gate"}
+
+
+def check_forget_bias(cell: str, forget_bias: float | None) -> None:
+    check(forget_bias is None or cell in MEMORY_GATES,
+          f"forget_bias sets the initial bias of the LSTM's forget gate or the GRU's update gate; cell {cell!r} "
+          f"has no such gate, got forget_bias={forget_bias}")
+
+
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                    dropout: float = 0.0, bidirectional: bool = False) -> nn.Module:
-    """A batch-first RNN / LSTM / GRU; dropout applies between stacked layers only."""
+                    dropout: float = 0.0, bidirectional: bool = False, forget_bias: float | None = None) -> nn.Module:
+    """A batch-first RNN / LSTM / GRU; dropout applies between stacked layers only.
+
+    ``forget_bias``: start the memory gate (``MEMORY_GATES``) of every layer and direction at
+    sigma(forget_bias), b_ih = forget_bias and b_hh = 0, instead of torch's U(-1/sqrt(H), 1/sqrt(H)).
+    A positive value makes the cell keep its memory from the first step: with sigma(b) the share
+    kept per step, a memory lasts about 1 / (1 - sigma(b)) steps (b = 3: ~20 steps, b = 0: ~2).
+    Gers et al. 2000 start the forget gate positive, Jozefowicz et al. 2015 recommend b = 1.
+    """
     check_cell(cell)
-    return CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                       dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+    check_forget_bias(cell, forget_bias)
+    layer = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                        dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+    if forget_bias is not None:
+        with torch.no_grad():
+            for k in range(num_layers):
+                for direction in range(2 if bidirectional else 1):
+                    gate = layer.gate_weights(k, direction)[MEMORY_GATES[cell]]
+                    gate["bias_ih"].fill_(forget_bias)
+                    gate["bias_hh"].zero_()
+    return layer
 
 
 def run_padded(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor, state=None):

@@ -174,3 +174,23 @@ def test_reference_and_fused_recurrences_agree_on_packed_batches(pooling):
     for gf, gr in zip(results["fused"][1], results["reference"][1]):
         assert torch.allclose(gf, gr, atol=1e-10), "gradients agree (1e-10, float64)"
         assert gf.abs().sum() > 0, "every parameter gets a gradient"
+
+
+@pytest.mark.parametrize("cell, gate, index", [("lstm", "forget_gate", 1), ("gru", "update_gate", 1)])
+def test_forget_bias_opens_the_memory_gate_of_every_layer(cell, gate, index):
+    model = create_model("rnn_classifier", cell=cell, hidden_size=8, num_layers=2, bidirectional=True,
+                         forget_bias=3.0)
+    H = 8
+    for name, p in model.rnn.named_parameters():
+        if name.startswith("bias"):
+            block = p.detach().view(-1, H)[index]  # the gate's rows in torch's order (LSTM i,f,g,o; GRU r,z,n)
+            expected = 3.0 if name.startswith("bias_ih") else 0.0
+            assert torch.equal(block, torch.full((H,), expected)), name
+    # sigma(3) of the memory kept per step: without input, a GRU's state decays by about that factor.
+    default = create_model("rnn_classifier", cell=cell, hidden_size=8)
+    assert not torch.equal(default.rnn.gate_weights()[gate]["bias_ih"], torch.full((H,), 3.0))
+
+
+def test_forget_bias_needs_a_gated_cell():
+    with pytest.raises(ConfigError, match="cell 'rnn' has no such gate, got forget_bias=1.0"):
+        create_model("rnn_classifier", cell="rnn", forget_bias=1.0)
