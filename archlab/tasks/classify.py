@@ -8,6 +8,11 @@ names are saved beside the checkpoint as ``classes.json`` and reused when evalua
 
 Training visits the training split epoch by epoch, each in a fresh order drawn from
 ``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
+
+Settings for measurements: ``train_size`` trains on a fixed random subset of the training split
+(the same one for every seed and run); ``eval_split="train"`` reports the metrics on the images
+trained on (the train / test gap of overfitting); ``eval_shift=(dy, dx)`` moves every evaluation
+image by that many pixels, zeros coming in (translation tolerance). Training never sees the shift.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from typing import Any, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from archlab.data.transforms import RandomCrop
+from archlab.data.common import SEED
+from archlab.data.transforms import RandomCrop, Translate
 from archlab.errors import check
 from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
 
 CLASSES_FILE = "classes.json"
+EVAL_SPLITS = ("test", "train")
 
 
 @dataclass
@@ -34,8 +41,18 @@ class ClassifyConfig:
     shift: int = 0                 # augmentation: pad training images by this many pixels and crop back
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
 
+    train_size: int = 0            # train on this many images, a fixed random subset of the training split; 0 = all
+    eval_split: str = "test"       # the split evaluation reports: "test" | "train"
+    eval_shift: tuple[int, int] = (0, 0)  # (dy, dx): evaluation images moved down / right by this many pixels
+
     def __post_init__(self):
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
+        check(isinstance(self.train_size, int) and self.train_size >= 0,
+              f"train_size must be an integer >= 0 (0 = the whole training split), got {self.train_size!r}")
+        check(self.eval_split in EVAL_SPLITS, f"eval_split must be one of {EVAL_SPLITS}, got {self.eval_split!r}")
+        self.eval_shift = tuple(self.eval_shift)
+        check(len(self.eval_shift) == 2 and all(isinstance(v, int) for v in self.eval_shift),
+              f"eval_shift must be two integers (dy, dx), got {self.eval_shift!r}")
 
 
 @register_task
@@ -64,6 +81,13 @@ class ClassifyTask(Task):
             )
             self.classes, self.mean, self.std = meta["classes"], tuple(meta["mean"]), tuple(meta["std"])
         check(len(self.train_y) > 0, f"--data {self.data!r} has an empty training split")
+        if config.train_size:
+            n = len(self.train_y)
+            check(config.train_size <= n, f"train_size={config.train_size} is larger than the {n} training images "
+                                          f"of --data {self.data!r}")
+            g = torch.Generator().manual_seed(SEED)  # the same subset for every run
+            keep = torch.randperm(n, generator=g)[:config.train_size]
+            self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
         self._order = EpochOrder(len(self.train_y))
 
     def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
@@ -107,8 +131,11 @@ class ClassifyTask(Task):
         return self._normalize(x[shard]), self.train_y[idx[shard]]
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.test_y), batch_size):
-            yield self._normalize(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
+        x_all, y_all = (self.test_x, self.test_y) if self.config.eval_split == "test" else (self.train_x, self.train_y)
+        move = Translate(*self.config.eval_shift) if any(self.config.eval_shift) else None
+        for i in range(0, len(y_all), batch_size):
+            x = x_all[i:i + batch_size]
+            yield self._normalize(move(x) if move else x), y_all[i:i + batch_size]
 
     def step(self, model, batch):
         x, y = batch

@@ -176,21 +176,19 @@ def test_reference_and_fused_recurrences_agree_on_packed_batches(pooling):
         assert gf.abs().sum() > 0, "every parameter gets a gradient"
 
 
-@pytest.mark.parametrize("cell, gate, index", [("lstm", "forget_gate", 1), ("gru", "update_gate", 1)])
-def test_forget_bias_opens_the_memory_gate_of_every_layer(cell, gate, index):
-    model = create_model("rnn_classifier", cell=cell, hidden_size=8, num_layers=2, bidirectional=True,
-                         forget_bias=3.0)
+@pytest.mark.parametrize("cell, blocks", [("lstm", {1: 3.0, 0: -3.0}), ("gru", {1: 3.0})])
+def test_memory_bias_starts_every_layer_remembering(cell, blocks):
     H = 8
+    model = create_model("rnn_classifier", cell=cell, hidden_size=H, num_layers=2, bidirectional=True,
+                         memory_bias=3.0)
     for name, p in model.rnn.named_parameters():
         if name.startswith("bias"):
-            block = p.detach().view(-1, H)[index]  # the gate's rows in torch's order (LSTM i,f,g,o; GRU r,z,n)
-            expected = 3.0 if name.startswith("bias_ih") else 0.0
-            assert torch.equal(block, torch.full((H,), expected)), name
-    # sigma(3) of the memory kept per step: without input, a GRU's state decays by about that factor.
-    default = create_model("rnn_classifier", cell=cell, hidden_size=8)
-    assert not torch.equal(default.rnn.gate_weights()[gate]["bias_ih"], torch.full((H,), 3.0))
+            rows = p.detach().view(-1, H)  # one row block per gate, torch's order (LSTM i, f, g, o; GRU r, z, n)
+            for index, value in blocks.items():
+                expected = value if name.startswith("bias_ih") else 0.0
+                assert torch.equal(rows[index], torch.full((H,), expected)), (name, index)
 
 
-def test_forget_bias_needs_a_gated_cell():
-    with pytest.raises(ConfigError, match="cell 'rnn' has no such gate, got forget_bias=1.0"):
-        create_model("rnn_classifier", cell="rnn", forget_bias=1.0)
+def test_memory_bias_needs_a_gated_cell():
+    with pytest.raises(ConfigError, match="cell 'rnn' has no such gate, got memory_bias=1.0"):
+        create_model("rnn_classifier", cell="rnn", memory_bias=1.0)

@@ -1,0 +1,124 @@
+"""Recall: remember the first symbol of a sequence across a gap of distractors.
+
+A sequence is ``s, d_1, ..., d_G``: a symbol s, one of K, then a gap of G distractors drawn
+uniformly from N other symbols. The label is s. Only the first step says anything about the
+label, so a model that reads the sequence step by step must carry s in its state across all G
+steps -- the long time lag problem of Hochreiter & Schmidhuber 1997 (their Experiment 2: a symbol
+to be remembered over a lag of p steps) and the "latching" problem of Bengio, Simard & Frasconi
+1994. The best guess without memory is one class in K.
+
+Token ids: 0 is padding (unused: every sequence has G + 1 steps), 1..K the symbols, K+1..K+N the
+distractors. The supply of training sequences is endless: micro-batch ``position`` is drawn from
+``(seed, position)`` and never repeats; the test set is one fixed draw of ``test_size`` sequences
+from ``data_seed``. A batch is ``(ids (B, G + 1), mask (B, G + 1), labels (B,))`` and reaches the
+model as in ``textclass`` (``rnn_classifier`` with ``vocab_size > 0``, or ``bert``).
+
+Metrics on the test set: ``loss`` (mean cross-entropy) and ``accuracy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from archlab.errors import ConfigError, check
+from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.tasks.textclass import classify_tokens
+
+NOMINAL_EPOCH = 10_000  # sequences an "epoch" stands for (``epochs=``); the supply itself is endless
+PAD_ID = 0
+
+
+@dataclass
+class RecallConfig:
+    gap: int = 50                  # G: distractor steps between the symbol and the end of the sequence
+    num_symbols: int = 4           # K: symbols to remember (the classes; chance is 1 / K)
+    num_distractors: int = 4       # N: symbols filling the gap
+    test_size: int = 1000          # sequences in the fixed test set
+    data_seed: int = 1234          # the test set's draw (training draws from the run's seed)
+
+    def __post_init__(self):
+        check(isinstance(self.gap, int) and self.gap >= 0, f"gap must be an integer >= 0, got {self.gap!r}")
+        for name in ("num_symbols", "num_distractors", "test_size"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        check(self.num_symbols >= 2, f"num_symbols must be >= 2 (one symbol is nothing to remember), "
+                                     f"got {self.num_symbols}")
+
+
+@register_task
+class RecallTask(Task):
+    name = "recall"
+    Config = RecallConfig
+    default_data = "generated"
+    metric_modes = {"loss": "min", "accuracy": "max"}
+    sum_keys = ("loss_sum", "correct", "count")
+
+    def __init__(self, config: RecallConfig, data: str | None = None, saved: Path | None = None):
+        check(data in (None, "generated"), f"task 'recall' makes its own sequences; --data must be 'generated' "
+                                           f"or left out, got {data!r}")
+        super().__init__(config, data, saved)
+        g = torch.Generator().manual_seed(config.data_seed)
+        self.test_x, self.test_y = self.draw(config.test_size, g)
+
+    @property
+    def vocab_size(self) -> int:
+        return 1 + self.config.num_symbols + self.config.num_distractors
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` sequences (n, G + 1) and their labels (n,) from ``generator``."""
+        c = self.config
+        labels = torch.randint(c.num_symbols, (n,), generator=generator)                       # s - 1
+        gap = torch.randint(1 + c.num_symbols, self.vocab_size, (n, c.gap), generator=generator)  # d_1..d_G
+        return torch.cat([(labels + 1)[:, None], gap], dim=1), labels  # (n, G + 1), (n,)
+
+    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+        fields = set(fields)
+        check("vocab_size" in fields, "task 'recall' needs a model that reads token ids (a vocab_size field), "
+                                      "e.g. rnn_classifier or bert")
+        if "num_labels" in fields:
+            out: dict[str, Any] = {"num_labels": self.config.num_symbols}
+        elif "num_classes" in fields:
+            out = {"num_classes": self.config.num_symbols}
+        else:
+            raise ConfigError("task 'recall' needs a classifier with a num_classes or num_labels field "
+                              "(e.g. rnn_classifier)")
+        out["vocab_size"] = self.vocab_size
+        for name in ("pad_id", "pad_token_id"):
+            if name in fields:
+                out[name] = PAD_ID
+        if "head" in fields:
+            out["head"] = "classification"
+        return out
+
+    @property
+    def num_train_samples(self) -> int:
+        return NOMINAL_EPOCH
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        # The whole global batch from (seed, position), then this process's rows of it.
+        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        x, y = self.draw(batch_size, g)
+        x, y = x[shard], y[shard]
+        return x, torch.ones_like(x, dtype=torch.bool), y
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        for i in range(0, len(self.test_y), batch_size):
+            x = self.test_x[i:i + batch_size]
+            yield x, torch.ones_like(x, dtype=torch.bool), self.test_y[i:i + batch_size]
+
+    def step(self, model, batch):
+        x, mask, y = batch
+        logits = classify_tokens(model, x, mask).float()  # (B, K); fp32 loss under autocast
+        example_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
+        correct = (logits.argmax(-1) == y).sum()
+        return example_loss.mean(), {"loss_sum": example_loss.detach().sum().double(), "correct": correct.double(),
+                                     "count": torch.tensor(float(y.numel()))}
+
+    def metrics(self, sums):
+        n = count_from_sums(sums)
+        return {"loss": sums["loss_sum"] / n, "accuracy": sums["correct"] / n}
