@@ -6,9 +6,10 @@ its final state h_T, so the symbol must survive G steps of recurrence. For every
 (simple tanh RNN, LSTM, GRU) the trainer runs the same number of AdamW steps on fresh sequences,
 and the test accuracy on 1,000 fixed sequences is recorded.
 
-The LSTM and the GRU start remembering (``memory_bias`` = 5: forget gate open, input gate nearly
-closed; the GRU's update gate open) as Hochreiter & Schmidhuber's 1997 LSTM did, whose cell never
-forgot and whose input gates started closed. The full protocol also trains the LSTM with torch's
+The LSTM and the GRU start remembering (``memory_bias`` b = ln G_max, the upper end of Tallec &
+Ollivier's "chrono" initialisation: forget gate at sigma(b) = G_max / (G_max + 1), a memory of
+about G_max steps, input gate nearly closed; the GRU's update gate the same) as Hochreiter &
+Schmidhuber's 1997 LSTM did, whose cell never forgot and whose input gates started closed. The full protocol also trains the LSTM with torch's
 initialisation (forget and input gates near 0.5 at the start) to show what that choice is worth,
 and gives the simple RNN the best of three learning rates at every gap, so that its failure is
 not a learning rate's; the quick protocol trains every cell at one learning rate.
@@ -21,6 +22,7 @@ much of the loss's gradient still reaches the step that holds the symbol.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -52,17 +54,17 @@ class LongMemory(Experiment):
     seconds = (45.0, 1800.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
-        p = {"num_symbols": 4, "num_distractors": 4, "embed_dim": 16, "batch_size": 32, "lr": 3e-3,
-             "memory_bias": 5.0}
+        p = {"num_symbols": 4, "num_distractors": 4, "embed_dim": 16, "batch_size": 32, "lr": 3e-3, "hidden_size": 32}
         if size == "full":
-            p.update(gaps=[10, 25, 50, 100, 200, 400], steps=600, hidden_size=64, rnn_lrs=[1e-3, 3e-3, 1e-2],
-                     torch_init_arm=True)
+            p.update(gaps=[10, 25, 50, 100, 200, 400], steps=600, rnn_lrs=[1e-3, 3e-3, 1e-2], torch_init_arm=True)
         elif size == "quick":
-            p.update(gaps=[5, 50], steps=200, hidden_size=32, rnn_lrs=[3e-3], torch_init_arm=False)
+            p.update(gaps=[5, 50], steps=200, rnn_lrs=[3e-3], torch_init_arm=False)
         else:  # tiny: the tests
             p.update(gaps=[2, 8], steps=6, hidden_size=8, embed_dim=4, batch_size=8, rnn_lrs=[1e-2],
                      torch_init_arm=False)
         p["shortest"], p["longest"] = min(p["gaps"]), max(p["gaps"])
+        # Chrono initialisation's upper end: sigma(b) = G / (G + 1), a memory of about G + 1 steps at the start.
+        p["memory_bias"] = round(math.log(p["longest"]), 3)
         return p
 
     def arms(self, p: dict[str, Any]) -> list[str]:
@@ -140,7 +142,7 @@ class LongMemory(Experiment):
     def notes(self, m, p) -> list[str]:
         out = [f"test accuracy on 1,000 fixed sequences after {p['steps']} training steps of {p['batch_size']} "
                f"fresh sequences (hidden {p['hidden_size']}, AdamW lr {p['lr']:g} for the gated cells); LSTM and GRU "
-               f"with memory_bias={p['memory_bias']:g}"]
+               f"with memory_bias = ln {p['longest']} = {p['memory_bias']:g}"]
         if len(p["rnn_lrs"]) > 1:
             chosen = ", ".join(f"gap {g}: {'/'.join(f'{v:g}' for v in lrs)}" for g, lrs in m["rnn_best_lr"].items())
             out.append(f"the RNN's best learning rate of {p['rnn_lrs']} per gap (per seed): {chosen}")
