@@ -2,7 +2,7 @@
 
     archlab experiment list                          the experiments, their claims, expected times
     archlab experiment NAME [--quick] [--seeds N]    one experiment: table, criterion, verdict
-    archlab experiment all --quick                   every experiment, about 4 minutes on 2 CPU cores
+    archlab experiment all --quick                   every experiment, about 2 minutes of CPU time
 
 Every experiment trains the library's own models with its trainer, prints its table and the
 verdict with the criterion it was judged by, and writes result.json and a self-contained
@@ -28,8 +28,8 @@ def register(sub) -> None:
     p.add_argument("name", metavar="NAME",
                    help="an experiment (see `archlab experiment list`), `all` for every one, or `list`")
     p.add_argument("--quick", action="store_true",
-                   help="the short protocol (fewer steps, smaller models or data): all of them in about 4 minutes "
-                        "on 2 CPU cores; the default is the full protocol (same as --size quick)")
+                   help="the short protocol, same as --size quick: fewer steps, smaller models or data; all eight "
+                        "take about 2 minutes of CPU time (default: the full protocol)")
     p.add_argument("--size", choices=("tiny", "quick", "full"),
                    help="the protocol: full (default), quick, or tiny -- a smoke test of the whole path in seconds, "
                         "far too short to show any claim")
@@ -40,8 +40,8 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the result (for `all`: every result) as JSON to FILE")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: 1 for the small models, whose kernels gain nothing from more "
-                        "and stall on a busy machine; every core for parallelism)")
+                   help="torch CPU threads (default 1: these small models' kernels gain nothing from more, and "
+                        "threads stall each other on a busy machine); parallelism sets its own (1 and every core)")
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,7 @@
 
     archlab experiment list                      every experiment, its claim and expected time
     archlab experiment long_memory --quick       one experiment, its short protocol
-    archlab experiment all --quick               all of them, about 4 minutes on 2 CPU cores
+    archlab experiment all --quick               all of them, about 2 minutes of CPU time
 
     from archlab.experiments import run_experiment
     result = run_experiment("dropout", "runs/dropout", size="quick", seeds=3)

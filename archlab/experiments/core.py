@@ -384,21 +384,16 @@ class Experiment:
 
     def conclude(self, m: dict[str, Any], p: dict[str, Any], *, size: str, seeds: int, seconds: float) -> Result:
         """The result of a measurement: table, checks and verdict, plot, all computed from ``m``."""
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt
+
+        from archlab.experiments.report import png
+
         columns, rows = self.table(m, p)
-        figure = None
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            fig = self.plot(m, p, plt)
-            if fig is not None:
-                from archlab.experiments.report import png
-
-                figure = png(fig)
-        except ImportError:  # matplotlib is optional: the page then has the table only
-            pass
+        fig = self.plot(m, p, plt)
+        figure = png(fig) if fig is not None else None
         return Result(self.name, self.title, self.claim, self.source, self.reference, self.criterion_text(p),
                       size, seeds, p, columns, rows, self.judge(m, p), seconds, self.notes(m, p), figure)
 

@@ -45,9 +45,10 @@ class LongMemory(Experiment):
               "network to learn dependencies spanning hundreds of time steps.\" Seed 000: a basic RNN \"forgets "
               "'The cat' by the time it gets to 'was hungry'\"; seeds 001 and 002: the LSTM \"addresses vanishing "
               "gradients\".")
-    reference = ("Hochreiter & Schmidhuber 1997, Experiment 2 (a symbol remembered over a lag of p = 100 steps): "
-                 "BPTT- and RTRL-trained RNNs fail, LSTM solves it; Bengio, Simard & Frasconi 1994: gradient "
-                 "descent's success on the latching problem falls quickly as the span grows.")
+    reference = ("Hochreiter & Schmidhuber 1997, Experiment 2 (a symbol to be remembered over a lag of p = 100 "
+                 "steps, with and without noise): RNNs trained by BPTT or RTRL fail, the LSTM learns it; Bengio, "
+                 "Simard & Frasconi 1994: gradient descent's success on the latching problem falls quickly as the "
+                 "span to bridge grows.")
     criterion = ("At the longest gap (G = {longest}) the LSTM and the GRU reach >= 90% test accuracy and the simple "
                  "RNN stays below chance + 10 points (35%); at the shortest gap (G = {shortest}) the simple RNN "
                  "reaches >= 90%, so its failure is the gap's, not the task's.")

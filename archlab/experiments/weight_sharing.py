@@ -63,9 +63,9 @@ class WeightSharing(Experiment):
               "\"Translation invariance: Can detect features regardless of position in image\". Seed 001: \"Weight "
               "Sharing: Same filter weights applied across the image\", CNNs are \"Robust to small transformations\". "
               "Seed 002: max pooling makes the representation \"approximately invariant to small translations\".")
-    reference = ("LeCun et al. 1998 (LeNet-5): 60,000 trainable parameters where a fully connected first layer alone "
-                 "would need orders of magnitude more; shared weights and subsampling give \"a certain degree of shift "
-                 "invariance\".")
+    reference = ("LeCun et al. 1998: LeNet-5 has 340,908 connections but only about 60,000 trainable parameters, "
+                 "because of weight sharing; local receptive fields, shared weights and sub-sampling \"ensure some "
+                 "degree of shift, scale, and distortion invariance\".")
     criterion = ("Each convolution has < 1% of the parameters of the dense layer computing the same outputs (formulas "
                  "equal to the counted parameters), and at a {max_shift}-pixel shift the CNN keeps a larger share of "
                  "its unshifted accuracy than the MLP.")
