@@ -57,7 +57,7 @@ class LongMemory(Experiment):
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"num_symbols": 4, "num_distractors": 4, "embed_dim": 16, "batch_size": 32, "lr": 3e-3, "hidden_size": 32}
         if size == "full":
-            p.update(gaps=[10, 25, 50, 100, 200, 400], steps=600, rnn_lrs=[1e-3, 3e-3, 1e-2], torch_init_arm=True)
+            p.update(gaps=[10, 50, 100, 200, 400], steps=500, rnn_lrs=[1e-3, 3e-3, 1e-2], torch_init_arm=True)
         elif size == "quick":
             p.update(gaps=[5, 50], steps=200, rnn_lrs=[3e-3], torch_init_arm=False)
         else:  # tiny: the tests
