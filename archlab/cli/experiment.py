@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="where result.json, report.html and the training runs go "
                                                 "(default: runs/experiment-NAME-YYYYmmdd-HHMMSS)")
     p.add_argument("--json", metavar="FILE", help="also write the result (for `all`: every result) as JSON to FILE")
+    p.add_argument("--from", dest="saved", metavar="DIR",
+                   help="train nothing: judge the measurement saved in DIR/result.json again (table, verdict, "
+                        "report.html) with this version's criterion; NAME must be the saved experiment's")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default 1: these small models' kernels gain nothing from more, and "
@@ -64,6 +67,25 @@ def _list() -> int:
     return 0
 
 
+def _rejudge(args, chosen: list[str]) -> int:
+    from archlab.experiments import get_experiment, result_text
+    from archlab.experiments.core import conclude_saved
+    from archlab.utils.io import write_text_atomic
+
+    check(len(chosen) == 1, "--from judges one saved experiment: give its NAME, not `all`")
+    saved = Path(args.saved) / "result.json"
+    check(saved.is_file(), f"--from {args.saved!r}: {str(saved)!r} does not exist")
+    name = json.loads(saved.read_text()).get("name")
+    check(name == chosen[0], f"--from {args.saved!r} holds experiment {name!r}, not {chosen[0]!r}")
+    result = conclude_saved(args.saved)
+    print(f"== {name}: {get_experiment(name).title} (judged again from {saved}) ==")
+    print(result_text(result))
+    print(f"report: {Path(args.saved) / 'report.html'}")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    return 0
+
+
 def run(args) -> int:
     from archlab.experiments import get_experiment, index_html, list_experiments, result_text, run_experiment
     from archlab.train import Stopped
@@ -85,6 +107,8 @@ def run(args) -> int:
         raise ConfigError(f"NAME must be an experiment, `all` or `list`, got {args.name!r}; experiments: "
                           f"{', '.join(names)}{hint}")
     check(args.seeds >= 1, f"--seeds must be >= 1, got {args.seeds}")
+    if args.saved:
+        return _rejudge(args, chosen)
     check(args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or (f"runs/experiments-{stamp}" if args.name == "all" else f"runs/experiment-{args.name}-{stamp}"))
@@ -135,5 +159,5 @@ def run(args) -> int:
         payload = results[0].to_json() if len(chosen) == 1 and results else {
             "experiments": [r.to_json() for r in results], "failed": failed, "size": size, "seeds": args.seeds,
             "seconds": round(seconds, 1)}
-        write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     return 1 if failed else 0

@@ -199,15 +199,31 @@ def table_text(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> str
     return "\n".join(lines)
 
 
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
 def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON: estimates as dicts, NaN / infinities (a diverged run) as the strings
+    "nan", "inf", "-inf", which JSON can hold and ``restore`` turns back into floats."""
     if isinstance(value, Estimate):
         return value.to_json()
     if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN / inf; the text and HTML tables say "diverged"
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    return value
+
+
+def restore(value: Any) -> Any:
+    """The inverse of ``jsonable`` for a saved measurement: "nan" / "inf" / "-inf" back to floats."""
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    if isinstance(value, dict):
+        return {k: restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore(v) for v in value]
     return value
 
 
@@ -332,11 +348,11 @@ class Result:
         return bool(self.checks) and all(c.holds for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "claim": self.claim, "source": self.source, "criterion": self.criterion,
-                "holds": self.holds, "table": jsonable(self.table), "seeds": self.seeds,
-                "checks": [c.to_json() for c in self.checks], "reference": self.reference, "size": self.size,
-                "protocol": jsonable(self.protocol), "notes": self.notes, "seconds": round(self.seconds, 1),
-                "title": self.title}
+        return jsonable({"name": self.name, "claim": self.claim, "source": self.source, "criterion": self.criterion,
+                         "holds": self.holds, "table": self.table, "seeds": self.seeds,
+                         "checks": [c.to_json() for c in self.checks], "reference": self.reference, "size": self.size,
+                         "protocol": self.protocol, "notes": self.notes, "seconds": round(self.seconds, 1),
+                         "title": self.title})
 
 
 class Experiment:
@@ -439,6 +455,24 @@ def get_experiment(name: str) -> Experiment:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown experiment {name!r}; experiments: {', '.join(list_experiments())}{hint}")
     return _EXPERIMENTS[name]()
+
+
+def conclude_saved(out: str | Path) -> Result:
+    """The result of the measurement saved in ``out/result.json``, judged again by the current code:
+    table, checks, verdict, plot; ``result.json`` and ``report.html`` are rewritten. No training."""
+    from archlab.experiments.report import write_result
+
+    path = Path(out) / "result.json"
+    check(path.is_file(), f"{str(path)!r} does not exist: no saved result to judge")
+    record = json.loads(path.read_text())
+    check("measurement" in record and "protocol" in record,
+          f"{str(path)!r} holds no measurement (written by an older archlab?)")
+    experiment = get_experiment(record["name"])
+    measurement = restore(record["measurement"])
+    result = experiment.conclude(measurement, restore(record["protocol"]), size=record["size"],
+                                 seeds=record["seeds"], seconds=record.get("seconds", 0.0))
+    write_result(result, Path(out), measurement)
+    return result
 
 
 def run_experiment(name: str, out: str | Path, *, size: str = "full", seeds: int = 1, device: str = "cpu",

@@ -78,7 +78,7 @@ class Dropout(Experiment):
     def table(self, m, p):
         columns = [Column("model", "model"), Column("train_accuracy", "train accuracy", "%"),
                    Column("test_accuracy", "test accuracy", "%"), Column("gap", "gap", "%"),
-                   Column("train_loss", "train loss", "{:.4f}"), Column("test_loss", "test loss", "{:.4f}")]
+                   Column("train_loss", "train loss", "{:.2e}"), Column("test_loss", "test loss", "{:.3f}")]
         rows = [{"model": label, "gap": self.gap(m, arm),
                  **{k: estimate(m[k][arm]) for k in ("train_accuracy", "test_accuracy", "train_loss", "test_loss")}}
                 for arm, label in ARMS.items()]

@@ -133,7 +133,7 @@ def write_result(result: Result, out: Path, measurement: dict[str, Any] | None =
     if measurement is not None:
         record["measurement"] = jsonable(measurement)
     paths = {"json": out / "result.json", "html": out / "report.html"}
-    write_text_atomic(paths["json"], json.dumps(record, indent=2) + "\n")
+    write_text_atomic(paths["json"], json.dumps(record, indent=2, allow_nan=False) + "\n")
     command = f"archlab experiment {result.name}" + (" --quick" if result.size == "quick" else "") + (
         f" --seeds {result.seeds}" if result.seeds > 1 else "")
     write_text_atomic(paths["html"], result_html(result, command))

@@ -23,6 +23,12 @@ def test_one_experiment_prints_table_criterion_verdict_and_writes_its_files(cli,
     record = json.loads(js.read_text())
     assert record["name"] == "causal_mask" and isinstance(record["holds"], bool) and record["seeds"] == 1
     assert (out / "report.html").is_file() and (out / "result.json").is_file()
+    # The saved measurement judged again, without training: the same verdict.
+    again = cli("experiment", "causal_mask", "--from", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "judged again" in again.stdout and ("HOLDS" if record["holds"] else "DOES NOT HOLD") in again.stdout
+    wrong = cli("experiment", "dropout", "--from", str(out))
+    assert wrong.returncode == 2 and "holds experiment 'causal_mask', not 'dropout'" in wrong.stderr
 
 
 def test_bad_input_exits_2_with_one_line(cli, tmp_path):

@@ -58,6 +58,19 @@ def test_a_check_needs_its_whole_interval_past_the_threshold():
     assert "-> yes" in Check("accuracy", estimate([0.95]), ">=", 0.9, "%").describe()
 
 
+def test_diverged_values_survive_json_and_come_back():
+    import json
+
+    from archlab.experiments.core import jsonable, restore
+
+    m = {"loss": [math.inf, 0.5, math.nan], "nested": {"x": -math.inf}, "text": "inference"}
+    text = json.dumps(jsonable(m), allow_nan=False)  # strict JSON
+    back = restore(json.loads(text))
+    assert back["loss"][0] == math.inf and back["loss"][1] == 0.5 and math.isnan(back["loss"][2])
+    assert back["nested"]["x"] == -math.inf and back["text"] == "inference"
+    assert jsonable(estimate([1.0, 3.0]))["ci95"] == pytest.approx([2 - 12.706, 2 + 12.706])
+
+
 def test_table_text_formats_estimates_and_divergence():
     cols = [Column("name", "name"), Column("acc", "accuracy", "%"), Column("loss", "loss", "{:.2f}")]
     text = table_text(cols, [{"name": "a", "acc": estimate([0.5, 0.7]), "loss": math.nan},

@@ -8,12 +8,12 @@ holds and to one where it does not, and check that the verdict follows the numbe
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
 from archlab.experiments import get_experiment, run_experiment
+from archlab.experiments.core import restore
 
 ALL = ["long_memory", "parallelism", "weight_sharing", "residual_depth", "batchnorm_lr", "dropout",
        "positional_encoding", "causal_mask"]
@@ -52,7 +52,7 @@ def _verdict(tiny, name, edit) -> bool:
     result, out = tiny(name)
     experiment = get_experiment(name)
     p = experiment.protocol("tiny")
-    m = copy.deepcopy(json.loads((out / "result.json").read_text())["measurement"])
+    m = restore(json.loads((out / "result.json").read_text())["measurement"])
     edit(m, p)
     return experiment.conclude(m, p, size="tiny", seeds=1, seconds=0.0).holds
 
