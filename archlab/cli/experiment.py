@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default 1: these small models' kernels gain nothing from more, and "
-                        "threads stall each other on a busy machine); parallelism sets its own (1 and every core)")
+                        "threads stall each other on a busy machine); parallelism measures at 1 and at every core unless given")
     p.set_defaults(func=run)
 
 

@@ -272,10 +272,12 @@ class Lab:
     evaluation with other task settings (another split, shifted images).
     """
 
-    def __init__(self, out: Path, seeds: Sequence[int], *, device: str = "cpu", log: Callable[[str], None] | None = None):
+    def __init__(self, out: Path, seeds: Sequence[int], *, device: str = "cpu", threads: int | None = None,
+                 log: Callable[[str], None] | None = None):
         self.out = Path(out)
         self.seeds = list(seeds)
         self.device = device
+        self.threads = threads  # the caller's choice of CPU threads, None when it made none
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.runs_done = 0
         self.runs_expected = 0
@@ -490,7 +492,7 @@ def run_experiment(name: str, out: str | Path, *, size: str = "full", seeds: int
     check(threads is None or threads >= 1, f"threads must be >= 1, got {threads}")
     experiment = get_experiment(name)
     p = experiment.protocol(size)
-    lab = Lab(Path(out), range(seeds), device=device, log=log)
+    lab = Lab(Path(out), range(seeds), device=device, threads=threads, log=log)
     before = torch.get_num_threads()
     start = time.perf_counter()
     try:

@@ -10,7 +10,8 @@ Throughput is measurement: an LSTM language model (``lstm_lm``, 2 layers) and a 
 optimiser steps of the ``lm`` task (``archlab.train.measure_step_seconds``: the median of several
 steps after a warm-up) at sequence lengths from 32 to 1,024, with the same number of tokens per
 batch, on this machine's device: on a CPU with one thread and (full protocol) with every core --
-how much each model gains from a second core is parallelism too -- on a GPU where there is one.
+how much each model gains from a second core is parallelism too; ``--threads N`` measures at N
+threads only -- on a GPU where there is one.
 The verdict reports what this machine shows.
 """
 
@@ -86,7 +87,8 @@ class Parallelism(Experiment):
         models = {"lstm": ("lstm_lm", {"embed_dim": p["embed_dim"], "hidden_size": hidden, "num_layers": LSTM_LAYERS,
                                        "dropout": 0.0}),
                   "transformer": ("gpt", dict(p["gpt"]))}
-        threads = p["threads"] if lab.device == "cpu" else [torch.get_num_threads()]  # CPU threads matter on CPU only
+        # CPU threads matter on a CPU only; a caller's --threads replaces the protocol's list.
+        threads = ([lab.threads] if lab.threads else p["threads"]) if lab.device == "cpu" else [torch.get_num_threads()]
         lab.expect(len(models) * len(p["lengths"]) * len(threads) * len(lab.seeds))
         # seconds[arm][thread count index][length index] = one step's seconds per seed
         seconds: dict[str, list[list[list[float]]]] = {arm: [] for arm in models}
