@@ -42,7 +42,7 @@ class ResidualDepth(Experiment):
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "grad_clip": 0.0}
         if size == "full":
-            p.update(data="mnist5k", depths=[20, 56], steps=600, batch_size=64)
+            p.update(data="mnist5k", depths=[20, 56], steps=400, batch_size=32)
         elif size == "quick":
             p.update(data="digits", depths=[20, 56], steps=100, batch_size=32)
         else:
