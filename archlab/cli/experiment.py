@@ -52,18 +52,23 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _duration(seconds: float) -> str:
+    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min"
+
+
 def _list() -> int:
     from archlab.experiments import get_experiment, list_experiments
 
     rows = [("name", "claim", "texts", "quick", "full")]
     for name in list_experiments():
         e = get_experiment(name)
-        rows.append((name, e.claim, f"seed {', '.join(e.texts)}" if e.texts else "", f"~{e.seconds[0]:.0f} s",
-                     f"~{e.seconds[1] / 60:.0f} min"))
+        rows.append((name, e.claim, f"seed {', '.join(e.texts)}" if e.texts else "", _duration(e.seconds[0]),
+                     _duration(e.seconds[1])))
     widths = [max(len(r[i]) for r in rows) for i in (0, 2, 3, 4)]
     for name, claim, texts, quick, full in rows:
         print(f"{name:<{widths[0]}}  {texts:<{widths[1]}}  {quick:>{widths[2]}}  {full:>{widths[3]}}  {claim}")
-    print("\nTimes are for 1 seed on 2 CPU cores; `archlab experiment NAME --quick` runs the short protocol.")
+    print("\nTimes are for 1 seed on an otherwise idle machine with 2 CPU cores (a busy one takes longer); "
+          "`archlab experiment NAME --quick` runs the short protocol.")
     return 0
 
 
@@ -125,8 +130,8 @@ def run(args) -> int:
     start = time.perf_counter()
     for i, name in enumerate(chosen, 1):
         e = get_experiment(name)
-        expected = "" if size == "tiny" else (f", expected about {e.seconds[size == 'full'] * args.seeds:.0f} s "
-                                               "on 2 CPU cores")
+        expected = "" if size == "tiny" else (f", about {e.seconds[size == 'full'] * args.seeds:.0f} s "
+                                               "on an idle 2-core machine")
         _log(f"[{i}/{len(chosen)}] {name}: {e.claim} ({size} protocol, {args.seeds} seed(s){expected})")
         where = out / name if len(chosen) > 1 else out
         try:

@@ -34,7 +34,7 @@ class BatchNormLR(Experiment):
                  "at 74.8%.")
     criterion = ("The largest learning rate that trains (test accuracy >= {threshold:.0%} after {steps} steps, on a "
                  "grid of about 3x steps) is larger with batch norm than without: their ratio > 1.")
-    seconds = (30.0, 900.0)
+    seconds = (10.0, 40.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"batch_size": 64, "momentum": 0.9, "weight_decay": 0.0, "threshold": 0.8, "hidden": list(HIDDEN),

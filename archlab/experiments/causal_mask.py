@@ -72,7 +72,7 @@ class CausalMask(Experiment):
     criterion = ("With the mask, outputs at positions <= t do not change when later tokens do (max change <= 1e-12, "
                  "float64); without it they change (> 1e-3). Trained without the mask, the model's teacher-forced "
                  "loss is lower than the masked model's (it copies the next token) and its generation loss higher.")
-    seconds = (25.0, 240.0)
+    seconds = (20.0, 80.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"data": "cmudict-words", "block_size": 32, "batch_size": 32, "lr": 3e-3, "model": dict(GPT_TINY),

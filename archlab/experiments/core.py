@@ -373,7 +373,9 @@ class Experiment:
     source: ClassVar[str]       # what they say, in their words
     reference: ClassVar[str]    # the published result it echoes
     criterion: ClassVar[str]    # the rule, in words; may name protocol fields as {field}
-    seconds: ClassVar[tuple[float, float]] = (30.0, 600.0)  # expected (quick, full) on 2 CPU cores, 1 seed
+    # Expected seconds (quick, full) for one seed: CPU time measured on 2 cores, one thread -- the wall
+    # time of an otherwise idle machine; a busy one takes longer.
+    seconds: ClassVar[tuple[float, float]] = (30.0, 600.0)
     # torch CPU threads unless the caller chooses: 1 for small models, whose kernels gain nothing from a
     # second thread and, on a busy machine, stall waiting for it; None = torch's default (every core).
     threads: ClassVar[int | None] = 1

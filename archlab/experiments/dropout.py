@@ -32,7 +32,7 @@ class Dropout(Experiment):
                  "training images dropout lowers the test error, with 100 or 500 it does not help.")
     criterion = ("With dropout the train - test accuracy gap is smaller and the test accuracy higher than without, "
                  "after {steps} steps on {train_size} training images.")
-    seconds = (25.0, 240.0)
+    seconds = (15.0, 90.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"data": "mnist5k", "train_size": 1000, "hidden": [1024, 1024], "p": 0.5, "batch_size": 64, "lr": 1e-3}

@@ -57,7 +57,7 @@ class Parallelism(Experiment):
                  "on 8 P100 GPUs, a fraction of the recurrent models' training cost (Table 2).")
     criterion = ("At every sequence length measured, the Transformer trains more tokens per second than the LSTM of "
                  "equal parameters, on this machine's device.")
-    seconds = (35.0, 300.0)
+    seconds = (15.0, 150.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         cores = os.cpu_count() or 1

@@ -58,7 +58,7 @@ class PositionalEncoding(Experiment):
     criterion = ("Without positions the encoder is exactly permutation-equivariant (max error <= 1e-9 in float64, "
                  "while sinusoidal positions change the output by > 1e-3) and stays at chance on ab-order (test "
                  "accuracy < 55%); with sinusoidal positions it reaches >= 90%.")
-    seconds = (30.0, 180.0)
+    seconds = (15.0, 50.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"data": "ab-order", "batch_size": 64, "lr": 2e-3, "model": dict(BERT_TINY), "arms": list(ARMS)}

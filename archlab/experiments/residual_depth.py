@@ -37,7 +37,7 @@ class ResidualDepth(Experiment):
     criterion = ("After equal steps, plain-{deepest} has a higher training loss than plain-{shallowest} (the plain "
                  "network degrades with depth), ResNet-{deepest} a lower training loss and a higher test accuracy "
                  "than plain-{deepest}.")
-    seconds = (40.0, 2400.0)
+    seconds = (30.0, 400.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "grad_clip": 0.0}

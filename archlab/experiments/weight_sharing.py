@@ -69,7 +69,7 @@ class WeightSharing(Experiment):
     criterion = ("Each convolution has < 1% of the parameters of the dense layer computing the same outputs (formulas "
                  "equal to the counted parameters), and at a {max_shift}-pixel shift the CNN keeps a larger share of "
                  "its unshifted accuracy than the MLP.")
-    seconds = (25.0, 150.0)
+    seconds = (15.0, 30.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"data": "mnist5k", "batch_size": 64, "lr": 2e-3, "shifts": [0, 1, 2, 3, 4], "max_shift": 4}
