@@ -99,7 +99,7 @@ class Dropout(Experiment):
             left.axhline(estimate(m["test_loss"][arm]).mean, color=f"C{i}", linestyle="--",
                          label=f"{label}: final test loss")
         left.set(yscale="log", xlabel="step", ylabel="cross-entropy", title="Training loss and final test loss")
-        left.legend(fontsize=7)
+        left.legend(fontsize=7, loc="lower left")
         x = range(len(ARMS))
         for offset, key, name in ((-0.2, "train_accuracy", "train"), (0.2, "test_accuracy", "test")):
             ests = [estimate(m[key][arm]) for arm in ARMS]
