@@ -242,11 +242,6 @@ class Run:
     train_seconds: float
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean training loss of the window)
 
-    @property
-    def final_train_loss(self) -> float:
-        """The mean training loss of the last logged window (NaN if the run diverged)."""
-        return self.curve[-1][1] if self.curve else float("nan")
-
     def load_model(self):
         from archlab.checkpoint import from_pretrained
 
