@@ -151,10 +151,12 @@ class LongMemory(Experiment):
 
     def plot(self, m, p, plt):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-        for arm in m["arms"]:
+        styles = {"rnn": ("o", "-"), "lstm": ("s", "--"), "gru": ("^", ":"), "lstm_torch_init": ("x", "-.")}
+        for arm in m["arms"]:  # distinct markers and lines: arms that both reach 100% would hide each other
             means = [self._acc(m, arm, g) for g in m["gaps"]]
-            left.errorbar(m["gaps"], [e.mean for e in means], yerr=[e.half_width for e in means], marker="o",
-                          capsize=3, label=CELL_LABELS[arm])
+            marker, line = styles[arm]
+            left.errorbar(m["gaps"], [e.mean for e in means], yerr=[e.half_width for e in means], marker=marker,
+                          linestyle=line, capsize=3, label=CELL_LABELS[arm])
         left.axhline(m["chance"], color="grey", linestyle=":", label="chance")
         left.set(xscale="log", xlabel="gap G (steps between the symbol and the answer)", ylabel="test accuracy",
                  title="Recall the first symbol", ylim=(0, 1.05))
@@ -165,7 +167,7 @@ class LongMemory(Experiment):
                 curves = torch.tensor(m[key][arm])              # (seeds, G + 1)
                 right.plot(range(curves.shape[1]), curves.mean(0).clamp_min(1e-30).tolist(), style, color=colour,
                            label=f"{CELL_LABELS[arm]} ({when})")
-        right.set(yscale="log", xlabel="step t", ylabel="||dL/dh_t||",
+        right.set(yscale="log", xlabel="step t", ylabel="||dL/dh_t|| (1e-30: underflow to 0)",
                   title=f"Gradient reaching each step (gap {p['longest']})")
         right.legend(fontsize=7)
         fig.tight_layout()
