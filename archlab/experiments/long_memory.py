@@ -52,7 +52,7 @@ class LongMemory(Experiment):
     criterion = ("At the longest gap (G = {longest}) the LSTM and the GRU reach >= 90% test accuracy and the simple "
                  "RNN stays below chance + 10 points (35%); at the shortest gap (G = {shortest}) the simple RNN "
                  "reaches >= 90%, so its failure is the gap's, not the task's.")
-    seconds = (15.0, 1200.0)
+    seconds = (15.0, 200.0)
 
     def protocol(self, size: str) -> dict[str, Any]:
         p = {"num_symbols": 4, "num_distractors": 4, "embed_dim": 16, "batch_size": 32, "lr": 3e-3, "hidden_size": 32}
