@@ -43,7 +43,7 @@ def run(args) -> int:
     from archlab.inspect import example_inputs, summarize
     from archlab.registry import create_model, model_info
     from archlab.train.config import parse_set, split_keys
-    from archlab.train.engine import model_config_class
+    from archlab.train.resolve import model_config_class
 
     model_info(args.model)  # an unknown name fails here, with suggestions
     check(args.depth >= 0, f"--depth must be >= 0, got {args.depth}")

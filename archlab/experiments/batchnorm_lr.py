@@ -54,12 +54,12 @@ class BatchNormLR(Experiment):
         for si, seed in enumerate(lab.seeds):
             for arm in ARMS:
                 for k, lr in enumerate(p["lrs"]):
-                    settings = {"hidden": tuple(p["hidden"]), "batch_norm": arm == "bn", "dropout": 0.0,
-                                "optimizer": "sgd", "lr": lr, "momentum": p["momentum"],
-                                "weight_decay": p["weight_decay"], "grad_clip": 0.0, "batch_size": p["batch_size"],
-                                "max_steps": p["steps"], "log_every": max(1, p["steps"] // 10)}
+                    trainer = {"optimizer": "sgd", "lr": lr, "momentum": p["momentum"],
+                               "weight_decay": p["weight_decay"], "grad_clip": 0.0, "batch_size": p["batch_size"],
+                               "max_steps": p["steps"], "log_every": max(1, p["steps"] // 10)}
+                    model = {"hidden": tuple(p["hidden"]), "batch_norm": arm == "bn", "dropout": 0.0}
                     run = lab.train(f"{arm}-lr{lr:g}-seed{seed}", task="classify", model="mlp", data=p["data"],
-                                    settings=settings, seed=seed)
+                                    trainer=trainer, model_settings=model, seed=seed)
                     accuracy[arm][k][si] = run.metrics["accuracy"]
                     loss[arm][k][si] = run.metrics["loss"]
         return {"lrs": p["lrs"], "accuracy": accuracy, "loss": loss}

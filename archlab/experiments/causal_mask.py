@@ -31,11 +31,11 @@ ARMS = {"causal": "GPT, causal mask", "open": "GPT, no mask"}
 GPT_TINY = {"d_model": 64, "n_layer": 2, "n_head": 4, "dropout": 0.0}
 
 
-def future_change(model, block: torch.Tensor, t: int, seed: int = 0) -> float:
+def future_change(model, block: torch.Tensor, t: int, vocab_size: int, seed: int = 0) -> float:
     """max |logits[:, :t+1] after replacing tokens t+1.. - before|, in float64."""
     g = torch.Generator().manual_seed(seed)
     changed = block.clone()
-    changed[:, t + 1:] = torch.randint(model.config.vocab_size, changed[:, t + 1:].shape, generator=g)
+    changed[:, t + 1:] = torch.randint(vocab_size, changed[:, t + 1:].shape, generator=g)
     model = model.double().eval()
     with torch.no_grad():
         before, after = model(block)[:, :t + 1], model(changed)[:, :t + 1]   # (B, t + 1, V)
@@ -100,15 +100,16 @@ class CausalMask(Experiment):
         prompt = blocks[:1, :p["prompt_chars"]]
         for seed in lab.seeds:
             for arm in ARMS:
-                settings = {**p["model"], "causal": arm == "causal", "block_size": p["block_size"],
-                            "batch_size": p["batch_size"], "lr": p["lr"], "max_steps": p["steps"],
-                            "warmup_steps": max(1, p["steps"] // 10), "log_every": max(1, p["steps"] // 10)}
-                run = lab.train(f"{arm}-seed{seed}", task="lm", model="gpt", data=p["data"], settings=settings,
-                                seed=seed)
+                trainer = {"batch_size": p["batch_size"], "lr": p["lr"], "max_steps": p["steps"],
+                           "warmup_steps": max(1, p["steps"] // 10), "log_every": max(1, p["steps"] // 10)}
+                run = lab.train(f"{arm}-seed{seed}", task="lm", model="gpt", data=p["data"], trainer=trainer,
+                                task_settings={"block_size": p["block_size"]},
+                                model_settings={**p["model"], "causal": arm == "causal"}, seed=seed)
                 model = run.load_model()
                 out["teacher_forced_loss"][arm].append(run.metrics["loss"])
                 out["generation_loss"][arm].append(generation_loss(model, blocks))
-                out["future_change"][arm].append(future_change(model, blocks[:, :-1], p["block_size"] // 2, seed))
+                out["future_change"][arm].append(future_change(model, blocks[:, :-1], p["block_size"] // 2,
+                                                                task.tokenizer.vocab_size, seed))
                 if seed == lab.seeds[0]:
                     generated = model.float().generate(prompt, p["generate"], use_cache=False)  # greedy
                     samples[arm] = task.tokenizer.decode(generated[0].tolist())

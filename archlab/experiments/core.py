@@ -287,11 +287,23 @@ class Lab:
         return f"[{self.runs_done}/{self.runs_expected}]" if self.runs_expected else f"[{self.runs_done}]"
 
     def train(self, label: str, *, task: str, model: str, data: str | None = None,
-              settings: dict[str, Any] | None = None, seed: int = 0) -> Run:
+              trainer: dict[str, Any] | None = None, task_settings: dict[str, Any] | None = None,
+              model_settings: dict[str, Any] | None = None, seed: int = 0) -> Run:
+        """Train registered ``model`` on registered ``task`` with the library's trainer.
+
+        ``trainer``, ``task_settings`` and ``model_settings`` are the fields of ``TrainConfig``, the
+        task's config and the model's config; each goes to its owner by name (``trainer.lr``,
+        ``task.gap``, ``model.cell``), so a field that two of them share can never be misrouted."""
         from archlab.train import RunSpec, train
 
         run_dir = self.out / "runs" / label
-        settings = {"log_every": 10, "keep_last": 1, **(settings or {}), "seed": seed, "device": self.device}
+        trainer = {"log_every": 10, "keep_last": 1, **(trainer or {})}
+        settings = {f"{owner}.{key}": value
+                    for owner, group in (("trainer", trainer), ("task", task_settings or {}),
+                                         ("model", model_settings or {}))
+                    for key, value in group.items()}
+        # seed and device unqualified: the trainer reads them before it routes the other settings
+        settings.update(seed=seed, device=self.device)
         spec = RunSpec(task=task, model=model, data=data, out=run_dir, settings=settings, overwrite=True)
         start = time.perf_counter()
         prefix = f"  {self.tick()} {label}"

@@ -51,11 +51,11 @@ class Dropout(Experiment):
         curves: dict[str, list] = {arm: [] for arm in ARMS}
         for seed in lab.seeds:
             for arm in ARMS:
-                settings = {"hidden": tuple(p["hidden"]), "dropout": p["p"] if arm == "dropout" else 0.0,
-                            "train_size": p["train_size"], "batch_size": p["batch_size"], "lr": p["lr"],
-                            "weight_decay": 0.0, "max_steps": p["steps"], "log_every": max(1, p["steps"] // 25)}
-                run = lab.train(f"{arm}-seed{seed}", task="classify", model="mlp", data=p["data"], settings=settings,
-                                seed=seed)
+                trainer = {"batch_size": p["batch_size"], "lr": p["lr"], "weight_decay": 0.0, "max_steps": p["steps"],
+                           "log_every": max(1, p["steps"] // 25)}
+                model = {"hidden": tuple(p["hidden"]), "dropout": p["p"] if arm == "dropout" else 0.0}
+                run = lab.train(f"{arm}-seed{seed}", task="classify", model="mlp", data=p["data"], trainer=trainer,
+                                task_settings={"train_size": p["train_size"]}, model_settings=model, seed=seed)
                 train = lab.evaluate(run, eval_split="train")
                 out["train_accuracy"][arm].append(train["accuracy"])
                 out["train_loss"][arm].append(train["loss"])

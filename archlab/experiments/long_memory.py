@@ -86,15 +86,16 @@ class LongMemory(Experiment):
                     model = {"cell": cell, "hidden_size": p["hidden_size"], "embed_dim": p["embed_dim"]}
                     if arm in ("lstm", "gru"):
                         model["memory_bias"] = p["memory_bias"]
+                    recall = {"gap": gap, "num_symbols": p["num_symbols"], "num_distractors": p["num_distractors"]}
                     lrs = p["rnn_lrs"] if arm == "rnn" else [p["lr"]]
                     best = None
                     for lr in lrs:
-                        settings = {**model, "gap": gap, "num_symbols": p["num_symbols"],
-                                    "num_distractors": p["num_distractors"], "batch_size": p["batch_size"],
-                                    "max_steps": p["steps"], "lr": lr, "weight_decay": 0.0,
-                                    "warmup_steps": max(1, p["steps"] // 20), "log_every": max(1, p["steps"] // 10)}
+                        trainer = {"batch_size": p["batch_size"], "max_steps": p["steps"], "lr": lr,
+                                   "weight_decay": 0.0, "warmup_steps": max(1, p["steps"] // 20),
+                                   "log_every": max(1, p["steps"] // 10)}
                         label = f"{arm}-gap{gap}" + (f"-lr{lr:g}" if len(lrs) > 1 else "") + f"-seed{seed}"
-                        run = lab.train(label, task="recall", model="rnn_classifier", settings=settings, seed=seed)
+                        run = lab.train(label, task="recall", model="rnn_classifier", trainer=trainer,
+                                        task_settings=recall, model_settings=model, seed=seed)
                         if best is None or run.metrics["accuracy"] > best[0].metrics["accuracy"]:
                             best = (run, lr)
                     run, lr = best
@@ -185,6 +186,6 @@ def hidden_gradients(model, gap: int, p: dict[str, Any], n: int = 256) -> list[f
     batch = next(iter(task.eval_batches(n)))
     model.eval()
     with record_steps(model) as steps:
-        loss, _ = task.step(model, batch)
+        loss = task.step(model, batch)
     first_layer = sorted((s for s in steps if s.layer == 0 and s.direction == 0), key=lambda s: s.t)
     return hidden_grad_norms(loss, first_layer, retain_graph=False).tolist()

@@ -28,15 +28,22 @@ GPT = {"d_model": 128, "n_layer": 4, "n_head": 4, "dropout": 0.0}
 LSTM_LAYERS = 2
 
 
-def lstm_hidden_for(params: int, vocab_size: int, embed_dim: int) -> int:
-    """The ``lstm_lm`` hidden size (a multiple of 8) whose parameter count is closest to ``params``."""
-    from archlab.registry import create_model
+def parameters_of(name: str, task, settings: dict[str, Any]) -> int:
+    """Parameters of registered model ``name`` with ``settings``, trained on ``task``: the fields
+    the task's data fixes come from the model class's own hook (``task.model_fields``); the model
+    is built on the meta device (shapes only)."""
+    from archlab.registry import create_model, model_config, model_info
 
+    fixed = task.model_fields(model_info(name).model_class, model_config(name, **settings))
+    with torch.device("meta"):
+        return sum(t.numel() for t in create_model(name, **{**settings, **fixed}).parameters())
+
+
+def lstm_hidden_for(params: int, task, embed_dim: int) -> int:
+    """The ``lstm_lm`` hidden size (a multiple of 8) whose parameter count on ``task`` is closest to ``params``."""
     def count(h: int) -> int:
-        with torch.device("meta"):
-            m = create_model("lstm_lm", vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=h,
-                             num_layers=LSTM_LAYERS, dropout=0.0)
-        return sum(p.numel() for p in m.parameters())
+        return parameters_of("lstm_lm", task, {"embed_dim": embed_dim, "hidden_size": h, "num_layers": LSTM_LAYERS,
+                                               "dropout": 0.0})
 
     return min(range(8, 1025, 8), key=lambda h: abs(count(h) - params))
 
@@ -74,16 +81,13 @@ class Parallelism(Experiment):
         return p
 
     def measure(self, lab: Lab, p: dict[str, Any]) -> dict[str, Any]:
-        from archlab.registry import create_model
         from archlab.tasks import get_task
         from archlab.train import RunSpec, measure_step_seconds
 
         lm = get_task("lm")
-        vocab = lm(lm.Config(block_size=8), p["data"]).tokenizer.vocab_size
-        with torch.device("meta"):
-            gpt_params = sum(t.numel() for t in create_model("gpt", vocab_size=vocab, block_size=max(p["lengths"]),
-                                                             **p["gpt"]).parameters())
-        hidden = lstm_hidden_for(gpt_params, vocab, p["embed_dim"])
+        task = lm(lm.Config(block_size=max(p["lengths"])), p["data"])  # parameters at the longest context
+        gpt_params = parameters_of("gpt", task, p["gpt"])
+        hidden = lstm_hidden_for(gpt_params, task, p["embed_dim"])
         models = {"lstm": ("lstm_lm", {"embed_dim": p["embed_dim"], "hidden_size": hidden, "num_layers": LSTM_LAYERS,
                                        "dropout": 0.0}),
                   "transformer": ("gpt", dict(p["gpt"]))}
@@ -103,7 +107,8 @@ class Parallelism(Experiment):
                     for seed in lab.seeds:
                         batch = max(1, p["tokens_per_batch"] // T)
                         spec = RunSpec(task="lm", model=model, data=p["data"], out=lab.out / "runs" / f"{arm}-T{T}",
-                                       settings={**settings, "block_size": T, "batch_size": batch, "seed": seed,
+                                       settings={**{f"model.{k}": v for k, v in settings.items()},
+                                                 "task.block_size": T, "trainer.batch_size": batch, "seed": seed,
                                                  "device": lab.device})
                         per_seed.append(measure_step_seconds(spec, steps=p["timing_steps"], warmup=p["warmup"]))
                         lab.log(f"  {lab.tick()} {arm} T={T} threads {n_threads} seed {seed}: {batch} x {T} tokens, "
@@ -111,10 +116,7 @@ class Parallelism(Experiment):
                     per_length.append(per_seed)
                 seconds[arm].append(per_length)
             torch.set_num_threads(before)
-            with torch.device("meta"):
-                m = create_model(model, vocab_size=vocab, block_size=max(p["lengths"]), **settings) \
-                    if arm == "transformer" else create_model(model, vocab_size=vocab, **settings)
-            params[arm] = sum(t.numel() for t in m.parameters())
+            params[arm] = parameters_of(model, task, settings)
         return {"lengths": p["lengths"], "step_seconds": seconds, "params": params, "lstm_hidden": hidden,
                 "batch_sizes": [max(1, p["tokens_per_batch"] // T) for T in p["lengths"]],
                 "layers": {"lstm": LSTM_LAYERS, "transformer": p["gpt"]["n_layer"]}, "device": lab.device,

@@ -81,11 +81,10 @@ class PositionalEncoding(Experiment):
         ids, mask, _ = next(iter(task_cls(task_cls.Config(), p["data"]).eval_batches(64)))
         for seed in lab.seeds:
             for arm in p["arms"]:
-                settings = {**p["model"], "position": arm, "batch_size": p["batch_size"], "lr": p["lr"],
-                            "max_steps": p["steps"], "warmup_steps": max(1, p["steps"] // 10),
-                            "log_every": max(1, p["steps"] // 10)}
-                run = lab.train(f"{arm}-seed{seed}", task="textclass", model="bert", data=p["data"],
-                                settings=settings, seed=seed)
+                trainer = {"batch_size": p["batch_size"], "lr": p["lr"], "max_steps": p["steps"],
+                           "warmup_steps": max(1, p["steps"] // 10), "log_every": max(1, p["steps"] // 10)}
+                run = lab.train(f"{arm}-seed{seed}", task="textclass", model="bert", data=p["data"], trainer=trainer,
+                                model_settings={**p["model"], "position": arm}, seed=seed)
                 accuracy[arm].append(run.metrics["accuracy"])
                 perm_error[arm].append(permutation_error(run.load_model(), ids, mask, seed))
         return {"accuracy": accuracy, "permutation_error": perm_error, "chance": 0.5}

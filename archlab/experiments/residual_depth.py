@@ -59,12 +59,12 @@ class ResidualDepth(Experiment):
             for depth in p["depths"]:
                 for kind in ("plain", "resnet"):
                     arm = f"{kind}{depth}"
-                    settings = {k: p[k] for k in ("optimizer", "lr", "momentum", "weight_decay", "grad_clip",
-                                                  "batch_size")}
-                    settings.update(max_steps=p["steps"], warmup_steps=p["steps"] // 20,
-                                    log_every=max(1, p["steps"] // 20))
+                    trainer = {k: p[k] for k in ("optimizer", "lr", "momentum", "weight_decay", "grad_clip",
+                                                 "batch_size")}
+                    trainer.update(max_steps=p["steps"], warmup_steps=p["steps"] // 20,
+                                   log_every=max(1, p["steps"] // 20))
                     run = lab.train(f"{arm}-seed{seed}", task="classify", model=arm, data=p["data"],
-                                    settings=settings, seed=seed)
+                                    trainer=trainer, seed=seed)
                     train = lab.evaluate(run, eval_split="train")
                     # A diverged run (NaN loss) trained infinitely badly: inf keeps the comparisons right.
                     loss = train["loss"] if math.isfinite(train["loss"]) else math.inf

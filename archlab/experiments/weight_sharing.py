@@ -87,10 +87,10 @@ class WeightSharing(Experiment):
         params = {}
         for si, seed in enumerate(lab.seeds):
             for arm, (model, settings) in MODELS.items():
-                run = lab.train(f"{arm}-seed{seed}", task="classify", model=model, data=p["data"],
-                                settings={**settings, "max_steps": p["steps"], "batch_size": p["batch_size"],
-                                          "lr": p["lr"], "warmup_steps": p["steps"] // 20,
-                                          "log_every": max(1, p["steps"] // 10)}, seed=seed)
+                trainer = {"max_steps": p["steps"], "batch_size": p["batch_size"], "lr": p["lr"],
+                           "warmup_steps": p["steps"] // 20, "log_every": max(1, p["steps"] // 10)}
+                run = lab.train(f"{arm}-seed{seed}", task="classify", model=model, data=p["data"], trainer=trainer,
+                                model_settings=settings, seed=seed)
                 params[arm] = sum(t.numel() for t in run.load_model().parameters())
                 for k, s in enumerate(p["shifts"]):
                     moves = [(0, 0)] if s == 0 else [(s * dy, s * dx) for dy, dx in DIRECTIONS]

@@ -11,7 +11,9 @@ Token ids: 0 is padding (unused: every sequence has G + 1 steps), 1..K the symbo
 distractors. The supply of training sequences is endless: micro-batch ``position`` is drawn from
 ``(seed, position)`` and never repeats; the test set is one fixed draw of ``test_size`` sequences
 from ``data_seed``. A batch is ``(ids (B, G + 1), mask (B, G + 1), labels (B,))`` and reaches the
-model as in ``textclass`` (``rnn_classifier`` with ``vocab_size > 0``, or ``bert``).
+model as in ``textclass``: any ``TokenClassifier`` trains here (``rnn_classifier``, ``bert``),
+through ``token_logits(ids, mask)``; its vocabulary, classes and padding id come from
+``token_classifier_fields``.
 
 Metrics on the test set: ``loss`` (mean cross-entropy) and ``accuracy``.
 """
@@ -20,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from archlab.errors import ConfigError, check
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
-from archlab.tasks.textclass import classify_tokens
+from archlab.errors import check
+from archlab.models.interfaces import LabelledTokens, TokenClassifier
+from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
 
 NOMINAL_EPOCH = 10_000  # sequences an "epoch" stands for (``epochs=``); the supply itself is endless
 PAD_ID = 0
@@ -54,6 +56,7 @@ class RecallConfig:
 class RecallTask(Task):
     name = "recall"
     Config = RecallConfig
+    requires = TokenClassifier
     default_data = "generated"
     metric_modes = {"loss": "min", "accuracy": "max"}
     sum_keys = ("loss_sum", "correct", "count")
@@ -76,24 +79,9 @@ class RecallTask(Task):
         gap = torch.randint(1 + c.num_symbols, self.vocab_size, (n, c.gap), generator=generator)  # d_1..d_G
         return torch.cat([(labels + 1)[:, None], gap], dim=1), labels  # (n, G + 1), (n,)
 
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        check("vocab_size" in fields, "task 'recall' needs a model that reads token ids (a vocab_size field), "
-                                      "e.g. rnn_classifier or bert")
-        if "num_labels" in fields:
-            out: dict[str, Any] = {"num_labels": self.config.num_symbols}
-        elif "num_classes" in fields:
-            out = {"num_classes": self.config.num_symbols}
-        else:
-            raise ConfigError("task 'recall' needs a classifier with a num_classes or num_labels field "
-                              "(e.g. rnn_classifier)")
-        out["vocab_size"] = self.vocab_size
-        for name in ("pad_id", "pad_token_id"):
-            if name in fields:
-                out[name] = PAD_ID
-        if "head" in fields:
-            out["head"] = "classification"
-        return out
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        data = LabelledTokens(self.vocab_size, PAD_ID, self.config.num_symbols)
+        return model_class.token_classifier_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -101,8 +89,7 @@ class RecallTask(Task):
 
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The whole global batch from (seed, position), then this process's rows of it.
-        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
-        x, y = self.draw(batch_size, g)
+        x, y = self.draw(batch_size, generator_for(seed, position))
         x, y = x[shard], y[shard]
         return x, torch.ones_like(x, dtype=torch.bool), y
 
@@ -111,13 +98,19 @@ class RecallTask(Task):
             x = self.test_x[i:i + batch_size]
             yield x, torch.ones_like(x, dtype=torch.bool), self.test_y[i:i + batch_size]
 
+    def _logits(self, model, batch) -> torch.Tensor:
+        x, mask, _ = batch
+        return model.token_logits(x, mask).float()  # (B, K); fp32 loss under autocast
+
     def step(self, model, batch):
-        x, mask, y = batch
-        logits = classify_tokens(model, x, mask).float()  # (B, K); fp32 loss under autocast
+        return F.cross_entropy(self._logits(model, batch), batch[2])
+
+    def evaluate_batch(self, model, batch):
+        y = batch[2]
+        logits = self._logits(model, batch)
         example_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
-        correct = (logits.argmax(-1) == y).sum()
-        return example_loss.mean(), {"loss_sum": example_loss.detach().sum().double(), "correct": correct.double(),
-                                     "count": torch.tensor(float(y.numel()))}
+        return {"loss_sum": example_loss.sum().double(), "correct": (logits.argmax(-1) == y).sum().double(),
+                "count": torch.tensor(float(y.numel()))}
 
     def metrics(self, sums):
         n = count_from_sums(sums)

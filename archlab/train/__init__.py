@@ -6,15 +6,15 @@
     evaluate("runs/mlp")            # {"loss": ..., "accuracy": ...}
 
 ``settings`` is the flat namespace of trainer (``TrainConfig``), task and model fields that the
-command line's ``--config`` and ``--set`` fill. The loop is in ``engine``; checkpoints in
+command line's ``--config`` and ``--set`` fill. The loop is in ``engine``, settings to parts in
+``resolve``, the run directory in ``rundir``, evaluation in ``evaluation``; checkpoints in
 ``checkpointing``; optimisers and schedules in ``optim``; DDP in ``distributed``; MFU in ``mfu``.
 """
 
 from archlab.train.config import TrainConfig, load_config_file, parse_set, parse_value
-from archlab.train.engine import (
-    RunSpec, Stopped, evaluate, evaluate_model, load_for_evaluation, load_for_generation, measure_step_seconds,
-    resolve, train,
-)
+from archlab.train.engine import Stopped, measure_step_seconds, train
+from archlab.train.evaluation import evaluate, evaluate_model, load_for_evaluation, load_for_generation
+from archlab.train.resolve import RunSpec, resolve
 
 __all__ = ["TrainConfig", "RunSpec", "Stopped", "train", "evaluate", "evaluate_model", "load_for_evaluation",
            "load_for_generation", "resolve", "measure_step_seconds", "load_config_file", "parse_set", "parse_value"]

@@ -3,7 +3,7 @@
 One optimiser step of a global batch of ``batch_size`` examples::
 
     for micro in 1..grad_accum:                      # each process takes 1/N of every micro-batch
-        loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16
+        loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16 (DDP wraps the step)
         loss.backward()                              # DDP all-reduces only on the last micro-step
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
@@ -17,15 +17,11 @@ data); progress, ``metrics.jsonl`` and MFU. The final model lands in ``OUT/model
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
-import shutil
 import signal
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,85 +30,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 
 from archlab.checkpoint import unwrap
-from archlab.errors import CheckpointError, ConfigError, check
-from archlab.registry import create_model
-from archlab.tasks import Task, get_task
+from archlab.errors import CheckpointError, check
+from archlab.tasks import Task
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
-from archlab.train.config import TrainConfig, field_types, parse_value, split_keys
+from archlab.train.config import TrainConfig, parse_value
+from archlab.train.evaluation import autocast_for, evaluate_model, to_device
 from archlab.train.mfu import forward_flops, mfu, peak_flops
 from archlab.train.optim import build_optimizer, build_scheduler
-from archlab.train.progress import METRICS_FILE, Reporter
-from archlab.utils.io import write_text_atomic
+from archlab.train.progress import Reporter
+from archlab.train.resolve import RunSpec, resolve
+from archlab.train.rundir import prepare_out, run_record
 from archlab.utils.runtime import resolve_device, seed_everything
-
-RUN_FILE = "run.json"
-# Settings that may change when a run is resumed; every other setting must match the saved run.
-RESUMABLE_CHANGES = {"max_steps", "epochs", "max_seconds", "save_every", "eval_every", "eval_batches", "keep_last",
-                     "log_every", "device", "compile", "compile_backend", "tensorboard", "peak_flops",
-                     "early_stop_metric", "early_stop_patience"}
-# What --overwrite removes from an existing run directory (and nothing else).
-RUN_OUTPUTS = ("checkpoints", "tensorboard", METRICS_FILE, RUN_FILE, ckpt.MANIFEST_FILE, "config.json",
-               "model.safetensors", ckpt.TASK_FILE)
-
-
-@dataclass
-class RunSpec:
-    """A training run as the command line describes it."""
-
-    task: str
-    model: str
-    out: Path
-    data: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # flat keys: trainer, task and model fields
-    resume: bool = False
-    overwrite: bool = False
-
-
-@dataclass
-class Resolved:
-    train: TrainConfig
-    task: Task
-    model: torch.nn.Module
-    model_overrides: dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------
-# From settings to a task, a model and a trainer config
-
-
-def model_config_class(name: str) -> type:
-    """The config dataclass of model ``name`` (built on the meta device: no memory, no init cost)."""
-    try:
-        with torch.device("meta"):
-            probe = create_model(name)
-    except ConfigError:
-        raise
-    except Exception:  # a constructor that cannot run on meta: build it for real once
-        probe = create_model(name)
-    check(dataclasses.is_dataclass(probe.config), f"model {name!r} has no dataclass config to train with")
-    return type(probe.config)
-
-
-def resolve(spec: RunSpec, world_size: int = 1) -> Resolved:
-    """Parse ``spec.settings`` into trainer, task and model fields; load the data; build the model."""
-    task_cls = get_task(spec.task)
-    model_cls = model_config_class(spec.model)
-    groups = split_keys(spec.settings, {"trainer": TrainConfig, "task": task_cls.Config, "model": model_cls})
-    train_cfg = TrainConfig(**groups["trainer"])
-    check(
-        train_cfg.batch_size % (train_cfg.grad_accum * world_size) == 0,
-        f"batch_size={train_cfg.batch_size} must be divisible by grad_accum={train_cfg.grad_accum} x "
-        f"{world_size} process(es) = {train_cfg.grad_accum * world_size}",
-    )
-    task = task_cls(task_cls.Config(**groups["task"]), spec.data)
-    fixed = task.model_fields(field_types(model_cls))
-    for key, value in groups["model"].items():
-        if key in fixed and fixed[key] != value:
-            raise ConfigError(f"{key} is fixed by the data ({key}={fixed[key]}), got {key}={value}")
-    model = create_model(spec.model, **{**groups["model"], **fixed})
-    task.prepare_model(model)  # before a resume loads the saved weights (and buffers) over it
-    return Resolved(train_cfg, task, model, groups["model"])
 
 
 def measure_step_seconds(spec: RunSpec, steps: int = 5, warmup: int = 2) -> float:
@@ -134,112 +63,12 @@ def measure_step_seconds(spec: RunSpec, steps: int = 5, warmup: int = 2) -> floa
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        _optimizer_step(model, r.task, optimizer, scaler, cfg, device, world, slice(0, micro_batch), micro_batch,
-                        i * cfg.grad_accum)
+        _optimizer_step(TaskStep(model, r.task), r.task, optimizer, scaler, cfg, device, world,
+                        slice(0, micro_batch), micro_batch, i * cfg.grad_accum)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[warmup:])
-
-
-def _run_record(spec: RunSpec, r: Resolved) -> dict[str, Any]:
-    return {"task": spec.task, "model": spec.model, "data": r.task.data,
-            "trainer": dataclasses.asdict(r.train), "task_config": dataclasses.asdict(r.task.config),
-            "model_overrides": r.model_overrides}
-
-
-def _jsonable(x):
-    return json.loads(json.dumps(x))
-
-
-def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World) -> bool:
-    """Check (every process) and prepare (main process) the run directory; True when resuming."""
-    out = Path(spec.out)
-    check(not out.exists() or out.is_dir(), f"--out {str(out)!r} exists and is not a directory")
-    has_run = (out / RUN_FILE).is_file()
-    # Hidden files (a temporary file of a killed write) do not make a directory a run.
-    non_empty = out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())
-    resuming = False
-    if spec.resume and has_run:
-        saved = json.loads((out / RUN_FILE).read_text())
-        now = _jsonable(record)
-        diffs = []
-        for key in ("task", "model", "data", "task_config", "model_overrides"):
-            if saved.get(key) != now.get(key):
-                diffs.append(f"{key}: run has {saved.get(key)!r}, given {now.get(key)!r}")
-        for key, value in now["trainer"].items():
-            if key not in RESUMABLE_CHANGES and saved["trainer"].get(key) != value:
-                diffs.append(f"{key}: run has {saved['trainer'].get(key)!r}, given {value!r}")
-        if diffs:
-            raise ConfigError(f"--resume: {str(out)!r} holds a different run; " + "; ".join(diffs))
-        resuming = True
-    elif spec.resume and non_empty:
-        raise ConfigError(f"--resume: {str(out)!r} is not empty and holds no {RUN_FILE}: not an archlab run")
-    elif has_run and not spec.overwrite:
-        raise ConfigError(f"--out {str(out)!r} already holds a run; pass --resume to continue it or "
-                          "--overwrite to start it over")
-    elif non_empty and not has_run and not spec.overwrite:
-        raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
-    world.barrier()  # every process has checked the directory before the main one changes it
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resuming and spec.overwrite:
-            final_files = []
-            if (out / ckpt.MANIFEST_FILE).is_file():  # the final model's files, tokenizer included
-                final_files = list(json.loads((out / ckpt.MANIFEST_FILE).read_text()))
-            for name in (*RUN_OUTPUTS, *final_files):
-                p = out / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-        ckpt.remove_unfinished(out)
-        if not resuming:
-            write_text_atomic(out / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    world.barrier()
-    return resuming
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers of the loop
-
-
-def to_device(batch, device: torch.device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
-def autocast_for(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def evaluate_model(model, task: Task, device: torch.device, precision: str, batch_size: int,
-                   max_batches: int = 0, world: distributed.World | None = None) -> dict[str, float]:
-    """The task's metrics on its evaluation split; batches are shared out among the processes."""
-    world = world or distributed.World()
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(len(task.sum_keys), dtype=torch.float64)
-    with torch.no_grad():
-        for i, batch in enumerate(task.eval_batches(batch_size)):
-            if max_batches and i >= max_batches:
-                break
-            if i % world.size != world.rank:
-                continue
-            with autocast_for(device, precision):
-                _, sums = task.step(model, to_device(batch, device))
-            totals += torch.stack([torch.as_tensor(sums[k]).detach().double().cpu() for k in task.sum_keys])
-    model.train(was_training)
-    totals = world.all_reduce_sum(totals)
-    return task.metrics(dict(zip(task.sum_keys, totals.tolist())))
 
 
 class _Signals:
@@ -298,7 +127,10 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
     check(cfg.precision != "fp16" or device.type == "cuda",
           f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {device.type!r}; use bf16")
     out = Path(spec.out)
-    resuming = prepare_out(spec, _run_record(spec, r), world)
+    resuming = prepare_out(spec, run_record(spec, r), world)
+    if world.is_main:
+        for note in r.notes:
+            print(f"note: {note}", file=sys.stderr)
 
     model = r.model.to(device)
     model.train()
@@ -340,7 +172,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
             core = torch.compile(model, backend=cfg.compile_backend)
         except Exception as e:  # e.g. an unknown backend
             report.message(f"warning: torch.compile failed ({type(e).__name__}: {e}); training without it")
-    train_model = _wrap_ddp(core, world, device)
+    train_model = _wrap_ddp(core, task, world, device)
 
     micro_batch = cfg.batch_size // cfg.grad_accum          # global examples per micro-step
     shard = world.shard(micro_batch)                         # this process's rows of it
@@ -387,7 +219,7 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 optimizer.zero_grad(set_to_none=True)
                 ckpt.set_rng_state(rng_before)
                 core, guard_compile = model, False
-                train_model = _wrap_ddp(core, world, device)
+                train_model = _wrap_ddp(core, task, world, device)
                 continue
             guard_compile = False
             position = position_before + cfg.grad_accum
@@ -457,16 +289,36 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
             "early_stopped": stopped_early, "train_seconds": train_seconds}
 
 
-def _wrap_ddp(module, world: distributed.World, device: torch.device):
+class TaskStep(torch.nn.Module):
+    """The forward half of one training micro-step, ``task.step(model, batch)``, as a module.
+
+    DDP all-reduces gradients only for calls of the forward of the module it wraps; wrapping this
+    one (not the model) lets a task call whichever interface method it needs (``token_losses``,
+    ``masked_lm_logits`` ...) on the plain model and still have its gradients averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.task.step(self.model, batch)
+
+
+def _wrap_ddp(module, task: Task, world: distributed.World, device: torch.device):
+    """The module whose call is one micro-step's loss: ``TaskStep``, under DDP when distributed."""
+    step = TaskStep(module, task)
     if not world.distributed:
-        return module
+        return step
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(step, device_ids=ids)
 
 
 def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, device, world, shard,
                     micro_batch: int, position: int):
-    """Forward/backward over ``grad_accum`` micro-batches, then one clipped optimiser step."""
+    """Forward/backward over ``grad_accum`` micro-batches, then one clipped optimiser step.
+
+    ``model`` is the step module of ``_wrap_ddp``: calling it on a batch gives the loss."""
     step_loss = torch.zeros((), dtype=torch.float64, device=device)
     for micro in range(cfg.grad_accum):
         batch = to_device(task.train_batch(position + micro, micro_batch, cfg.seed, shard), device)
@@ -475,7 +327,7 @@ def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, devi
         sync = model.no_sync() if (world.distributed and not last) else contextlib.nullcontext()
         with sync:
             with autocast_for(device, cfg.precision):
-                loss, _ = task.step(model, batch)
+                loss = model(batch)
             scaled = loss / cfg.grad_accum
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         step_loss += loss.detach().double() / cfg.grad_accum
@@ -505,70 +357,3 @@ def _early_stop(cfg: TrainConfig, task: Task, metrics: dict[str, float], early: 
         return False
     early["bad_evals"] += 1
     return early["bad_evals"] >= cfg.early_stop_patience
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluating a saved model
-
-
-def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict[str, Any]:
-    """The ``task.json`` of a run or checkpoint directory, after checking its files' manifest."""
-    path = Path(checkpoint)
-    check(path.is_dir(), f"--checkpoint {str(path)!r} is not a directory")
-    if (path / ckpt.MANIFEST_FILE).is_file():
-        ckpt.verify(path)
-    task_file = path / ckpt.TASK_FILE
-    if not task_file.is_file() and (path / RUN_FILE).is_file():
-        steps = [p.name for p in ckpt.list_checkpoints(path)]
-        raise CheckpointError(f"run {str(path)!r} has no final model yet; {use} one of its checkpoints "
-                              f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
-    if not task_file.is_file():
-        raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
-    return json.loads(task_file.read_text())
-
-
-def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
-                        task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
-    """The model and task of a run directory or checkpoint directory, ready to evaluate.
-
-    ``task_settings`` override fields of the saved task config (e.g. the ``value_column`` of
-    another CSV file given as ``data``)."""
-    from archlab.checkpoint import from_pretrained
-
-    path = Path(checkpoint)
-    described = read_task_description(path)
-    task_cls = get_task(described["task"])
-    settings = {**described.get("config", {}), **(task_settings or {})}
-    config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
-    task = task_cls(config, data or described.get("data"), saved=path)
-    model = from_pretrained(path)
-    fixed = task.model_fields(field_types(type(model.config)))
-    for key, value in fixed.items():
-        have = getattr(model.config, key, value)
-        check(have == value, f"--data {task.data!r} gives {key}={value}, the checkpoint's model has {key}={have}")
-    return model, task
-
-
-def load_for_generation(checkpoint: str | Path):
-    """The language model of an ``lm`` run or checkpoint directory and its tokenizer, in eval mode.
-
-    Needs no data: the tokenizer is the ``tokenizer.json`` saved beside the weights.
-    """
-    from archlab.checkpoint import from_pretrained
-    from archlab.data import load_tokenizer
-
-    described = read_task_description(checkpoint, use="generate from")
-    check(described.get("task") == "lm",
-          f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
-          "needs a language model (task 'lm')")
-    model = from_pretrained(checkpoint)
-    check(hasattr(model, "generate"), f"the model in {str(checkpoint)!r} ({type(model).__name__}) cannot generate")
-    return model.eval(), load_tokenizer(checkpoint)
-
-
-def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
-             precision: str = "fp32") -> dict[str, float]:
-    """The task's metrics of a saved model on the evaluation split of its (or another) data set."""
-    model, task = load_for_evaluation(checkpoint, data)
-    dev = resolve_device(device)
-    return evaluate_model(model.to(dev), task, dev, precision, batch_size)

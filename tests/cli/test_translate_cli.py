@@ -8,7 +8,7 @@ import pytest
 
 from archlab.cli import main
 from archlab.train import RunSpec, train
-from archlab.train.engine import load_for_evaluation
+from archlab.train.evaluation import load_for_evaluation
 
 TINY = {"d_model": 64, "nhead": 4, "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 128,
         "dropout": 0.0, "train_words": 1000, "eval_words": 50, "batch_size": 64, "lr": 3e-3, "max_steps": 40,

@@ -12,7 +12,7 @@ import archlab
 from archlab.errors import ConfigError
 from archlab.tasks import get_task
 from archlab.train.config import TrainConfig, load_config_file, parse_set, parse_value, split_keys
-from archlab.train.engine import model_config_class
+from archlab.train.resolve import model_config_class
 from archlab.train.optim import build_optimizer, build_scheduler, lr_multiplier
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

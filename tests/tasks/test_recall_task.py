@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from archlab.errors import ConfigError
+from archlab.models.bert import Bert
+from archlab.models.interfaces import TokenClassifier
+from archlab.models.seq_classifier import SeqClassifier
+from archlab.registry import create_model, model_config
 from archlab.tasks import get_task
 from archlab.tasks.recall import RecallConfig, RecallTask
 from archlab.train import RunSpec, train
@@ -37,18 +43,35 @@ def test_batches_depend_on_seed_and_position_only_and_the_test_set_is_fixed():
     assert torch.equal(other.test_x, task.test_x) and len(task.test_y) == 1000
 
 
-def test_model_fields_and_bad_settings():
+def test_model_fields_come_from_the_token_classifier_and_bad_settings_are_refused():
     task = RecallTask(RecallConfig(num_symbols=6, num_distractors=2))
-    assert task.model_fields({"vocab_size", "num_classes", "pad_id"}) == {"num_classes": 6, "vocab_size": 9,
-                                                                          "pad_id": 0}
-    with pytest.raises(ConfigError, match="needs a model that reads token ids"):
-        task.model_fields({"in_features", "num_classes"})
+    assert RecallTask.requires is TokenClassifier
+    assert task.model_fields(SeqClassifier, model_config("rnn_classifier")) == {
+        "num_classes": 6, "vocab_size": 9, "pad_id": 0}
+    assert task.model_fields(Bert, model_config("bert")) == {
+        "num_labels": 6, "vocab_size": 9, "pad_token_id": 0, "head": "classification"}
+    with pytest.raises(ConfigError, match="mlp cannot be trained for task recall"):
+        train(RunSpec(task="recall", model="mlp", out=Path("unused")))
     with pytest.raises(ConfigError, match="num_symbols must be >= 2"):
         RecallConfig(num_symbols=1)
     with pytest.raises(ConfigError, match="gap must be an integer >= 0, got -1"):
         RecallConfig(gap=-1)
     with pytest.raises(ConfigError, match="makes its own sequences"):
         RecallTask(RecallConfig(), "mnist5k")
+
+
+def test_evaluation_sums_count_the_test_set_and_training_returns_the_mean_loss():
+    task = RecallTask(RecallConfig(gap=3, num_symbols=4, test_size=50))
+    model = create_model("rnn_classifier", **task.model_fields(SeqClassifier, model_config("rnn_classifier")),
+                         hidden_size=8, embed_dim=4)
+    batch = task.train_batch(0, 16, seed=0, shard=slice(0, 16))
+    loss = task.step(model, batch)
+    assert loss.dim() == 0 and loss.requires_grad
+    with torch.no_grad():
+        sums = [task.evaluate_batch(model, b) for b in task.eval_batches(32)]
+    assert sum(float(s["count"]) for s in sums) == 50
+    metrics = task.metrics({k: sum(float(s[k]) for s in sums) for k in task.sum_keys})
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
 
 
 def test_an_lstm_learns_to_recall_across_a_short_gap(tmp_path):

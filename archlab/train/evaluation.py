@@ -1,0 +1,130 @@
+"""Evaluating a model: the task's metrics on its evaluation split, and loading saved runs for it.
+
+``evaluate_model`` runs a task's evaluation split through a model (shared out among DDP
+processes, summed exactly); ``load_for_evaluation`` rebuilds the model and the task of a run or
+checkpoint directory (the same tokenizers and normalisation it was trained with);
+``evaluate(checkpoint)`` is the two together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archlab.errors import CheckpointError, check
+from archlab.models.interfaces import LanguageModel
+from archlab.tasks import Task, get_task
+from archlab.train import checkpointing as ckpt
+from archlab.train import distributed
+from archlab.train.config import split_keys
+from archlab.train.rundir import RUN_FILE
+from archlab.utils.runtime import resolve_device
+
+
+def to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def evaluate_model(model, task: Task, device: torch.device, precision: str, batch_size: int,
+                   max_batches: int = 0, world: distributed.World | None = None) -> dict[str, float]:
+    """The task's metrics on its evaluation split; batches are shared out among the processes."""
+    world = world or distributed.World()
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(len(task.sum_keys), dtype=torch.float64)
+    with torch.no_grad():
+        for i, batch in enumerate(task.eval_batches(batch_size)):
+            if max_batches and i >= max_batches:
+                break
+            if i % world.size != world.rank:
+                continue
+            with autocast_for(device, precision):
+                sums = task.evaluate_batch(model, to_device(batch, device))
+            totals += torch.stack([torch.as_tensor(sums[k]).detach().double().cpu() for k in task.sum_keys])
+    model.train(was_training)
+    totals = world.all_reduce_sum(totals)
+    return task.metrics(dict(zip(task.sum_keys, totals.tolist())))
+
+
+def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict[str, Any]:
+    """The ``task.json`` of a run or checkpoint directory, after checking its files' manifest."""
+    path = Path(checkpoint)
+    check(path.is_dir(), f"--checkpoint {str(path)!r} is not a directory")
+    if (path / ckpt.MANIFEST_FILE).is_file():
+        ckpt.verify(path)
+    task_file = path / ckpt.TASK_FILE
+    if not task_file.is_file() and (path / RUN_FILE).is_file():
+        steps = [p.name for p in ckpt.list_checkpoints(path)]
+        raise CheckpointError(f"run {str(path)!r} has no final model yet; {use} one of its checkpoints "
+                              f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
+    if not task_file.is_file():
+        raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
+    return json.loads(task_file.read_text())
+
+
+def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
+                        task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
+    """The model and task of a run directory or checkpoint directory, ready to evaluate.
+
+    ``task_settings`` override fields of the saved task config (e.g. the ``value_column`` of
+    another CSV file given as ``data``)."""
+    from archlab.checkpoint import from_pretrained
+
+    path = Path(checkpoint)
+    described = read_task_description(path)
+    task_cls = get_task(described["task"])
+    settings = {**described.get("config", {}), **(task_settings or {})}
+    config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
+    task = task_cls(config, data or described.get("data"), saved=path)
+    model = from_pretrained(path)
+    check(isinstance(model, task_cls.requires),
+          f"{str(path)!r} holds a {type(model).__name__}, which task {task.name!r} cannot use")
+    fixed = task.model_fields(type(model), model.config)
+    for key, value in fixed.items():
+        have = getattr(model.config, key, value)
+        check(have == value, f"--data {task.data!r} gives {key}={value}, the checkpoint's model has {key}={have}")
+    task.attach(model)
+    return model, task
+
+
+def load_for_generation(checkpoint: str | Path):
+    """The language model of an ``lm`` run or checkpoint directory and its tokenizer, in eval mode.
+
+    Needs no data: the tokenizer is the ``tokenizer.json`` saved beside the weights.
+    """
+    from archlab.checkpoint import from_pretrained
+    from archlab.data import load_tokenizer
+
+    described = read_task_description(checkpoint, use="generate from")
+    check(described.get("task") == "lm",
+          f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
+          "needs a language model (task 'lm')")
+    model = from_pretrained(checkpoint)
+    check(isinstance(model, LanguageModel),
+          f"the model in {str(checkpoint)!r} ({type(model).__name__}) is not a language model: it cannot generate")
+    return model.eval(), load_tokenizer(checkpoint)
+
+
+def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
+             precision: str = "fp32") -> dict[str, float]:
+    """The task's metrics of a saved model on the evaluation split of its (or another) data set."""
+    model, task = load_for_evaluation(checkpoint, data)
+    dev = resolve_device(device)
+    return evaluate_model(model.to(dev), task, dev, precision, batch_size)
