@@ -14,8 +14,11 @@ import sys
 DEFAULT_PROMPT = "\n"
 
 
+HELP = "continue a prompt with a trained language model"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="continue a prompt with a trained language model", description=__doc__)
+    p = sub.add_parser("generate", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory of `archlab train --task lm` or one of its checkpoints/step-N")
     p.add_argument("--prompt", help="the text to continue (default: a newline)")

@@ -16,11 +16,13 @@ from archlab.errors import ConfigError
 FLAG_KEYS = ("max_steps", "epochs", "save_every", "eval_every", "device", "precision", "seed")
 
 
+HELP = "train a model on a task (checkpoints, resume, bf16, DDP)"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
     from archlab.tasks import list_tasks
 
-    p = sub.add_parser("train", help="train a model on a task (checkpoints, resume, bf16, DDP)",
-                       description=__doc__)
+    p = sub.add_parser("train", help=HELP, description=__doc__)
     p.add_argument("--task", help=f"what to train for: {' | '.join(list_tasks())} (or `task:` in --config)")
     p.add_argument("--model", help="a registered model name (`archlab list`), or `model:` in --config")
     p.add_argument("--data", help="a known data set name or a path (default: the task's own)")
@@ -38,12 +40,22 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (falls back to eager)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's, one per core). Results depend on it: the same seed "
+                        "and thread count give the same numbers. On a machine busy with other work, 1 is often "
+                        "much faster for small models: threads waiting for a busy core stall every step")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels (needed for bit-exact resume)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     from archlab.train import RunSpec, Stopped, load_config_file, parse_set, train
 
     settings = load_config_file(args.config) if args.config else {}

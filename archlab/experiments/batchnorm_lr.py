@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from archlab.experiments.core import Check, Column, Experiment, Lab, estimate, register_experiment
+from archlab.experiments.core import NO_VALIDATION, Check, Column, Experiment, Lab, estimate, register_experiment
 
 HIDDEN = (256, 256, 256)
 ARMS = {"bn": "with batch norm", "plain": "without batch norm"}
@@ -59,7 +59,7 @@ class BatchNormLR(Experiment):
                                "max_steps": p["steps"], "log_every": max(1, p["steps"] // 10)}
                     model = {"hidden": tuple(p["hidden"]), "batch_norm": arm == "bn", "dropout": 0.0}
                     run = lab.train(f"{arm}-lr{lr:g}-seed{seed}", task="classify", model="mlp", data=p["data"],
-                                    trainer=trainer, model_settings=model, seed=seed)
+                                    trainer=trainer, task_settings=NO_VALIDATION, model_settings=model, seed=seed)
                     accuracy[arm][k][si] = run.metrics["accuracy"]
                     loss[arm][k][si] = run.metrics["loss"]
         return {"lrs": p["lrs"], "accuracy": accuracy, "loss": loss}

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from archlab.experiments.core import Check, Column, Experiment, Lab, estimate, register_experiment
+from archlab.experiments.core import NO_VALIDATION, Check, Column, Experiment, Lab, estimate, register_experiment
 
 ARMS = {"causal": "GPT, causal mask", "open": "GPT, no mask"}
 GPT_TINY = {"d_model": 64, "n_layer": 2, "n_head": 4, "dropout": 0.0}
@@ -103,7 +103,7 @@ class CausalMask(Experiment):
                 trainer = {"batch_size": p["batch_size"], "lr": p["lr"], "max_steps": p["steps"],
                            "warmup_steps": max(1, p["steps"] // 10), "log_every": max(1, p["steps"] // 10)}
                 run = lab.train(f"{arm}-seed{seed}", task="lm", model="gpt", data=p["data"], trainer=trainer,
-                                task_settings={"block_size": p["block_size"]},
+                                task_settings={**NO_VALIDATION, "block_size": p["block_size"]},
                                 model_settings={**p["model"], "causal": arm == "causal"}, seed=seed)
                 model = run.load_model()
                 out["teacher_forced_loss"][arm].append(run.metrics["loss"])

@@ -259,6 +259,11 @@ def read_curve(run_dir: Path) -> list[tuple[int, float]]:
     return points
 
 
+# Task settings for an experiment's runs: the whole training split trains. An experiment selects no
+# model on a validation split (its protocol is fixed before the run), so none is held out.
+NO_VALIDATION = {"val_fraction": 0.0}
+
+
 class Lab:
     """Where an experiment trains and measures: the output directory, the seeds, the device, progress.
 
@@ -317,14 +322,15 @@ class Lab:
         self.log(f"{prefix}: {run.steps} steps, {shown} ({seconds:.1f} s)")
         return run
 
-    def evaluate(self, run: Run, **task_settings) -> dict[str, float]:
-        """The task's metrics of ``run``'s final model, its task rebuilt with ``task_settings``."""
+    def evaluate(self, run: Run, split: str = "test", **task_settings) -> dict[str, float]:
+        """The task's metrics of ``run``'s final model on ``split`` ("test", "val", or "train" for a task
+        that evaluates its training examples), its task rebuilt with ``task_settings``."""
         from archlab.train import evaluate_model, load_for_evaluation
         from archlab.utils.runtime import resolve_device
 
         model, task = load_for_evaluation(run.dir, task_settings=task_settings)
         device = resolve_device(self.device)
-        return evaluate_model(model.to(device), task, device, "fp32", 256)
+        return evaluate_model(model.to(device), task, device, "fp32", 256, split=split)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ of 1,024 units (about 1.9M parameters) is trained on 1,000 MNIST-5k digits (``tr
 fixed random subset) with and without dropout p = 0.5 after each hidden layer -- the only
 difference; no weight decay for either -- for the same steps, long enough that the network
 without dropout fits its training set. Both are scored on the images they trained on
-(``eval_split="train"``) and on the 1,000 test digits; the train / test accuracy gap measures
+(``split="train"``) and on the 1,000 test digits; the train / test accuracy gap measures
 the overfitting.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archlab.experiments.core import Check, Column, Experiment, Lab, estimate, register_experiment
+from archlab.experiments.core import NO_VALIDATION, Check, Column, Experiment, Lab, estimate, register_experiment
 
 ARMS = {"dropout": "MLP, dropout 0.5", "none": "MLP, no dropout"}
 
@@ -55,8 +55,9 @@ class Dropout(Experiment):
                            "log_every": max(1, p["steps"] // 25)}
                 model = {"hidden": tuple(p["hidden"]), "dropout": p["p"] if arm == "dropout" else 0.0}
                 run = lab.train(f"{arm}-seed{seed}", task="classify", model="mlp", data=p["data"], trainer=trainer,
-                                task_settings={"train_size": p["train_size"]}, model_settings=model, seed=seed)
-                train = lab.evaluate(run, eval_split="train")
+                                task_settings={**NO_VALIDATION, "train_size": p["train_size"]}, model_settings=model,
+                                seed=seed)
+                train = lab.evaluate(run, split="train")
                 out["train_accuracy"][arm].append(train["accuracy"])
                 out["train_loss"][arm].append(train["loss"])
                 out["test_accuracy"][arm].append(run.metrics["accuracy"])

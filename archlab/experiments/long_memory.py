@@ -86,7 +86,8 @@ class LongMemory(Experiment):
                     model = {"cell": cell, "hidden_size": p["hidden_size"], "embed_dim": p["embed_dim"]}
                     if arm in ("lstm", "gru"):
                         model["memory_bias"] = p["memory_bias"]
-                    recall = {"gap": gap, "num_symbols": p["num_symbols"], "num_distractors": p["num_distractors"]}
+                    recall = {"gap": gap, "num_symbols": p["num_symbols"], "num_distractors": p["num_distractors"],
+                              "val_size": 0}  # no model selection: no validation set to draw
                     lrs = p["rnn_lrs"] if arm == "rnn" else [p["lr"]]
                     best = None
                     for lr in lrs:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from archlab.experiments.core import Check, Column, Experiment, Lab, estimate, register_experiment
+from archlab.experiments.core import NO_VALIDATION, Check, Column, Experiment, Lab, estimate, register_experiment
 
 
 @register_experiment
@@ -64,8 +64,8 @@ class ResidualDepth(Experiment):
                     trainer.update(max_steps=p["steps"], warmup_steps=p["steps"] // 20,
                                    log_every=max(1, p["steps"] // 20))
                     run = lab.train(f"{arm}-seed{seed}", task="classify", model=arm, data=p["data"],
-                                    trainer=trainer, seed=seed)
-                    train = lab.evaluate(run, eval_split="train")
+                                    trainer=trainer, task_settings=NO_VALIDATION, seed=seed)
+                    train = lab.evaluate(run, split="train")
                     # A diverged run (NaN loss) trained infinitely badly: inf keeps the comparisons right.
                     loss = train["loss"] if math.isfinite(train["loss"]) else math.inf
                     out["train_loss"].setdefault(arm, []).append(loss)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from archlab.experiments.core import Check, Column, Experiment, Lab, estimate, register_experiment
+from archlab.experiments.core import NO_VALIDATION, Check, Column, Experiment, Lab, estimate, register_experiment
 
 DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # down, up, right, left
 MODELS = {"cnn": ("lenet5", {"input_size": 28, "activation": "relu", "pooling": "max"}),
@@ -90,7 +90,7 @@ class WeightSharing(Experiment):
                 trainer = {"max_steps": p["steps"], "batch_size": p["batch_size"], "lr": p["lr"],
                            "warmup_steps": p["steps"] // 20, "log_every": max(1, p["steps"] // 10)}
                 run = lab.train(f"{arm}-seed{seed}", task="classify", model=model, data=p["data"], trainer=trainer,
-                                model_settings=settings, seed=seed)
+                                task_settings=NO_VALIDATION, model_settings=settings, seed=seed)
                 params[arm] = sum(t.numel() for t in run.load_model().parameters())
                 for k, s in enumerate(p["shifts"]):
                     moves = [(0, 0)] if s == 0 else [(s * dy, s * dx) for dy, dx in DIRECTIONS]

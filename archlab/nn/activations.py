@@ -31,9 +31,10 @@ HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu
                   "silu": "silu", "swish": "silu", "tanh": "tanh"}
 
 
-def check_activation(name: str, what: str = "activation") -> None:
-    """ConfigError unless ``name`` is in ``ACTIVATIONS``."""
-    check(isinstance(name, str) and name in ACTIVATIONS, f"{what} must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+def check_activation(name: str, also: str = "") -> None:
+    """ConfigError unless ``name`` is in ``ACTIVATIONS`` (``also``: what else the caller accepts)."""
+    check(isinstance(name, str) and name in ACTIVATIONS,
+          f"activation must be one of {sorted(ACTIVATIONS)}{also}, got {name!r}")
 
 
 def make_activation(activation: str | nn.Module | Callable) -> nn.Module:
@@ -41,7 +42,7 @@ def make_activation(activation: str | nn.Module | Callable) -> nn.Module:
     if isinstance(activation, nn.Module):
         return activation
     if isinstance(activation, str):
-        check_activation(activation, "activation (a name, a module or a callable)")
+        check_activation(activation, " (or a module, or a callable)")
         return ACTIVATIONS[activation]()
     check(callable(activation), f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}")
     return _Lambda(activation)

@@ -54,7 +54,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def _activation(name: str | None) -> nn.Module | None:
     if name is None:
         return None
-    check_activation(name, "activation (or None)")
+    check_activation(name, " or None")
     return ACTIVATIONS[name]()
 
 

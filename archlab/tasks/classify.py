@@ -2,9 +2,15 @@
 
 The model maps an image x to logits z (K,); the loss is the cross-entropy
 ``L = -log softmax(z)_y`` averaged over the batch, the metrics are that loss and the accuracy
-``mean(argmax z == y)`` on the test split. Images are normalised per channel with the training
-split's mean and standard deviation, ``x' = (x - mean) / std``; those statistics and the class
+``mean(argmax z == y)`` on a held-out split. Images are normalised per channel with the training
+images' mean and standard deviation, ``x' = (x - mean) / std``; those statistics and the class
 names are saved beside the checkpoint as ``classes.json`` and reused when evaluating.
+
+Splits: the data set's test split is the ``test`` split, touched once at the end; the
+``validation`` split that the trainer evaluates during training (and early-stops on) is a fixed,
+stratified ``val_fraction`` of the data set's training images, drawn with ``common.SEED`` (the
+same images for every run seed); the model trains on the rest. MNIST-5k: 3,600 train / 400
+validation / 1,000 test.
 
 Training visits the training split epoch by epoch, each in a fresh order drawn from
 ``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
@@ -16,9 +22,10 @@ digits for a ResNet whose five stride-2 stages need 32 px) are resized to the mo
 (bilinear), for training and evaluation alike.
 
 Settings for measurements: ``train_size`` trains on a fixed random subset of the training split
-(the same one for every seed and run); ``eval_split="train"`` reports the metrics on the images
-trained on (the train / test gap of overfitting); ``eval_shift=(dy, dx)`` moves every evaluation
-image by that many pixels, zeros coming in (translation tolerance). Training never sees the shift.
+(the same one for every seed and run, drawn after the validation share is held out); evaluating
+``split="train"`` (``evaluate_model``, ``archlab evaluate --split train``) reports the metrics on
+the images trained on, unaugmented (the train / test gap of overfitting); ``eval_shift=(dy, dx)``
+moves every evaluation image by that many pixels, zeros coming in (translation tolerance). Training never sees the shift.
 """
 
 from __future__ import annotations
@@ -35,11 +42,10 @@ from archlab.data.common import SEED
 from archlab.data.transforms import RandomCrop, Translate
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, ImageData
-from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 CLASSES_FILE = "classes.json"
-EVAL_SPLITS = ("test", "train")
 
 
 @dataclass
@@ -47,19 +53,19 @@ class ClassifyConfig:
     normalize: bool = True         # standardise each channel with the training split's statistics
     shift: int = 0                 # augmentation: pad training images by this many pixels and crop back
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
+    val_fraction: float = 0.1      # share of the training images held out for validation (0 = none)
 
     train_size: int = 0            # train on this many images, a fixed random subset of the training split; 0 = all
-    eval_split: str = "test"       # the split evaluation reports: "test" | "train"
     eval_shift: tuple[int, int] = (0, 0)  # (dy, dx): evaluation images moved down / right by this many pixels
 
     def __post_init__(self):
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
         check(isinstance(self.train_size, int) and self.train_size >= 0,
               f"train_size must be an integer >= 0 (0 = the whole training split), got {self.train_size!r}")
-        check(self.eval_split in EVAL_SPLITS, f"eval_split must be one of {EVAL_SPLITS}, got {self.eval_split!r}")
         self.eval_shift = tuple(self.eval_shift)
         check(len(self.eval_shift) == 2 and all(isinstance(v, int) for v in self.eval_shift),
               f"eval_shift must be two integers (dy, dx), got {self.eval_shift!r}")
+        check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 @register_task
@@ -70,16 +76,26 @@ class ClassifyTask(Task):
     default_data = "digits"
     metric_modes = {"loss": "min", "accuracy": "max"}
     sum_keys = ("loss_sum", "correct", "count")
+    evaluates_train = True
 
     def __init__(self, config: ClassifyConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)
         from archlab.data import load_image_data
 
+        from archlab.data.common import stratified_split
+        from archlab.data.images import channel_stats
+
         images = load_image_data(self.data)
-        self.train_x, self.train_y = images.train.tensors
+        train_x, train_y = images.train.tensors
         self.test_x, self.test_y = images.test.tensors
+        self.val_x, self.val_y = train_x[:0], train_y[:0]
+        if config.val_fraction > 0:
+            keep, held = stratified_split(train_y.numpy(), config.val_fraction)
+            keep, held = torch.as_tensor(keep), torch.as_tensor(held)
+            train_x, train_y, self.val_x, self.val_y = train_x[keep], train_y[keep], train_x[held], train_y[held]
+        self.train_x, self.train_y = train_x, train_y
         self.classes, self.image_shape = list(images.classes), tuple(images.image_shape)
-        self.mean, self.std = tuple(images.mean), tuple(images.std)
+        self.mean, self.std = channel_stats(train_x) if len(train_y) else (tuple(images.mean), tuple(images.std))
         if saved is not None and (Path(saved) / CLASSES_FILE).is_file():
             meta = json.loads((Path(saved) / CLASSES_FILE).read_text())
             check(
@@ -133,8 +149,20 @@ class ClassifyTask(Task):
             x = RandomCrop(self.image_shape[1:], padding=self.config.shift)(x, generator=g)
         return self._normalize(x[shard]), self.train_y[idx[shard]]
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        x_all, y_all = (self.test_x, self.test_y) if self.config.eval_split == "test" else (self.train_x, self.train_y)
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if len(self.val_y) else ("test",)
+
+    def split_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (N, C, H, W) in [0, 1], labels (N,)) of an evaluation split, before normalisation:
+        a held-out split, or "train" (the images trained on, unaugmented)."""
+        self.check_split(split)
+        if split == "train":
+            return self.train_x, self.train_y
+        return (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        x_all, y_all = self.split_images(split)
         move = Translate(*self.config.eval_shift) if any(self.config.eval_shift) else None
         for i in range(0, len(y_all), batch_size):
             x = x_all[i:i + batch_size]

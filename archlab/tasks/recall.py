@@ -10,12 +10,13 @@ to be remembered over a lag of p steps) and the "latching" problem of Bengio, Si
 Token ids: 0 is padding (unused: every sequence has G + 1 steps), 1..K the symbols, K+1..K+N the
 distractors. The supply of training sequences is endless: micro-batch ``position`` is drawn from
 ``(seed, position)`` and never repeats; the test set is one fixed draw of ``test_size`` sequences
-from ``data_seed``. A batch is ``(ids (B, G + 1), mask (B, G + 1), labels (B,))`` and reaches the
+from ``data_seed``, the validation set (``val``, evaluated during training) the next ``val_size``
+of that draw (0: none). A batch is ``(ids (B, G + 1), mask (B, G + 1), labels (B,))`` and reaches the
 model as in ``textclass``: any ``TokenClassifier`` trains here (``rnn_classifier``, ``bert``),
 through ``token_logits(ids, mask)``; its vocabulary, classes and padding id come from
 ``token_classifier_fields``.
 
-Metrics on the test set: ``loss`` (mean cross-entropy) and ``accuracy``.
+Metrics on a held-out set: ``loss`` (mean cross-entropy) and ``accuracy``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from archlab.errors import check
 from archlab.models.interfaces import LabelledTokens, TokenClassifier
-from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
 
 NOMINAL_EPOCH = 10_000  # sequences an "epoch" stands for (``epochs=``); the supply itself is endless
 PAD_ID = 0
@@ -41,6 +42,7 @@ class RecallConfig:
     num_symbols: int = 4           # K: symbols to remember (the classes; chance is 1 / K)
     num_distractors: int = 4       # N: symbols filling the gap
     test_size: int = 1000          # sequences in the fixed test set
+    val_size: int = 1000           # sequences in the fixed validation set; 0 = none
     data_seed: int = 1234          # the test set's draw (training draws from the run's seed)
 
     def __post_init__(self):
@@ -48,6 +50,8 @@ class RecallConfig:
         for name in ("num_symbols", "num_distractors", "test_size"):
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        check(isinstance(self.val_size, int) and self.val_size >= 0,
+              f"val_size must be an integer >= 0 (0 = no validation set), got {self.val_size!r}")
         check(self.num_symbols >= 2, f"num_symbols must be >= 2 (one symbol is nothing to remember), "
                                      f"got {self.num_symbols}")
 
@@ -67,6 +71,7 @@ class RecallTask(Task):
         super().__init__(config, data, saved)
         g = torch.Generator().manual_seed(config.data_seed)
         self.test_x, self.test_y = self.draw(config.test_size, g)
+        self.val_x, self.val_y = self.draw(config.val_size, g)  # after the test set: which stays the same draw
 
     @property
     def vocab_size(self) -> int:
@@ -93,10 +98,16 @@ class RecallTask(Task):
         x, y = x[shard], y[shard]
         return x, torch.ones_like(x, dtype=torch.bool), y
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.test_y), batch_size):
-            x = self.test_x[i:i + batch_size]
-            yield x, torch.ones_like(x, dtype=torch.bool), self.test_y[i:i + batch_size]
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.config.val_size else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        xs, ys = (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
+        for i in range(0, len(ys), batch_size):
+            x = xs[i:i + batch_size]
+            yield x, torch.ones_like(x, dtype=torch.bool), ys[i:i + batch_size]
 
     def _logits(self, model, batch) -> torch.Tensor:
         x, mask, _ = batch

@@ -7,7 +7,8 @@ One optimiser step of a global batch of ``batch_size`` examples::
         loss.backward()                              # DDP all-reduces only on the last micro-step
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
-Around it: evaluation every ``eval_every`` steps with the task's metrics and early stopping;
+Around it: evaluation of the validation split every ``eval_every`` steps (logged as split "val")
+and early stopping on it; at the end the validation split, then the test split, once;
 checkpoints every ``save_every`` steps (and on SIGINT / SIGTERM) that resume bit-exactly, because
 every source of randomness is either saved (RNG states) or a function of ``(seed, position)`` (the
 data); progress, ``metrics.jsonl`` and MFU. The final model lands in ``OUT/model.safetensors`` +
@@ -31,6 +32,7 @@ from safetensors.torch import load_model
 
 from archlab.checkpoint import unwrap
 from archlab.errors import CheckpointError, check
+from archlab.registry import model_info
 from archlab.tasks import Task
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
@@ -106,6 +108,10 @@ class Stopped(Exception):
 
 def train(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final evaluation metrics and where things are."""
+    if model_info(spec.model).fitted:  # fitted (trees), not stepped: their own path, the same run directory
+        from archlab.train import boosting
+
+        return boosting.train(spec)
     world = distributed.world_from_env()
     settings_device = spec.settings.get("device", "auto")
     device = distributed.device_for(world, resolve_device(parse_value("device", settings_device, str)))
@@ -114,7 +120,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
     try:
         return _train(spec, world, device)
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
+        if torch.are_deterministic_algorithms_enabled() != deterministic_before:  # the call imports torch's
+            torch.use_deterministic_algorithms(deterministic_before)             # compiler: only when needed
         distributed.teardown()
 
 
@@ -124,6 +131,10 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
     seed_everything(seed, deterministic)
     r = resolve(spec, world.size)
     cfg, task = r.train, r.task
+    has_val = "val" in task.eval_splits
+    check(has_val or not (cfg.eval_every or cfg.early_stop_metric),
+          f"eval_every and early stopping evaluate the validation split, and task {task.name!r} on --data "
+          f"{task.data!r} has none (is val_fraction 0?)")
     check(cfg.precision != "fp16" or device.type == "cuda",
           f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {device.type!r}; use bf16")
     out = Path(spec.out)
@@ -176,9 +187,11 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
 
     micro_batch = cfg.batch_size // cfg.grad_accum          # global examples per micro-step
     shard = world.shard(micro_batch)                         # this process's rows of it
-    example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), device)
-    flops_per_example = 3 * forward_flops(model, lambda: task.step(model, example))  # fwd + bwd (2x fwd)
     peak = cfg.peak_flops or peak_flops(device, cfg.precision)
+    flops_per_example = 0.0  # counted only where MFU can be reported (a known peak): counting takes a forward
+    if peak:
+        example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), device)
+        flops_per_example = 3 * forward_flops(model, lambda: task.step(model, example))  # fwd + bwd (2x fwd)
 
     def save(at_step: int) -> Path | None:
         path = None
@@ -193,8 +206,9 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
         world.barrier()
         return path
 
-    def evaluate_now() -> dict[str, float]:
-        return evaluate_model(core, task, device, cfg.precision, micro_batch, cfg.eval_batches, world)
+    def evaluate_now(split: str) -> dict[str, float]:
+        return evaluate_model(core, task, device, cfg.precision, cfg.eval_batch_size or micro_batch, cfg.eval_batches,
+                              world, split)
 
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     window_steps, window_start = 0, time.perf_counter()
@@ -250,9 +264,9 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 window_steps, window_start = 0, time.perf_counter()
 
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                metrics = evaluate_now()
-                report.log({"step": step, "split": "eval", **metrics})
-                report.message(f"eval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                metrics = evaluate_now("val")
+                report.log({"step": step, "split": "val", **metrics})
+                report.message(f"val @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 if _early_stop(cfg, task, metrics, early):
                     report.message(f"early stop at step {step}: {cfg.early_stop_metric} did not improve for "
                                    f"{cfg.early_stop_patience} evaluations")
@@ -276,16 +290,20 @@ def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dic
                 report.close()
                 raise Stopped(signum, path)
 
-    metrics = evaluate_now()
-    report.log({"step": step, "split": "eval", **metrics})
+    val_metrics = evaluate_now("val") if has_val else {}
+    if val_metrics:
+        report.log({"step": step, "split": "val", **val_metrics})
+    metrics = evaluate_now("test")  # the test split's one look, after every choice is made
+    report.log({"step": step, "split": "test", **metrics})
     last = save(step)
     if world.is_main:
         ckpt.publish_final(out, model, task)
     world.barrier()
-    report.message(f"done: step {step}; " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    report.message(f"done: step {step}; test " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                    + f"; model in {out}")
     report.close()
-    return {"step": step, "metrics": metrics, "out": str(out), "checkpoint": str(last) if last else None,
+    return {"step": step, "metrics": metrics, "val_metrics": val_metrics, "out": str(out),
+            "checkpoint": str(last) if last else None,
             "early_stopped": stopped_early, "train_seconds": train_seconds}
 
 

@@ -53,6 +53,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         (["--set", "lr"], "--set takes key=value, got 'lr'"),
         (["--data", str(tmp_path / "missing")], "missing' does not exist (expected a folder with one subfolder per class"),
         (["--config", str(tmp_path / "nope.yaml")], "is not a readable file"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--set", "optimizer=muon", "--set", "ns_steps=0"], "ns_steps must be >= 1, got 0"),
     ]
     for extra, message in cases:
         assert main(["train", *ARGS, *extra, "--out", str(out)]) == 2
@@ -98,3 +100,26 @@ def test_signal_writes_a_checkpoint_before_exiting(tmp_path, sig, code):
     assert "checkpoint written at step" in err
     saved = sorted((out / "checkpoints").iterdir())
     assert len(saved) == 1 and int(saved[0].name.split("-")[1]) >= 5
+
+
+# A run that does not compile never imports torch's compiler (torch._dynamo): importing it takes
+# about as long as importing torch, before the first step. Checked in a fresh interpreter.
+NO_COMPILER = """
+import sys
+from archlab.cli import main
+code = main({argv!r})
+print("exit", code, "COMPILER" if "torch._dynamo" in sys.modules else "NO COMPILER")
+"""
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "muon"])
+def test_a_training_run_does_not_import_the_compiler(tmp_path, optimizer):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    argv = ["train", *ARGS, "--set", f"optimizer={optimizer}", "--threads", "1", "--out", str(tmp_path / "run")]
+    r = subprocess.run([sys.executable, "-c", NO_COMPILER.format(argv=argv)], capture_output=True, text=True,
+                       timeout=300, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert r.stdout.strip().splitlines()[-1] == "exit 0 NO COMPILER", r.stderr[-2000:]

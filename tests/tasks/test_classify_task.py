@@ -65,7 +65,7 @@ def test_epochs_set_the_number_of_steps_and_other_data_is_refused(tmp_path):
     out = tmp_path / "run"
     settings = {"hidden": "16", "batch_size": 100, "epochs": 1.5, "max_steps": 0, "log_every": 100}
     result = train(RunSpec(task="classify", model="mlp", data="digits", out=out, settings=settings))
-    assert result["step"] == 22  # ceil(1.5 * 1437 training images / 100)
+    assert result["step"] == 20  # ceil(1.5 * 1,295 training images / 100): 1,438 less 143 for validation
     # A model trained on the 10 digit classes cannot be evaluated on a folder of 3 classes.
     from PIL import Image
 
@@ -102,7 +102,7 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
         ClassifyConfig(shift=-1)
 
 
-def test_train_size_keeps_one_fixed_subset_and_eval_split_train_scores_it():
+def test_train_size_keeps_one_fixed_subset_and_the_train_split_scores_it():
     small = ClassifyTask(ClassifyConfig(train_size=100), "digits")
     again = ClassifyTask(ClassifyConfig(train_size=100), "digits")
     full = ClassifyTask(ClassifyConfig(), "digits")
@@ -111,13 +111,13 @@ def test_train_size_keeps_one_fixed_subset_and_eval_split_train_scores_it():
     # every kept image is a training image
     rows = {tuple(r) for r in full.train_x.flatten(1).tolist()}
     assert all(tuple(r) in rows for r in small.train_x.flatten(1).tolist())
-    on_train = ClassifyTask(ClassifyConfig(train_size=100, eval_split="train"), "digits")
-    xs, ys = zip(*on_train.eval_batches(64))
+    assert not {tuple(r) for r in small.train_x.flatten(1).tolist()} & {tuple(r) for r in full.val_x.flatten(1).tolist()}
+    xs, ys = zip(*small.eval_batches(64, "train"))
     assert torch.equal(torch.cat(ys), small.train_y) and torch.cat(xs).shape[0] == 100
-    with pytest.raises(ConfigError, match="train_size=5000 is larger than the 1438 training images"):
+    with pytest.raises(ConfigError, match="train_size=5000 is larger than the 1295 training images"):
         ClassifyTask(ClassifyConfig(train_size=5000), "digits")
-    with pytest.raises(ConfigError, match="eval_split must be one of \\('test', 'train'\\), got 'val'"):
-        ClassifyConfig(eval_split="val")
+    with pytest.raises(ConfigError, match="split must be one of val, test or train for task 'classify', got 'dev'"):
+        next(small.eval_batches(8, "dev"))
 
 
 def test_eval_shift_moves_the_evaluation_images_only():
@@ -132,3 +132,16 @@ def test_eval_shift_moves_the_evaluation_images_only():
     assert torch.equal(moved.train_batch(0, 16, 0, slice(0, 16))[0], plain.train_batch(0, 16, 0, slice(0, 16))[0])
     with pytest.raises(ConfigError, match="eval_shift must be two integers"):
         ClassifyConfig(eval_shift=(1, 2, 3))
+
+
+def test_the_validation_images_are_a_fixed_stratified_share_of_the_training_split(task):
+    assert len(task.val_y) == 143 and len(task.train_y) == 1_438 - 143 and len(task.test_y) == 359
+    rows = lambda x: {tuple(r) for r in x.flatten(1).tolist()}  # noqa: E731
+    assert not rows(task.val_x) & rows(task.train_x)  # held out: never trained on
+    counts = torch.bincount(task.val_y, minlength=10)
+    assert counts.min() >= 13 and counts.max() <= 16  # every digit about 10% of its training images
+    assert torch.equal(ClassifyTask(ClassifyConfig(), "digits").val_y, task.val_y)  # the same for every run
+    none = ClassifyTask(ClassifyConfig(val_fraction=0.0), "digits")
+    assert none.eval_splits == ("test",) and len(none.train_y) == 1_438
+    with pytest.raises(ConfigError, match="has no val split"):
+        next(none.eval_batches(8, "val"))

@@ -79,3 +79,16 @@ def test_an_lstm_learns_to_recall_across_a_short_gap(tmp_path):
                 "max_steps": 150, "log_every": 50}
     result = train(RunSpec(task="recall", model="rnn_classifier", out=tmp_path / "run", settings=settings))
     assert result["metrics"]["accuracy"] >= 0.9  # chance is 25%
+
+
+def test_the_validation_set_is_its_own_fixed_draw_and_can_be_turned_off():
+    task = RecallTask(RecallConfig(gap=3, test_size=50, val_size=40))
+    again = RecallTask(RecallConfig(gap=3, test_size=50, val_size=0))
+    assert task.eval_splits == ("val", "test") and again.eval_splits == ("test",)
+    assert torch.equal(task.test_x, again.test_x)  # the test set does not depend on val_size
+    val = torch.cat([b[0] for b in task.eval_batches(16, "val")])
+    assert val.shape == (40, 4) and not torch.equal(val, task.test_x[:40])
+    with pytest.raises(ConfigError, match="has no val split"):
+        next(again.eval_batches(8, "val"))
+    with pytest.raises(ConfigError, match="split must be one of val, test for task 'recall', got 'train'"):
+        next(task.eval_batches(8, "train"))
