@@ -25,7 +25,8 @@ Settings for measurements: ``train_size`` trains on a fixed random subset of the
 (the same one for every seed and run, drawn after the validation share is held out); evaluating
 ``split="train"`` (``evaluate_model``, ``archlab evaluate --split train``) reports the metrics on
 the images trained on, unaugmented (the train / test gap of overfitting); ``eval_shift=(dy, dx)``
-moves every evaluation image by that many pixels, zeros coming in (translation tolerance). Training never sees the shift.
+moves every evaluation image by that many pixels, zeros coming in (translation tolerance).
+Training never sees the shift.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ class ClassifyTask(Task):
         mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype).clamp_min(1e-8).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) of the data's shape, pixels in [0, 1], as the model reads them: resized
+        to its input shape when that differs, standardised with the training split's statistics."""
+        return self._normalize(x)
 
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         n = len(self.train_y)
