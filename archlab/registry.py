@@ -65,7 +65,9 @@ class ModelEntry:
     @property
     def tasks(self) -> list[str]:
         """The tasks that can train this model."""
-        return [i.task for i in self.interfaces]
+        from archlab.models.interfaces import tasks_of
+
+        return [t for i in self.interfaces for t in tasks_of(i)]
 
     @property
     def fitted(self) -> bool:
@@ -211,12 +213,12 @@ def models_source_digest(models_dir: Path = MODELS_DIR) -> str:
 def build_model_index() -> dict[str, Any]:
     """The index as ``model_index.json`` holds it, from the live registry: every model's name,
     family, description and the tasks that train it, and every task a model can declare."""
-    from archlab.models.interfaces import INTERFACES
+    from archlab.models.interfaces import INTERFACES, tasks_of
 
     _discover()
     models = [{"name": e.name, "family": e.family, "description": e.description, "tasks": e.tasks}
               for e in sorted(_MODELS.values(), key=lambda e: e.name)]
-    return {"models_source_sha256": models_source_digest(), "tasks": sorted(i.task for i in INTERFACES),
+    return {"models_source_sha256": models_source_digest(), "tasks": sorted(t for i in INTERFACES for t in tasks_of(i)),
             "models": models}
 
 

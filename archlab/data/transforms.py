@@ -4,6 +4,7 @@
     RandomCrop(size, padding)     zero-pad each side by ``padding``, cut a size x size window at a
                                   random offset (one offset per image): the CIFAR augmentation of
                                   He et al. 2015 is RandomCrop(32, padding=4)
+    Translate(dy, dx)             move every image dy pixels down and dx right, zeros coming in
     RandomHorizontalFlip(p)       mirror each image left-right with probability p
     Resize(size)                  bilinear resampling with F.interpolate
     Compose([t1, t2, ...])        t_n(... t_1(x))
@@ -91,6 +92,31 @@ class RandomCrop(Transform):
 
     def __repr__(self):
         return f"RandomCrop(size={self.size}, padding={self.padding})"
+
+
+class Translate(Transform):
+    """Move every image ``dy`` pixels down and ``dx`` right (negative: up / left); ``fill`` comes in.
+
+    ``Translate(0, 2)(x)[..., :, j] == x[..., :, j - 2]`` for j >= 2, and ``fill`` in columns 0, 1.
+    Deterministic: the shift of a test set in a translation-tolerance measurement.
+    """
+
+    def __init__(self, dy: int, dx: int, fill: float = 0.0):
+        check(all(isinstance(v, int) for v in (dy, dx)), f"dy and dx must be integers, got {dy!r}, {dx!r}")
+        self.dy, self.dx, self.fill = dy, dx, float(fill)
+
+    def apply(self, x, generator=None):
+        dy, dx = self.dy, self.dx
+        H, W = x.shape[-2:]
+        if abs(dy) >= H or abs(dx) >= W:
+            return torch.full_like(x, self.fill)
+        # Pad on the side the image moves away from, then cut the window back to (H, W).
+        padded = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), value=self.fill)
+        top, left = max(-dy, 0), max(-dx, 0)
+        return padded[..., top:top + H, left:left + W]  # (N, C, H, W)
+
+    def __repr__(self):
+        return f"Translate(dy={self.dy}, dx={self.dx})"
 
 
 class RandomHorizontalFlip(Transform):

@@ -35,12 +35,13 @@ from archlab.errors import CheckpointError, ConfigError, check
 from archlab.nn.activations import HF_ACTIVATIONS, check_activation, make_activation
 from archlab.nn.attention import MultiHeadAttention, PackedTokens
 from archlab.nn.norm import LayerNorm
-from archlab.nn.positional import LearnedPositionalEmbedding
+from archlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from archlab.nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from archlab.models.interfaces import IGNORE_INDEX, MaskedLM, TokenClassifier, example_ids, masked_lm_loss
 from archlab.registry import build_config, create_model, register_model
 
 HEADS = ("none", "mlm", "classification")
+POSITIONS = ("learned", "sinusoidal", "none")
 
 
 @dataclass
@@ -51,6 +52,8 @@ class BertConfig:
     num_heads: int = 12
     intermediate_size: int = 3072
     max_position_embeddings: int = 512
+    position: str = "learned"       # P[t]: "learned" (BERT), "sinusoidal" (Vaswani et al. 2017, fixed) or
+                                    # "none": no position signal, so the encoder cannot tell word order
     type_vocab_size: int = 2
     activation: str = "gelu"
     dropout: float = 0.1            # embeddings, residual branches, classifier (HF hidden_dropout_prob)
@@ -71,6 +74,7 @@ class BertConfig:
               f"hidden_size must be divisible by num_heads={self.num_heads}, got hidden_size={self.hidden_size}")
         check_activation(self.activation)
         check(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
+        check(self.position in POSITIONS, f"position must be one of {POSITIONS}, got {self.position!r}")
         check(self.head != "classification" or self.pooler,
               "head='classification' classifies the pooled output and needs pooler=True, got pooler=False")
         for name in ("dropout", "attention_dropout"):
@@ -91,13 +95,23 @@ class BertOutput:
 
 
 class BertEmbeddings(nn.Module):
-    """e_t = Dropout(LN(W_word[x_t] + P[t] + W_type[s_t]))."""
+    """e_t = Dropout(LN(W_word[x_t] + P[t] + W_type[s_t])).
+
+    P[t] is learned (BERT), sinusoidal, or absent (``position="none"``): then e_t depends on the
+    token alone and the encoder is permutation-equivariant -- permuting the tokens permutes the
+    outputs, and the [CLS] output cannot depend on word order.
+    """
 
     def __init__(self, c: BertConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
-        self.position_embeddings = LearnedPositionalEmbedding(c.max_position_embeddings, c.hidden_size,
-                                                              init_std=c.init_std)
+        if c.position == "learned":
+            self.position_embeddings = LearnedPositionalEmbedding(c.max_position_embeddings, c.hidden_size,
+                                                                  init_std=c.init_std)
+        elif c.position == "sinusoidal":
+            self.position_embeddings = SinusoidalPositionalEncoding(c.hidden_size, c.max_position_embeddings)
+        else:
+            self.position_embeddings = nn.Identity()
         self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
         self.layer_norm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)

@@ -46,6 +46,9 @@ class GPTConfig:
     activation: str = "gelu_tanh"   # GPT-2's "gelu_new"
     layer_norm_eps: float = 1e-5
     tie_weights: bool = True        # output head shares the token embedding matrix
+    causal: bool = True             # mask the future (a language model); False lets position t see
+                                    # t+1.. -- only to show what the mask prevents (`archlab experiment
+                                    # causal_mask`): such a model copies the next token and cannot generate
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
@@ -76,6 +79,7 @@ class Block(nn.Module):
 
     def __init__(self, c: GPTConfig):
         super().__init__()
+        self.causal = c.causal
         self.ln_1 = LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
         self.attn = MultiHeadAttention(c.d_model, c.n_head, dropout=c.dropout, bias=c.bias, batch_first=True)
         self.resid_dropout = nn.Dropout(c.dropout)
@@ -84,7 +88,7 @@ class Block(nn.Module):
                                bias=c.bias)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, need_weights: bool = False):
-        a, weights = self.attn.attend(self.ln_1(x), is_causal=True, kv_cache=kv_cache, need_weights=need_weights,
+        a, weights = self.attn.attend(self.ln_1(x), is_causal=self.causal, kv_cache=kv_cache, need_weights=need_weights,
                                       average_attn_weights=False)
         x = x + self.resid_dropout(a)
         x = x + self.mlp(self.ln_2(x))

@@ -4,9 +4,9 @@ A task trains a model through one of these; a model class says which it implemen
 subclassing them, and the registry records it (``archlab list`` shows it), so a task refuses a
 model it cannot train with one clear line instead of failing deep inside::
 
-    interface         the task that trains it      what the task calls
+    interface         the tasks that train it      what the task calls
     ImageClassifier   classify                     model(images (B, C, H, W)) -> logits (B, K)
-    TokenClassifier   textclass                    model.token_logits(ids (B, T), mask (B, T)) -> (B, K)
+    TokenClassifier   textclass, recall            model.token_logits(ids (B, T), mask (B, T)) -> (B, K)
     LanguageModel     lm                           model(ids (B, T)) -> logits (B, T, V); generate(...)
     MaskedLM          mlm                          model.masked_lm_logits(ids (B, T)) -> (B, T, V)
     Seq2SeqModel      seq2seq                      model(src (B, S), tgt_in (B, T)) -> logits (B, T, V);
@@ -173,11 +173,13 @@ def _length(seq_len: int | None, *limits: int | None) -> int:
 
 
 class Capability:
-    """Base of the interfaces: ``title`` names the capability, ``task`` the task that trains it;
+    """Base of the interfaces: ``title`` names the capability, ``task`` the task that trains it and
+    ``extra_tasks`` any further tasks that train it through the same methods (``tasks_of``);
     ``fitted`` is True for a model fitted by its own algorithm instead of gradient steps."""
 
     title: ClassVar[str] = ""
     task: ClassVar[str] = ""
+    extra_tasks: ClassVar[tuple[str, ...]] = ()
     config_class: ClassVar[type]
     fitted: ClassVar[bool] = False
 
@@ -293,6 +295,7 @@ class TokenClassifier(Capability):
 
     title = "token classifier"
     task = "textclass"
+    extra_tasks = ("recall",)  # the same token_logits on generated sequences (the long-memory experiment)
 
     @classmethod
     def token_classifier_fields(cls, data: LabelledTokens, config: Any) -> dict[str, Any]:
@@ -615,6 +618,11 @@ class TabularModel(Capability):
 INTERFACES: tuple[type[Capability], ...] = (ImageClassifier, TokenClassifier, LanguageModel, MaskedLM,
                                             Seq2SeqModel, TextToTextModel, Forecaster, ImageTextModel,
                                             TabularModel)
+
+
+def tasks_of(interface: type[Capability]) -> tuple[str, ...]:
+    """Every task that trains models of ``interface``, its own task first."""
+    return (interface.task, *interface.extra_tasks)
 
 
 def capabilities(model_cls: type) -> list[type[Capability]]:

@@ -4,6 +4,9 @@
     h_l = dropout(ReLU(W_l h_{l-1} + b_l))      l = 1..L
     y   = W_out h_L + b_out
 
+With ``batch_norm`` each hidden layer normalises its pre-activations over the batch before the
+ReLU (Ioffe & Szegedy 2015): h_l = dropout(ReLU(BN(W_l h_{l-1} + b_l))).
+
 It has no notion of neighbourhood (images) or order (sequences): whatever structure the data has,
 it must learn from scratch, with a weight for every input position. As an image classifier it
 reads the flattened image (``in_features = C * H * W``); ``forward_features`` is h_L, the head W_out.
@@ -19,6 +22,7 @@ import torch.nn as nn
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, example_floats
+from archlab.nn import BatchNorm1d
 from archlab.registry import build_config, register_model
 
 
@@ -28,6 +32,7 @@ class MLPConfig:
     num_classes: int = 10           # outputs
     hidden: tuple[int, ...] = (256, 128)
     dropout: float = 0.1
+    batch_norm: bool = False        # BatchNorm1d after each hidden Linear, before the ReLU
 
     def __post_init__(self):
         check(self.in_features > 0, f"in_features must be positive, got {self.in_features}")
@@ -49,7 +54,8 @@ class MLP(ImageClassifier, PretrainedMixin, nn.Module):
         self.config = config
         layers, width = [], config.in_features
         for h in config.hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(config.dropout)]
+            layers += [nn.Linear(width, h), *([BatchNorm1d(h)] if config.batch_norm else []), nn.ReLU(),
+                       nn.Dropout(config.dropout)]
             width = h
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, config.num_classes)
@@ -74,7 +80,7 @@ class MLP(ImageClassifier, PretrainedMixin, nn.Module):
         return (example_floats((batch_size, self.config.in_features)),)
 
 
-@register_model("mlp", family="mlp", description="Dense baseline: flatten -> [Linear, ReLU, Dropout] x L -> Linear")
+@register_model("mlp", family="mlp", description="Dense baseline: flatten -> [Linear, (BatchNorm), ReLU, Dropout] x L -> Linear")
 def mlp(**config) -> MLP:
     return MLP(build_config(MLPConfig, {}, config))
 

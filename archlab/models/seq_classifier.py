@@ -30,7 +30,9 @@ import torch.nn as nn
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
 from archlab.models.interfaces import DEFAULT_SEQ_LEN, ImageClassifier, TokenClassifier, example_floats
-from archlab.nn.sequence import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
+from archlab.nn.sequence import (
+    check_cell, check_memory_bias, check_token_ids, lengths_from_mask, recurrent_layer, run_padded,
+)
 from archlab.nn.seq_attention import AdditiveAttention, lengths_to_mask
 from archlab.registry import build_config, register_model
 
@@ -50,9 +52,12 @@ class SeqClassifierConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     pooling: str = "final"          # "final" | "mean" | "max" | "attention"
+    memory_bias: float | None = None  # lstm / gru: start the gates remembering (see recurrent_layer);
+                                      # None = torch's initialisation
 
     def __post_init__(self):
         check_cell(self.cell)
+        check_memory_bias(self.cell, self.memory_bias)
         check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         for name in ("num_classes", "embed_dim", "input_size", "hidden_size", "num_layers"):
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
@@ -78,7 +83,7 @@ class SeqClassifier(TokenClassifier, ImageClassifier, PretrainedMixin, nn.Module
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim) if self.uses_tokens else None
         in_size = config.embed_dim if self.uses_tokens else config.input_size
         self.rnn = recurrent_layer(config.cell, in_size, config.hidden_size, config.num_layers,
-                                   config.dropout, config.bidirectional)
+                                   config.dropout, config.bidirectional, config.memory_bias)
         self.num_directions = 2 if config.bidirectional else 1
         width = self.num_directions * config.hidden_size
         if config.pooling == "attention":

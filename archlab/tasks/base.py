@@ -39,7 +39,10 @@ and provides, in the order the trainer calls them:
    ``evaluate_batch(model, batch) -> sums`` -- statistics of one evaluation batch as *sums*
    (``{"loss_sum": ..., "count": ...}``, the keys listed in ``sum_keys``), so they add across
    batches and processes. Evaluation is its own hook: it never has to guess from a batch's shape
-   whether it is evaluating. ``eval_splits`` names the held-out splits that hold examples.
+   whether it is evaluating. ``eval_splits`` names the held-out splits that hold examples. A task
+   with ``evaluates_train = True`` also gives ``eval_batches(batch_size, "train")``: the examples
+   it trains on, unaugmented, in a fixed order (for measuring the train / held-out gap); never a
+   substitute for a held-out split.
 6. ``metrics(sums) -> {name: value}`` -- the task's metrics from the added-up sums.
 7. ``save(directory)`` -- files to keep beside ``config.json`` (e.g. ``tokenizer.json``).
 
@@ -75,6 +78,7 @@ class Task:
     metric_modes: ClassVar[dict[str, str]] = {"loss": "min"}
     unit: ClassVar[str] = "samples"   # what throughput counts: "samples" or "tokens"
     sum_keys: ClassVar[tuple[str, ...]] = ("loss_sum", "count")  # the keys ``step`` returns
+    evaluates_train: ClassVar[bool] = False  # eval_batches(n, "train"): the training examples, unaugmented
 
     def __init__(self, config: Any, data: str | None = None, saved: Path | None = None):
         self.config = config
@@ -120,8 +124,11 @@ class Task:
 
     def check_split(self, split: str) -> None:
         """ConfigError unless ``split`` is one of the splits this task can evaluate on."""
+        if split == "train" and self.evaluates_train:
+            return
         if split not in SPLITS:
-            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+            also = " or train" if self.evaluates_train else ""
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}{also} for task {self.name!r}, got {split!r}")
         if split not in self.eval_splits:
             raise ConfigError(f"task {self.name!r} on --data {self.data!r} has no {split} split "
                               f"(held-out splits: {', '.join(self.eval_splits) or 'none'})")

@@ -20,6 +20,13 @@ fix (``image_classifier_fields``: channels and classes; a flattened size for the
 for a recurrent reader, a side for LeNet-5 and ViT). Images smaller than a model can read (8x8
 digits for a ResNet whose five stride-2 stages need 32 px) are resized to the model's input shape
 (bilinear), for training and evaluation alike.
+
+Settings for measurements: ``train_size`` trains on a fixed random subset of the training split
+(the same one for every seed and run, drawn after the validation share is held out); evaluating
+``split="train"`` (``evaluate_model``, ``archlab evaluate --split train``) reports the metrics on
+the images trained on, unaugmented (the train / test gap of overfitting); ``eval_shift=(dy, dx)``
+moves every evaluation image by that many pixels, zeros coming in (translation tolerance).
+Training never sees the shift.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from archlab.data.transforms import RandomCrop
+from archlab.data.common import SEED
+from archlab.data.transforms import RandomCrop, Translate
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, ImageData
 from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
@@ -48,8 +56,16 @@ class ClassifyConfig:
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
     val_fraction: float = 0.1      # share of the training images held out for validation (0 = none)
 
+    train_size: int = 0            # train on this many images, a fixed random subset of the training split; 0 = all
+    eval_shift: tuple[int, int] = (0, 0)  # (dy, dx): evaluation images moved down / right by this many pixels
+
     def __post_init__(self):
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
+        check(isinstance(self.train_size, int) and self.train_size >= 0,
+              f"train_size must be an integer >= 0 (0 = the whole training split), got {self.train_size!r}")
+        self.eval_shift = tuple(self.eval_shift)
+        check(len(self.eval_shift) == 2 and all(isinstance(v, int) for v in self.eval_shift),
+              f"eval_shift must be two integers (dy, dx), got {self.eval_shift!r}")
         check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
@@ -61,6 +77,7 @@ class ClassifyTask(Task):
     default_data = "digits"
     metric_modes = {"loss": "min", "accuracy": "max"}
     sum_keys = ("loss_sum", "correct", "count")
+    evaluates_train = True
 
     def __init__(self, config: ClassifyConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)
@@ -89,6 +106,13 @@ class ClassifyTask(Task):
             )
             self.classes, self.mean, self.std = meta["classes"], tuple(meta["mean"]), tuple(meta["std"])
         check(len(self.train_y) > 0, f"--data {self.data!r} has an empty training split")
+        if config.train_size:
+            n = len(self.train_y)
+            check(config.train_size <= n, f"train_size={config.train_size} is larger than the {n} training images "
+                                          f"of --data {self.data!r}")
+            g = torch.Generator().manual_seed(SEED)  # the same subset for every run
+            keep = torch.randperm(n, generator=g)[:config.train_size]
+            self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
         self._order = EpochOrder(len(self.train_y))
         self.input_shape = tuple(self.image_shape[1:])  # (H, W) the model reads; set by attach()
 
@@ -136,14 +160,19 @@ class ClassifyTask(Task):
         return SPLITS if len(self.val_y) else ("test",)
 
     def split_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images (N, C, H, W) in [0, 1], labels (N,)) of a held-out split, before normalisation."""
+        """(images (N, C, H, W) in [0, 1], labels (N,)) of an evaluation split, before normalisation:
+        a held-out split, or "train" (the images trained on, unaugmented)."""
         self.check_split(split)
+        if split == "train":
+            return self.train_x, self.train_y
         return (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
 
     def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
-        x, y = self.split_images(split)
-        for i in range(0, len(y), batch_size):
-            yield self._normalize(x[i:i + batch_size]), y[i:i + batch_size]
+        x_all, y_all = self.split_images(split)
+        move = Translate(*self.config.eval_shift) if any(self.config.eval_shift) else None
+        for i in range(0, len(y_all), batch_size):
+            x = x_all[i:i + batch_size]
+            yield self._normalize(move(x) if move else x), y_all[i:i + batch_size]
 
     def step(self, model, batch):
         x, y = batch

@@ -127,7 +127,8 @@ def load_for_generation(checkpoint: str | Path):
 
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
              precision: str = "fp32", split: str = "test") -> dict[str, float]:
-    """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data set."""
+    """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data
+    set, or on its training examples ("train", a task with ``evaluates_train``)."""
     model, task = load_for_evaluation(checkpoint, data)
     dev = resolve_device(device)
     return evaluate_model(model.to(dev), task, dev, precision, batch_size, split=split)

@@ -37,6 +37,10 @@ def test_train_from_a_recipe_then_evaluate(cli, tmp_path, capsys):
     e = cli("evaluate", "--checkpoint", str(out), "--batch-size", "32")
     assert e.returncode == 0, e.stderr
     assert e.stdout == r.stdout  # the same metrics, printed the same way
+    t = cli("evaluate", "--checkpoint", str(out), "--split", "train")
+    assert t.returncode == 0, t.stderr
+    on_train = dict(line.split() for line in t.stdout.splitlines())
+    assert set(on_train) == {"loss", "accuracy"} and on_train["loss"] != printed["loss"]  # the images trained on
 
     # Bad input: an existing run without --resume is refused and left untouched.
     before = snapshot(out)

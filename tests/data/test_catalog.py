@@ -4,15 +4,18 @@ from archlab.data import list_datasets, load_image_data, load_series
 from archlab.data.catalog import DATASETS, dataset_info
 from archlab.data.download import REMOTE
 from archlab.data.images import IMAGE_SETS
+from archlab.data.labelled_text import LABELLED_TEXT_SETS
 from archlab.data.tabular import TABULAR_SETS
-from archlab.data.text import TEXT_SETS
+from archlab.data.text import OFFLINE_TEXT_SETS, TEXT_SETS
 from archlab.data.timeseries import SERIES
 from archlab.errors import ConfigError
 
 
 def test_catalog_matches_the_loaders():
     assert set(list_datasets("image")) == set(IMAGE_SETS)
-    assert set(list_datasets("series")) == set(SERIES) and set(list_datasets("text")) == set(TEXT_SETS)
+    assert set(list_datasets("series")) == set(SERIES)
+    assert set(list_datasets("text")) == set(TEXT_SETS) | set(OFFLINE_TEXT_SETS)
+    assert set(list_datasets("labelled_text")) == set(LABELLED_TEXT_SETS)
     assert set(list_datasets("tabular", offline=True)) == set(TABULAR_SETS)
     # exactly the sets that need the network have a download entry
     assert set(list_datasets(offline=False)) == set(REMOTE)

@@ -33,3 +33,32 @@ def test_sentence_pairs_split_and_errors(tmp_path):
         load_sentence_pairs(bad)
     with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction must be in \[0, 1\), got 0.5 \+ 0.5"):
         load_sentence_pairs(path, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_cmudict_words_is_a_fixed_offline_text_of_dictionary_words():
+    from archlab.data.pronunciation import WORD
+
+    text = load_text("cmudict-words")
+    words = text.split()
+    assert len(words) > 120_000 and len(set(words)) == len(words)  # every word once
+    assert all(WORD.match(w) for w in words[:1000]) and "tomato" in set(words)
+    assert words != sorted(words) and load_text("cmudict-words") == text  # shuffled, the same way every time
+
+
+def test_ab_order_labels_say_which_letter_comes_first():
+    from collections import Counter
+
+    from archlab.data import load_labelled_text
+
+    data = load_labelled_text("ab-order")
+    assert (len(data.train), len(data.val), len(data.test)) == (8000, 1000, 1000) and data.classes == ["ab", "ba"]
+    for text, label in data.train[:500] + data.test[:500]:
+        assert len(text) == 16 and text.count("a") == 1 and text.count("b") == 1
+        assert label == ("ab" if text.index("a") < text.index("b") else "ba")
+    assert abs(Counter(label for _, label in data.train)["ab"] - 4000) < 200
+    # The letters themselves say nothing about the label: every letter is as frequent in both classes.
+    freq = {c: Counter("".join(t for t, label in data.train if label == c)) for c in data.classes}
+    for letter in "abcdefghijkl":
+        shares = [freq[c][letter] / sum(freq[c].values()) for c in data.classes]
+        assert abs(shares[0] - shares[1]) < 0.005, letter
+    assert load_labelled_text("ab-order").test == data.test

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize
+from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize, Translate
 from archlab.errors import ConfigError
 
 
@@ -86,3 +86,17 @@ def test_transforms_follow_the_images_device():
     on_gpu = t(x.cuda(), generator=torch.Generator().manual_seed(0))
     assert on_gpu.device.type == "cuda"
     assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-5)  # same crops and flips: one CPU generator
+
+
+def test_translate_moves_every_image_and_fills_the_gap():
+    x = torch.arange(2 * 1 * 4 * 5, dtype=torch.float32).view(2, 1, 4, 5) + 1  # no zero pixel
+    right = Translate(0, 2)(x)
+    assert torch.equal(right[..., :, 2:], x[..., :, :3]) and not right[..., :, :2].any()
+    up = Translate(-1, 0, fill=-1.0)(x)
+    assert torch.equal(up[..., :3, :], x[..., 1:, :]) and (up[..., 3, :] == -1).all()
+    diagonal = Translate(1, -3)(x)
+    assert torch.equal(diagonal[..., 1:, :2], x[..., :3, 3:])
+    assert torch.equal(Translate(0, 0)(x), x) and not Translate(4, 0)(x).any()  # moved out entirely
+    assert Translate(1, 1)(x[0]).shape == (1, 4, 5)  # one image (C, H, W)
+    with pytest.raises(ConfigError, match="dy and dx must be integers"):
+        Translate(0.5, 0)

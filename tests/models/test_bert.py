@@ -34,6 +34,23 @@ def test_tiny_parameter_count_from_the_equations():
     assert count_parameters(tiny(head="classification", num_labels=3)) == embeddings + L * layer + pooler + H * 3 + 3
 
 
+@pytest.mark.parametrize("position", ["sinusoidal", "none"])
+def test_fixed_or_no_positions_have_no_position_parameters(position):
+    H, T = 32, 16
+    assert count_parameters(tiny()) - count_parameters(tiny(position=position)) == T * H
+    assert not any("position" in name for name, _ in tiny(position=position).named_parameters())
+
+
+def test_without_positions_permuting_the_tokens_permutes_the_outputs():
+    ids = torch.randint(1, 50, (3, 9))
+    perm = torch.randperm(9)
+    for position, equivariant in (("none", True), ("sinusoidal", False), ("learned", False)):
+        model = tiny(position=position).double().eval()
+        h, h_perm = model(ids).last_hidden_state, model(ids[:, perm]).last_hidden_state
+        error = (h_perm - h[:, perm]).abs().max()
+        assert (error < 1e-12) if equivariant else (error > 1e-3), (position, float(error))
+
+
 def test_outputs_and_shapes():
     model = tiny(head="mlm").eval()
     ids = torch.randint(0, 50, (3, 7))
@@ -207,6 +224,7 @@ def test_bad_input_is_a_config_error(kwargs, message):
     (dict(head="seq2seq"), r"head must be one of \('none', 'mlm', 'classification'\), got 'seq2seq'"),
     (dict(head="classification", pooler=False), "needs pooler=True, got pooler=False"),
     (dict(num_heads=5), "hidden_size must be divisible by num_heads=5, got hidden_size=32"),
+    (dict(position="rotary"), r"position must be one of \('learned', 'sinusoidal', 'none'\), got 'rotary'"),
 ])
 def test_bad_config_is_a_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):

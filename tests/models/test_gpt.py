@@ -46,6 +46,16 @@ def test_future_tokens_never_change_past_logits():
     assert not torch.allclose(a[:, 6:], b[:, 6:])
 
 
+def test_without_the_causal_mask_future_tokens_change_past_logits():
+    masked, open_ = tiny().double().eval(), tiny(causal=False).double().eval()
+    open_.load_state_dict(masked.state_dict())  # the same weights: the mask is the only difference
+    x = torch.randint(0, 50, (2, 12))
+    y = x.clone()
+    y[:, 6:] = (y[:, 6:] + 1) % 50
+    assert torch.equal(masked(x)[:, :6], masked(y)[:, :6])  # exactly: the future's weights are 0
+    assert (open_(x)[:, :6] - open_(y)[:, :6]).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("impl", ["reference", "fused"])
 def test_cached_logits_equal_uncached(impl):
     model = set_impl(tiny().double().eval(), impl)

@@ -174,3 +174,21 @@ def test_reference_and_fused_recurrences_agree_on_packed_batches(pooling):
     for gf, gr in zip(results["fused"][1], results["reference"][1]):
         assert torch.allclose(gf, gr, atol=1e-10), "gradients agree (1e-10, float64)"
         assert gf.abs().sum() > 0, "every parameter gets a gradient"
+
+
+@pytest.mark.parametrize("cell, blocks", [("lstm", {1: 3.0, 0: -3.0}), ("gru", {1: 3.0})])
+def test_memory_bias_starts_every_layer_remembering(cell, blocks):
+    H = 8
+    model = create_model("rnn_classifier", cell=cell, hidden_size=H, num_layers=2, bidirectional=True,
+                         memory_bias=3.0)
+    for name, p in model.rnn.named_parameters():
+        if name.startswith("bias"):
+            rows = p.detach().view(-1, H)  # one row block per gate, torch's order (LSTM i, f, g, o; GRU r, z, n)
+            for index, value in blocks.items():
+                expected = value if name.startswith("bias_ih") else 0.0
+                assert torch.equal(rows[index], torch.full((H,), expected)), (name, index)
+
+
+def test_memory_bias_needs_a_gated_cell():
+    with pytest.raises(ConfigError, match="cell 'rnn' has no such gate, got memory_bias=1.0"):
+        create_model("rnn_classifier", cell="rnn", memory_bias=1.0)

@@ -102,6 +102,38 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
         ClassifyConfig(shift=-1)
 
 
+def test_train_size_keeps_one_fixed_subset_and_the_train_split_scores_it():
+    small = ClassifyTask(ClassifyConfig(train_size=100), "digits")
+    again = ClassifyTask(ClassifyConfig(train_size=100), "digits")
+    full = ClassifyTask(ClassifyConfig(), "digits")
+    assert len(small.train_y) == 100 and torch.equal(small.train_x, again.train_x)
+    assert len(set(small.train_y.tolist())) == 10  # a random subset, every class in it
+    # every kept image is a training image
+    rows = {tuple(r) for r in full.train_x.flatten(1).tolist()}
+    assert all(tuple(r) in rows for r in small.train_x.flatten(1).tolist())
+    assert not {tuple(r) for r in small.train_x.flatten(1).tolist()} & {tuple(r) for r in full.val_x.flatten(1).tolist()}
+    xs, ys = zip(*small.eval_batches(64, "train"))
+    assert torch.equal(torch.cat(ys), small.train_y) and torch.cat(xs).shape[0] == 100
+    with pytest.raises(ConfigError, match="train_size=5000 is larger than the 1295 training images"):
+        ClassifyTask(ClassifyConfig(train_size=5000), "digits")
+    with pytest.raises(ConfigError, match="split must be one of val, test or train for task 'classify', got 'dev'"):
+        next(small.eval_batches(8, "dev"))
+
+
+def test_eval_shift_moves_the_evaluation_images_only():
+    plain = ClassifyTask(ClassifyConfig(), "digits")
+    moved = ClassifyTask(ClassifyConfig(eval_shift=(0, 2)), "digits")
+    x0, y0 = next(iter(plain.eval_batches(32)))
+    x1, y1 = next(iter(moved.eval_batches(32)))
+    assert torch.equal(y0, y1)
+    torch.testing.assert_close(x1[..., :, 2:], x0[..., :, :6], atol=0, rtol=0)  # columns moved right by 2
+    background = (0 - plain.mean[0]) / plain.std[0]  # a zero pixel, normalised
+    assert torch.allclose(x1[..., :, :2], torch.full_like(x1[..., :, :2], background))
+    assert torch.equal(moved.train_batch(0, 16, 0, slice(0, 16))[0], plain.train_batch(0, 16, 0, slice(0, 16))[0])
+    with pytest.raises(ConfigError, match="eval_shift must be two integers"):
+        ClassifyConfig(eval_shift=(1, 2, 3))
+
+
 def test_the_validation_images_are_a_fixed_stratified_share_of_the_training_split(task):
     assert len(task.val_y) == 143 and len(task.train_y) == 1_438 - 143 and len(task.test_y) == 359
     rows = lambda x: {tuple(r) for r in x.flatten(1).tolist()}  # noqa: E731
