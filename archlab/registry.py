@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from archlab.errors import ConfigError
+from archlab.utils.fields import check_values
+from archlab.utils.size import check_model_size
 
 FAMILIES = ("cnn", "rnn", "transformer", "mlp")
 
@@ -81,11 +83,21 @@ def model_info(name: str) -> ModelEntry:
 
 
 def create_model(name: str, **config: Any):
-    """Build the architecture registered as ``name``; ``config`` overrides its config fields."""
-    model = model_info(name).builder(**config)
+    """Build the architecture registered as ``name``; ``config`` overrides its config fields.
+
+    A config whose model would be absurdly large is refused before any memory is allocated."""
+    builder = model_info(name).builder
+    check_model_size(lambda: builder(**config), f"model {name!r} with {_sizes(config)}")
+    model = builder(**config)
     # The registry name travels with the model so save_pretrained can write it to config.json.
     model.model_name = name
     return model
+
+
+def _sizes(config: dict[str, Any]) -> str:
+    """The integer settings given, the likeliest cause of a model too large (for the message)."""
+    ints = [f"{k}={v:,}" for k, v in config.items() if isinstance(v, int) and not isinstance(v, bool)]
+    return ", ".join(ints) if ints else "its default config"
 
 
 def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]):
@@ -105,6 +117,7 @@ def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]
         # JSON has no tuples: a config read back from config.json gives lists where tuples were.
         if isinstance(values.get(f.name), list) and str(f.type).startswith("tuple"):
             values[f.name] = _to_tuple(values[f.name])
+    check_values(config_cls, values)  # a wrong type names the field here, not deep inside torch
     return config_cls(**values)
 
 

@@ -2,8 +2,10 @@
 
 Each command lives in its own module of this package and exposes ``register(subparsers)``, which
 adds its parser and sets ``func=run`` (``run(args) -> int`` exit status). Modules are found by
-name, so a new command is a new file. ``ConfigError`` (bad input) exits with status 2 and a
-one-line message; nothing is overwritten.
+name, so a new command is a new file. ``ConfigError`` (bad input) and an ``OSError`` on a path the
+user gave (a folder that cannot be written, a disk that is full) exit with status 2 and a one-line
+message; nothing is overwritten. A ``TrainingError`` (a run that cannot go on, such as a
+non-finite loss) exits with status 1, also in one line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pkgutil
 import sys
 
 from archlab import __version__
-from archlab.errors import ConfigError
+from archlab.errors import ConfigError, TrainingError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"archlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"archlab {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `archlab list | head`: the reader has gone, nothing to report
+        sys.stderr.close()
+        return 0
+    except OSError as e:
+        where = f": {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"archlab {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"archlab {args.command}: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ field by name). Under ``torchrun --nproc_per_node=N -m archlab train ...`` it ru
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def run(args) -> int:
     except Stopped as e:
         print(f"archlab train: {e}", file=sys.stderr)
         return e.exit_code
-    for name, value in result["metrics"].items():
-        print(f"{name} {value:.6g}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the metrics once, from the main process
+        for name, value in result["metrics"].items():
+            print(f"{name} {value:.6g}")
     return 0

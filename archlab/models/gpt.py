@@ -29,7 +29,7 @@ from archlab.errors import CheckpointError, check
 from archlab.models.decoding import check_sampling_args, sample_next
 from archlab.nn import FeedForward, KVCache, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention
 from archlab.nn.feedforward import ACTIVATIONS
-from archlab.registry import build_config, register_model
+from archlab.registry import build_config, create_model, register_model
 
 
 @dataclass
@@ -271,6 +271,5 @@ def load_hf_gpt2_state_dict(model: GPT, hf_state: dict[str, torch.Tensor]) -> GP
 @register_checkpoint_format("gpt2")
 def load_hf_gpt2(path: Path, hf_config: dict, **overrides) -> GPT:
     """A Hugging Face GPT-2 directory (config.json + model.safetensors or pytorch_model.bin) as our GPT."""
-    model = gpt(**{**gpt_config_from_hf(hf_config), **overrides})
-    model.model_name = "gpt"
+    model = create_model("gpt", **{**gpt_config_from_hf(hf_config), **overrides})
     return load_hf_gpt2_state_dict(model, load_state_dict(path))

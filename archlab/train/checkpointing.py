@@ -13,7 +13,9 @@ A run directory holds::
 A checkpoint is written into a hidden temporary directory, every file fsynced, and renamed into
 place in one step, so a kill mid-write leaves only a temporary directory (removed on the next start)
 and the previous checkpoints untouched. ``latest_checkpoint`` checks the manifest of the newest
-checkpoint and falls back to the one before it when a file is missing, truncated or altered.
+checkpoint and falls back to the one before it when a file is missing, truncated or altered;
+a resumed run sets the damaged ones after it aside (``checkpoints/damaged/``), so that pruning,
+which keeps the ``keep_last`` newest, only ever weighs checkpoints of the run's own history.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, task, stat
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_dir(final.parent)
-    prune(run_dir, keep_last)
+    prune(run_dir, keep_last, newest=final)
     return final
 
 
@@ -198,9 +200,35 @@ def remove_unfinished(run_dir: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def prune(run_dir: Path, keep_last: int) -> None:
+def step_of(checkpoint: Path) -> int:
+    """The step of a checkpoint directory ``.../step-00000100``."""
+    m = _STEP_DIR.match(Path(checkpoint).name)
+    if m is None:
+        raise CheckpointError(f"{str(checkpoint)!r} is not a checkpoint directory (step-NNNNNNNN)")
+    return int(m.group(1))
+
+
+def prune(run_dir: Path, keep_last: int, newest: Path | None = None) -> None:
+    """Keep the ``keep_last`` newest checkpoints; ``newest`` (the one just written) is always kept."""
     for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        if newest is None or old.resolve() != Path(newest).resolve():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def set_aside_after(run_dir: Path, step: int) -> list[Path]:
+    """Move the checkpoints after ``step`` (the damaged ones a resume fell back past) into
+    ``checkpoints/damaged/``, out of the run's history; returns where they went."""
+    moved = []
+    for path in list_checkpoints(run_dir):
+        if step_of(path) > step:
+            target = path.parent / "damaged" / path.name
+            n = 1
+            while target.exists():
+                target, n = path.parent / "damaged" / f"{path.name}.{n}", n + 1
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+            moved.append(target)
+    return moved
 
 
 def latest_checkpoint(run_dir: Path, warn=print) -> Path | None:
