@@ -19,8 +19,20 @@ from archlab import __version__
 from archlab.errors import ConfigError, TrainingError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(message: object) -> str:
+    """An error message on one line: a library's multi-line detail joined with '; '."""
+    return "; ".join(part.strip() for part in str(message).strip().splitlines() if part.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="archlab",
         description="Read, train, verify and understand CNNs, RNNs and Transformers.",
         epilog="Run `archlab COMMAND --help` for the options of one command.",
@@ -44,17 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
-        print(f"archlab {args.command}: error: {e}", file=sys.stderr)
+        print(f"archlab {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except TrainingError as e:
-        print(f"archlab {args.command}: error: {e}", file=sys.stderr)
+        print(f"archlab {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. `archlab list | head`: the reader has gone, nothing to report
         sys.stderr.close()
         return 0
     except OSError as e:
         where = f": {e.filename!r}" if getattr(e, "filename", None) else ""
-        print(f"archlab {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"archlab {args.command}: error: {one_line(e.strerror or e)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"archlab {args.command}: interrupted", file=sys.stderr)

@@ -49,7 +49,10 @@ def run(args) -> int:
         check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     rows = select_rows(args.only)
-    archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs else None
+    archs = None
+    if args.archs is not None:
+        archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+        check(archs, f"--archs takes architecture names separated by commas (e.g. cnn,lstm), got {args.archs!r}")
     cells = {r.key: select_archs(r, archs) for r in rows}
     rows = [r for r in rows if cells[r.key]]
     check(rows, f"--archs {args.archs!r} leaves no cell in the chosen rows")

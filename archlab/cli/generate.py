@@ -9,9 +9,11 @@ every time. The same ``--seed`` gives the same text.
 
 from __future__ import annotations
 
+import math
 import sys
 
 DEFAULT_PROMPT = "\n"
+MAX_NEW_TOKENS = 100_000  # a bound, so that a typo cannot ask for hours of generation
 
 
 def register(sub) -> None:
@@ -59,10 +61,12 @@ def generate_text(checkpoint, prompt: str | None = None, *, max_new_tokens: int 
     from archlab.train import load_for_generation
     from archlab.utils.runtime import resolve_device
 
-    check(max_new_tokens >= 0, f"--max-new-tokens must be >= 0, got {max_new_tokens}")
-    check(temperature > 0, f"--temperature must be > 0, got {temperature}")
+    check(0 <= max_new_tokens <= MAX_NEW_TOKENS,
+          f"--max-new-tokens must be in [0, {MAX_NEW_TOKENS:,}], got {max_new_tokens}")
+    check(math.isfinite(temperature) and temperature > 0, f"--temperature must be a finite number > 0, got {temperature}")
+    check(seed >= 0, f"--seed must be >= 0, got {seed}")
     check(top_k is None or top_k >= 1, f"--top-k must be >= 1, got {top_k}")
-    check(top_p is None or 0.0 < top_p <= 1.0, f"--top-p must be in (0, 1], got {top_p}")
+    check(top_p is None or 0.0 < top_p <= 1.0, f"--top-p must be in (0, 1], got {top_p}")  # NaN fails too
     model, tokenizer = load_for_generation(checkpoint)
     prompt = DEFAULT_PROMPT if prompt is None else prompt
     ids = encode_prompt(tokenizer, prompt)

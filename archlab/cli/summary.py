@@ -9,7 +9,11 @@ its config (``archlab.inspect.examples``): an image of its documented size, toke
 
 from __future__ import annotations
 
+import math
+
 from archlab.errors import ConfigError, check
+
+MAX_INPUT_VALUES = 2**27  # 0.5 GiB of float32: a summary's example input, not a data set
 
 
 def register(sub) -> None:
@@ -36,6 +40,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = ()
     check(bool(shape) and all(s >= 1 for s in shape),
           f"--input-size takes positive integers separated by commas (e.g. 1,3,224,224), got {text!r}")
+    check(math.prod(shape) <= MAX_INPUT_VALUES,
+          f"--input-size {text} has {math.prod(shape):,} values, more than the {MAX_INPUT_VALUES:,} a summary runs on")
     return shape
 
 
@@ -47,6 +53,8 @@ def run(args) -> int:
 
     model_info(args.model)  # an unknown name fails here, with suggestions
     check(args.depth >= 0, f"--depth must be >= 0, got {args.depth}")
+    check(args.seq_len is None or args.seq_len >= 1, f"--seq-len must be >= 1, got {args.seq_len}")
+    check(args.batch_size is None or args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     overrides = split_keys(parse_set(args.sets), {"model": model_config_class(args.model)})["model"]
     shape = parse_shape(args.input_size) if args.input_size else None
     if shape is not None and args.batch_size is not None:

@@ -56,6 +56,11 @@ def run(args) -> int:
         raise ConfigError("--task is required (or `task:` in --config), got none")
     if not model:
         raise ConfigError("--model is required (or `model:` in --config), got none")
+    for flag, value in (("task", task), ("model", model), ("data", data)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"`{flag}:` in --config takes a name, got {value!r}")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it over; give one, got both")
     for key in FLAG_KEYS:
         value = getattr(args, key)
         if value is not None:

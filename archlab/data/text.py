@@ -16,16 +16,30 @@ TEXT_SETS = {"tinyshakespeare": "input.txt"}  # name -> file of the remote set
 
 
 def read_text_file(path: str | os.PathLike) -> str:
-    """A UTF-8 text file; a missing or undecodable file is a ``ConfigError`` naming it (and the line)."""
+    """A UTF-8 text file; a missing, empty, binary or undecodable file is a ``ConfigError`` naming it
+    (and the line and column of the first bad byte)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{str(path)!r} is a folder, expected a text file")
     if not path.is_file():
         raise ConfigError(f"text file {str(path)!r} does not exist")
     data = path.read_bytes()
+    if not data.strip():
+        raise ConfigError(f"{path} is empty, expected UTF-8 text")
+
+    def where(i: int) -> str:
+        newline = b"\n"
+        line, line_start = data.count(newline, 0, i) + 1, data.rfind(newline, 0, i) + 1
+        return f"line {line}, column {i - line_start + 1}"
+
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}, line {line}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        raise ConfigError(f"{path}, {where(e.start)}: not UTF-8 text ({e.reason}); a binary file?") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ConfigError(f"{path}, {where(nul)}: a NUL byte; this is a binary file, expected UTF-8 text")
+    return text
 
 
 def load_text(
@@ -43,8 +57,8 @@ def load_text(
     if name in TEXT_SETS:
         paths = fetch(name, root=root, download=download, **download_options)
         return read_text_file(paths[TEXT_SETS[name]])
-    if Path(name).expanduser().is_file():
-        return read_text_file(name)
+    if Path(name).expanduser().exists() or os.sep in name or name.endswith(".txt"):
+        return read_text_file(name)  # a path: a clear error if it is missing, a folder or not text
     raise unknown_name("text data set", name, TEXT_SETS, extra=", or the path of a text file")
 
 

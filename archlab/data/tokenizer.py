@@ -330,9 +330,15 @@ def fit_tokenizer(kind: str, texts: str | Iterable[str], *, specials: Iterable[s
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
     """Rebuild whichever tokenizer ``to_dict`` stored."""
-    kind = d.get("type") if isinstance(d, dict) else None
+    check(isinstance(d, dict), f"a tokenizer is stored as a JSON object with a type, got a {type(d).__name__}")
+    kind = d.get("type")
     check(kind in TOKENIZERS, f"tokenizer type must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
-    return TOKENIZERS[kind].from_dict(d)
+    try:
+        return TOKENIZERS[kind].from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"a stored {kind} tokenizer is damaged ({type(e).__name__}: {e})") from None
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
@@ -343,4 +349,9 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
         d = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
-    return tokenizer_from_dict(d)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason}); a binary file?") from None
+    try:
+        return tokenizer_from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -211,6 +211,9 @@ def gpt_config_from_hf(hf: dict) -> dict:
     act = hf.get("activation_function", "gelu_new")
     if act not in HF_ACTIVATIONS:
         raise CheckpointError(f"GPT-2 activation_function must be one of {sorted(HF_ACTIVATIONS)}, got {act!r}")
+    missing = [k for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd") if k not in hf]
+    if missing:
+        raise CheckpointError(f"GPT-2 config.json lacks {', '.join(missing)}")
     return dict(vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
                 n_head=hf["n_head"], d_model=hf["n_embd"], d_ff=hf.get("n_inner"),
                 dropout=hf.get("resid_pdrop", 0.1), activation=HF_ACTIVATIONS[act],

@@ -62,6 +62,7 @@ class Task:
     metric_modes: ClassVar[dict[str, str]] = {"loss": "min"}
     unit: ClassVar[str] = "samples"   # what throughput counts: "samples" or "tokens"
     sum_keys: ClassVar[tuple[str, ...]] = ("loss_sum", "count")  # the keys ``step`` returns
+    saved_files: ClassVar[tuple[str, ...]] = ()  # what ``save`` writes; evaluating a checkpoint needs them
 
     def __init__(self, config: Any, data: str | None = None, saved: Path | None = None):
         self.config = config

@@ -45,6 +45,7 @@ class ClassifyTask(Task):
     default_data = "digits"
     metric_modes = {"loss": "min", "accuracy": "max"}
     sum_keys = ("loss_sum", "correct", "count")
+    saved_files = (CLASSES_FILE,)
 
     def __init__(self, config: ClassifyConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

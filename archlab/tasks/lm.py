@@ -47,6 +47,7 @@ class LMTask(Task):
     default_data = "tinyshakespeare"
     metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
     unit = "tokens"
+    saved_files = (TOKENIZER_FILE,)
 
     def __init__(self, config: LMConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

@@ -63,6 +63,7 @@ class MLMTask(Task):
     metric_modes = {"loss": "min", "accuracy": "max", "perplexity": "min"}
     unit = "tokens"
     sum_keys = ("loss_sum", "correct", "count")
+    saved_files = ("tokenizer.json",)
 
     def __init__(self, config: MLMConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

@@ -94,16 +94,25 @@ def write_manifest(directory: Path) -> None:
     write_text_atomic(directory / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def verify(directory: str | os.PathLike) -> None:
-    """Raise ``CheckpointError`` naming the first file of ``directory`` that fails its manifest."""
+def verify(directory: str | os.PathLike, required: tuple[str, ...] = ()) -> None:
+    """Raise ``CheckpointError`` naming the first file of ``directory`` that fails its manifest, or
+    the first of ``required`` that the manifest does not vouch for."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise CheckpointError(f"checkpoint {str(directory)!r} has no {MANIFEST_FILE} (an unfinished write?)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{manifest_path} is corrupted: {e}") from e
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{manifest_path} is corrupted: {' '.join(str(e).split())}") from None
+    well_formed = isinstance(manifest, dict) and all(
+        isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
+        for e in manifest.values())
+    if not well_formed:
+        raise CheckpointError(f"{manifest_path} is corrupted: expected {{file: {{size, sha256}}}} for every file")
+    for name in required:
+        if name not in manifest:
+            raise CheckpointError(f"checkpoint {str(directory)!r} is incomplete: its {MANIFEST_FILE} does not list {name}")
     for name, entry in manifest.items():
         path = directory / name
         if not path.is_file():
@@ -235,7 +244,7 @@ def latest_checkpoint(run_dir: Path, warn=print) -> Path | None:
     """The newest checkpoint that passes its manifest; damaged ones are reported and skipped."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            verify(path)
+            verify(path, required=(STATE_FILE, "model.safetensors", "config.json"))
             return path
         except CheckpointError as e:
             warn(f"warning: {e}; falling back to the previous checkpoint")
@@ -250,4 +259,6 @@ def load_state(directory: Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint {str(directory)!r} has no {STATE_FILE}") from e
     except Exception as e:  # truncated zip, foreign pickle...: never executed, always refused
-        raise CheckpointError(f"{path} is unreadable (corrupted, or not an archlab trainer state): {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path} is unreadable (corrupted, or not an archlab trainer state: "
+                              f"{type(e).__name__}: {first})") from None

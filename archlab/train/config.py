@@ -200,15 +200,21 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """A flat mapping of keys from a ``.yaml``/``.yml`` or ``.toml`` recipe."""
     path = Path(path)
     check(path.is_file(), f"--config {str(path)!r} is not a readable file")
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"--config must end in .yaml, .yml or .toml, got {str(path)!r}")
+    raw = path.read_bytes()
     try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            raise ConfigError(f"--config must end in .yaml, .yml or .toml, got {str(path)!r}")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"--config {str(path)!r}, line {line}: not UTF-8 text ({e.reason})") from None
+    if "\x00" in text:
+        raise ConfigError(f"--config {str(path)!r} is a binary file (it holds NUL bytes), expected YAML or TOML text")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else (yaml.safe_load(text) or {})
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"--config {str(path)!r} is not valid: {e}") from e
+        detail = " ".join(str(e).split())
+        raise ConfigError(f"--config {str(path)!r} is not valid: {detail}") from None
     check(isinstance(data, dict), f"--config {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 

@@ -140,6 +140,7 @@ class Run:
     def __init__(self, spec: RunSpec, world: distributed.World, device: torch.device):
         self.spec, self.world, self.device, self.out = spec, world, device, Path(spec.out)
         seed = parse_value("seed", spec.settings.get("seed", TrainConfig.seed), int)
+        check(0 <= seed < 2**63, f"seed must be an integer in [0, 2**63), got {seed}")
         deterministic = parse_value("deterministic", spec.settings.get("deterministic", False), bool)
         seed_everything(seed, deterministic)
         r = resolve(spec, world.size)  # reads the data and builds the model; writes nothing

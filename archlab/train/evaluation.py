@@ -65,6 +65,7 @@ def evaluate_model(model, task: Task, device: torch.device, precision: str, batc
 def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict[str, Any]:
     """The ``task.json`` of a run or checkpoint directory, after checking its files' manifest."""
     path = Path(checkpoint)
+    check(path.exists(), f"--checkpoint {str(path)!r} does not exist")
     check(path.is_dir(), f"--checkpoint {str(path)!r} is not a directory")
     if (path / ckpt.MANIFEST_FILE).is_file():
         ckpt.verify(path)
@@ -75,7 +76,46 @@ def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict
                               f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
     if not task_file.is_file():
         raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
-    return json.loads(task_file.read_text())
+    described = _read_json(task_file)
+    if not isinstance(described, dict) or not isinstance(described.get("task"), str):
+        raise CheckpointError(f"{task_file} is damaged: expected a JSON object naming the task "
+                              f'({{"task": ..., "data": ..., "config": {{...}}}}), got {_kind(described)}')
+    if not isinstance(described.get("config", {}), dict):
+        raise CheckpointError(f"{task_file} is damaged: its config must be a JSON object, got "
+                              f"{_kind(described['config'])}")
+    return described
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({' '.join(str(e).split())})") from None
+
+
+def _kind(value) -> str:
+    return "a JSON object" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def check_saved_files(path: Path, task_cls: type[Task]) -> None:
+    """The files the task keeps beside the weights (its tokenizer, class names ...) are there and,
+    when JSON, readable: without them the model would be evaluated with a vocabulary or classes
+    fitted anew, a silently different model."""
+    for name in getattr(task_cls, "saved_files", ()):
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{str(path)!r} lacks {name}, which task {task_cls.name!r} saved beside the "
+                                  "weights (the model's own vocabulary or classes); copy it back from the run")
+        if name.endswith(".json"):
+            _read_json(file)
+
+
+def _check_data_still_there(path: Path, described: dict[str, Any], data: str | None) -> None:
+    trained_on = described.get("data")
+    if data is None and isinstance(trained_on, str) and Path(trained_on).is_absolute() \
+            and not Path(trained_on).exists():
+        raise CheckpointError(f"{str(path)!r} was trained on --data {trained_on!r}, which no longer exists; "
+                              "give the data to evaluate on with --data")
 
 
 def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
@@ -89,9 +129,16 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
     path = Path(checkpoint)
     described = read_task_description(path)
     task_cls = get_task(described["task"])
+    check_saved_files(path, task_cls)
+    _check_data_still_there(path, described, data)
     settings = {**described.get("config", {}), **(task_settings or {})}
     config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
-    task = task_cls(config, data or described.get("data"), saved=path)
+    try:
+        task = task_cls(config, data or described.get("data"), saved=path)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:  # a saved file of the wrong shape
+        raise CheckpointError(f"the files beside the weights in {str(path)!r} ({', '.join(task_cls.saved_files)}) "
+                              f"do not fit task {task_cls.name!r} ({type(e).__name__}: {e}); copy them back from "
+                              "the run") from None
     model = from_pretrained(path)
     fixed = task.model_fields(field_types(type(model.config)))
     for key, value in fixed.items():
@@ -112,6 +159,7 @@ def load_for_generation(checkpoint: str | Path):
     check(described.get("task") == "lm",
           f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
           "needs a language model (task 'lm')")
+    check_saved_files(Path(checkpoint), get_task("lm"))
     model = from_pretrained(checkpoint)
     check(hasattr(model, "generate"), f"the model in {str(checkpoint)!r} ({type(model).__name__}) cannot generate")
     return model.eval(), load_tokenizer(checkpoint)
@@ -120,6 +168,7 @@ def load_for_generation(checkpoint: str | Path):
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
              precision: str = "fp32") -> dict[str, float]:
     """The task's metrics of a saved model on the evaluation split of its (or another) data set."""
+    check(isinstance(batch_size, int) and batch_size > 0, f"batch_size must be a positive integer, got {batch_size!r}")
     model, task = load_for_evaluation(checkpoint, data)
     dev = resolve_device(device)
     return evaluate_model(model.to(dev), task, dev, precision, batch_size)

@@ -48,6 +48,18 @@ def _jsonable(x):
     return json.loads(json.dumps(x))
 
 
+def _read_run_file(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--resume: {path} is damaged ({' '.join(str(e).split())}); it records the run's "
+                          "settings, so the run cannot be resumed: start over with --overwrite") from None
+    check(isinstance(saved, dict) and isinstance(saved.get("trainer"), dict),
+          f"--resume: {path} is damaged (expected a JSON object of the run's settings, got "
+          f"{type(saved).__name__}); start over with --overwrite")
+    return saved
+
+
 def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World) -> bool:
     """Check (every process) and prepare (main process) the run directory; True when resuming."""
     out = Path(spec.out)
@@ -57,7 +69,7 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
     non_empty = out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())
     resuming = False
     if spec.resume and has_run:
-        saved = json.loads((out / RUN_FILE).read_text())
+        saved = _read_run_file(out / RUN_FILE)
         now = _jsonable(record)
         diffs = []
         for key in ("task", "model", "data", "task_config", "model_overrides"):
@@ -132,7 +144,10 @@ class RunDirectory:
         except ImportError:  # no flock on this platform: one run per directory is up to the user
             return
         if not self.out.exists():
-            self.out.mkdir(parents=True)
+            try:
+                self.out.mkdir(parents=True)
+            except OSError as e:
+                raise ConfigError(f"--out {str(self.out)!r} cannot be created: {e.strerror}") from None
             self.created = True
         path = self.out / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
