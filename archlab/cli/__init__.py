@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from archlab import __version__
@@ -44,7 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"{pkg.__name__}.{info.name}").register(sub)
+    for command in sub.choices.values():  # help is read in a terminal: no reStructuredText markup
+        command.description = plain(command.description)
+        command.epilog = plain(command.epilog)
+        for action in command._actions:
+            action.help = plain(action.help)
     return parser
+
+
+def plain(text: str | None) -> str | None:
+    """Docstring markup out of help text: ``code`` and `code` become code."""
+    if not text:
+        return text
+    return re.sub(r"`{1,2}([^`]+)`{1,2}", r"\1", text)
 
 
 def main(argv: list[str] | None = None) -> int:

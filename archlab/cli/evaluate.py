@@ -8,7 +8,8 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="print a trained model's metrics", description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="a run directory (archlab train --out) or one of its checkpoints/step-N")
+                   help="a run directory (archlab train --out), one of its checkpoints/step-N, or a Hugging Face "
+                        "GPT-2 folder (then --data names the text)")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")

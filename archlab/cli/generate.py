@@ -1,4 +1,5 @@
-"""``archlab generate``: continue a prompt with a language model trained by ``archlab train --task lm``.
+"""``archlab generate``: continue a prompt with a language model trained by ``archlab train --task lm``
+(or a Hugging Face GPT-2 folder).
 
 Loads the model (GPT or RNN language model) and the tokenizer saved beside it, encodes the prompt,
 and prints the prompt followed by ``--max-new-tokens`` generated tokens. Sampling draws from the
@@ -19,7 +20,8 @@ MAX_NEW_TOKENS = 100_000  # a bound, so that a typo cannot ask for hours of gene
 def register(sub) -> None:
     p = sub.add_parser("generate", help="continue a prompt with a trained language model", description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="a run directory of `archlab train --task lm` or one of its checkpoints/step-N")
+                   help="a run directory of `archlab train --task lm`, one of its checkpoints/step-N, or a Hugging "
+                        "Face GPT-2 folder (config.json, weights, tokenizer.json or vocab.json + merges.txt)")
     p.add_argument("--prompt", help="the text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=200, metavar="N", help="tokens to generate (default 200)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature (default 1)")

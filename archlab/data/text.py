@@ -1,4 +1,10 @@
-"""Text: corpora (Tiny Shakespeare, downloaded and verified, or any UTF-8 file) and TSV sentence pairs."""
+"""Text: corpora and TSV sentence pairs.
+
+Corpora: ``"pythondocs"`` (offline: the help topics of the Python language reference, which every
+Python ships in its standard library as ``pydoc_data.topics`` -- about 465,000 characters of English
+technical prose with code, what ``help("assignment")`` prints), ``"tinyshakespeare"`` (downloaded
+and verified), or any UTF-8 file.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,17 @@ from archlab.data.download import fetch
 from archlab.errors import ConfigError, check
 
 TEXT_SETS = {"tinyshakespeare": "input.txt"}  # name -> file of the remote set
+
+
+def python_docs() -> str:
+    """The Python language reference's help topics, in the order of their names (offline: they ship
+    with Python). The text differs a little between Python versions."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name].strip() for name in sorted(topics)) + "\n"
+
+
+OFFLINE_TEXTS = {"pythondocs": python_docs}
 
 
 def read_text_file(path: str | os.PathLike) -> str:
@@ -49,17 +66,20 @@ def load_text(
     download: bool = True,
     **download_options,
 ) -> str:
-    """The text of ``"tinyshakespeare"`` (downloaded once into the cache) or of a text file.
+    """The text of ``"pythondocs"`` (offline), ``"tinyshakespeare"`` (downloaded once into the cache)
+    or of a text file.
 
     ``base_url``/``checksums`` (keywords) point the download at a mirror.
     """
     name = str(name_or_path)
+    if name in OFFLINE_TEXTS:
+        return OFFLINE_TEXTS[name]()
     if name in TEXT_SETS:
         paths = fetch(name, root=root, download=download, **download_options)
         return read_text_file(paths[TEXT_SETS[name]])
     if Path(name).expanduser().exists() or os.sep in name or name.endswith(".txt"):
         return read_text_file(name)  # a path: a clear error if it is missing, a folder or not text
-    raise unknown_name("text data set", name, TEXT_SETS, extra=", or the path of a text file")
+    raise unknown_name("text data set", name, [*OFFLINE_TEXTS, *TEXT_SETS], extra=", or the path of a text file")
 
 
 # --- Sentence pairs for translation ----------------------------------------------------------------

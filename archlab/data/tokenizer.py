@@ -342,16 +342,42 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
-    """Read the ``tokenizer.json`` that ``save`` wrote into ``directory``."""
-    path = Path(directory) / TOKENIZER_FILE
+    """Read the ``tokenizer.json`` that ``save`` wrote into ``directory`` -- or a Hugging Face
+    GPT-2 tokenizer there (the ``tokenizers`` library's ``tokenizer.json``, or ``vocab.json`` +
+    ``merges.txt``), as a byte-level ``BPETokenizer`` without archlab's special tokens."""
+    directory = Path(directory)
+    path = directory / TOKENIZER_FILE
+    if not path.is_file() and (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+        return _hf_bpe_from_files(directory)
     check(path.is_file(), f"no {TOKENIZER_FILE} in {str(directory)!r}")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason}); a binary file?") from None
+    if isinstance(d, dict) and "type" not in d and "model" in d:  # the tokenizers library's own file
+        from tokenizers import Tokenizer as Backend
+
+        try:
+            return BPETokenizer(Backend.from_str(text), specials=())
+        except Exception as e:
+            raise ConfigError(f"{path}: not a tokenizer the tokenizers library can read ({e})") from None
     try:
         return tokenizer_from_dict(d)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _hf_bpe_from_files(directory: Path) -> BPETokenizer:
+    """GPT-2's byte-level BPE from ``vocab.json`` and ``merges.txt``."""
+    from tokenizers import Tokenizer as Backend, decoders, models, pre_tokenizers
+
+    try:
+        backend = Backend(models.BPE.from_file(str(directory / "vocab.json"), str(directory / "merges.txt")))
+    except Exception as e:
+        raise ConfigError(f"{directory}: vocab.json and merges.txt are not a BPE vocabulary ({e})") from None
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return BPETokenizer(backend, specials=())

@@ -11,7 +11,7 @@ A task is a class registered by name::
     class LMTask(Task):
         name = "lm"
         Config = LMConfig           # a dataclass of the task's own keys (e.g. block_size)
-        default_data = "tinyshakespeare"
+        default_data = "pythondocs"
         metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
 
 and provides, in the order the trainer calls them:

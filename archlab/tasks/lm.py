@@ -44,7 +44,7 @@ class LMConfig:
 class LMTask(Task):
     name = "lm"
     Config = LMConfig
-    default_data = "tinyshakespeare"
+    default_data = "pythondocs"  # offline; --data tinyshakespeare downloads Karpathy's text
     metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
     unit = "tokens"
     saved_files = (TOKENIZER_FILE,)
@@ -54,8 +54,8 @@ class LMTask(Task):
         from archlab.data import CharTokenizer, load_text, load_tokenizer
 
         text = load_text(self.data)
-        if saved is not None and (Path(saved) / TOKENIZER_FILE).is_file():
-            self.tokenizer = load_tokenizer(saved)  # the model's own vocabulary, not a new one
+        if saved is not None:
+            self.tokenizer = load_tokenizer(saved)  # the model's own vocabulary, never a new one
         else:
             self.tokenizer = CharTokenizer.fit(text)
         try:

@@ -10,7 +10,7 @@ with no causal mask and predicts the original token at the chosen positions M on
 Metrics on the validation text: that loss (nats per masked token), ``accuracy`` -- the share of
 masked positions whose most likely token is the original -- and ``perplexity`` exp(L).
 
-The text (``"tinyshakespeare"``, downloaded, by default, or any text file) is split 90/10 into
+The text (``"pythondocs"``, offline, by default; ``"tinyshakespeare"``, downloaded; or any text file) is split 90/10 into
 training and validation text. Training blocks start at random offsets and are masked, both drawn
 from ``(seed, position)``, so a resumed run sees the same corrupted blocks; validation uses
 consecutive non-overlapping blocks masked once with a fixed seed, the same whatever the batch size.
@@ -59,7 +59,7 @@ class MLMConfig:
 class MLMTask(Task):
     name = "mlm"
     Config = MLMConfig
-    default_data = "tinyshakespeare"
+    default_data = "pythondocs"  # offline; --data tinyshakespeare downloads Karpathy's text
     metric_modes = {"loss": "min", "accuracy": "max", "perplexity": "min"}
     unit = "tokens"
     sum_keys = ("loss_sum", "correct", "count")

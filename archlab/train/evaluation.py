@@ -3,7 +3,8 @@
 ``evaluate_model`` runs a task's evaluation split through a model (shared out among DDP
 processes, summed exactly); ``load_for_evaluation`` rebuilds the model and the task of a run or
 checkpoint directory (the same tokenizers and normalisation it was trained with);
-``evaluate(checkpoint)`` is the two together.
+``evaluate(checkpoint)`` is the two together. A Hugging Face GPT-2 folder (``config.json`` with
+``model_type: gpt2``, its weights and its tokenizer) is read as a language model too.
 """
 
 from __future__ import annotations
@@ -118,19 +119,47 @@ def _check_data_still_there(path: Path, described: dict[str, Any], data: str | N
                               "give the data to evaluate on with --data")
 
 
+FOREIGN_LANGUAGE_MODELS = ("gpt2",)  # Hugging Face model types that evaluate / generate read as task 'lm'
+
+
+def foreign_language_model(path: Path) -> dict[str, Any] | None:
+    """The ``config.json`` of a Hugging Face language-model folder (GPT-2) -- one that ``archlab
+    train`` did not write (no ``task.json``) -- or None."""
+    from archlab.checkpoint import CONFIG_NAME, read_config
+
+    if not path.is_dir() or (path / ckpt.TASK_FILE).is_file() or not (path / CONFIG_NAME).is_file():
+        return None
+    config = read_config(path)
+    return config if config.get("model_type") in FOREIGN_LANGUAGE_MODELS else None
+
+
+def _describe_foreign(path: Path, config: dict[str, Any], data: str | None) -> dict[str, Any]:
+    check(data is not None, f"--checkpoint {str(path)!r} is a Hugging Face {config['model_type']} folder: evaluating "
+                            "it needs --data (a text file, or a text data set such as pythondocs)")
+    block = config.get("n_positions")
+    block = min(128, block) if isinstance(block, int) and block > 0 else 128
+    return {"task": "lm", "data": data, "config": {"block_size": block}}
+
+
 def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
                         task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
     """The model and task of a run directory or checkpoint directory, ready to evaluate.
 
-    ``task_settings`` override fields of the saved task config (e.g. the ``value_column`` of
-    another CSV file given as ``data``)."""
+    A Hugging Face GPT-2 folder is evaluated as a language model on ``data`` with its own
+    tokenizer. ``task_settings`` override fields of the saved task config (e.g. the
+    ``value_column`` of another CSV file given as ``data``)."""
     from archlab.checkpoint import from_pretrained
 
     path = Path(checkpoint)
-    described = read_task_description(path)
-    task_cls = get_task(described["task"])
-    check_saved_files(path, task_cls)
-    _check_data_still_there(path, described, data)
+    foreign = foreign_language_model(path)
+    if foreign is not None:
+        described = _describe_foreign(path, foreign, data)
+        task_cls = get_task("lm")
+    else:
+        described = read_task_description(path)
+        task_cls = get_task(described["task"])
+        check_saved_files(path, task_cls)
+        _check_data_still_there(path, described, data)
     settings = {**described.get("config", {}), **(task_settings or {})}
     config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
     try:
@@ -155,14 +184,19 @@ def load_for_generation(checkpoint: str | Path):
     from archlab.checkpoint import from_pretrained
     from archlab.data import load_tokenizer
 
-    described = read_task_description(checkpoint, use="generate from")
-    check(described.get("task") == "lm",
-          f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
-          "needs a language model (task 'lm')")
-    check_saved_files(Path(checkpoint), get_task("lm"))
+    if foreign_language_model(Path(checkpoint)) is None:  # a Hugging Face GPT-2 folder needs no task.json
+        described = read_task_description(checkpoint, use="generate from")
+        check(described.get("task") == "lm",
+              f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
+              "needs a language model (task 'lm')")
+        check_saved_files(Path(checkpoint), get_task("lm"))
     model = from_pretrained(checkpoint)
     check(hasattr(model, "generate"), f"the model in {str(checkpoint)!r} ({type(model).__name__}) cannot generate")
-    return model.eval(), load_tokenizer(checkpoint)
+    tokenizer = load_tokenizer(checkpoint)
+    vocab = getattr(model.config, "vocab_size", tokenizer.vocab_size)
+    check(tokenizer.vocab_size <= vocab, f"the tokenizer in {str(checkpoint)!r} has {tokenizer.vocab_size} tokens, the "
+                                         f"model only vocab_size={vocab}")
+    return model.eval(), tokenizer
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",

@@ -136,6 +136,9 @@ class RunDirectory:
             self.release()
             raise
         self.prepared = True
+        if self._lock_fd is not None:  # who holds the directory, for the message a second run gets
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
         return resuming
 
     def _lock(self) -> None:
@@ -158,8 +161,6 @@ class RunDirectory:
             os.close(fd)
             raise ConfigError(f"--out {str(self.out)!r} is in use by another run (process {holder}); wait for it "
                               "to finish or stop it, or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
     def abandon(self, made_progress: bool) -> None:

@@ -33,3 +33,9 @@ def test_sentence_pairs_split_and_errors(tmp_path):
         load_sentence_pairs(bad)
     with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction must be in \[0, 1\), got 0.5 \+ 0.5"):
         load_sentence_pairs(path, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_the_offline_default_text_ships_with_python():
+    text = load_text("pythondocs")
+    assert len(text) > 200_000 and "assignment" in text and "\x00" not in text
+    assert load_text("pythondocs") == text  # the same text every time (in one Python version)
