@@ -8,7 +8,6 @@ land in; an unknown key or a value of the wrong type is a ``ConfigError`` that l
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tomllib
 import types
