@@ -8,14 +8,21 @@ A model family registers a builder per architecture name::
 ``create_model(name, **config)`` calls the builder with the user's config fields. Builders accept
 *every* field of their config dataclass as a keyword, so a saved ``config.json`` rebuilds the same
 model (see ``archlab.checkpoint``).
+
+The builder's return annotation names the model class; from it the registry knows, without
+building anything, the model's config dataclass (``ModelClass.config_class``) and the
+capabilities it implements (``archlab.models.interfaces``: image classifier, language model ...),
+so a task can ask for ``models_for("lm")`` or refuse a model it cannot train.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import importlib
 import pkgutil
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,6 +39,24 @@ class ModelEntry:
     family: str
     builder: Callable[..., Any]
     description: str = ""
+    model_class: type | None = None   # what the builder returns (its return annotation)
+
+    @property
+    def config_class(self) -> type:
+        """The model's config dataclass, read from the class (no model is built)."""
+        return self.model_class.config_class
+
+    @property
+    def interfaces(self) -> list[type]:
+        """The capabilities of ``archlab.models.interfaces`` the model implements, main one first."""
+        from archlab.models.interfaces import capabilities
+
+        return capabilities(self.model_class)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks that can train this model."""
+        return [i.task for i in self.interfaces]
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -47,7 +72,12 @@ def register_model(name: str, *, family: str, description: str = ""):
         if name in _MODELS and _MODELS[name].builder is not builder:
             raise ConfigError(f"model name {name!r} is registered twice")
         doc = description or ((builder.__doc__ or "").strip().splitlines() or [""])[0]
-        _MODELS[name] = ModelEntry(name, family, builder, doc)
+        model_class = typing.get_type_hints(builder).get("return")
+        config_class = getattr(model_class, "config_class", None)
+        if not (isinstance(model_class, type) and dataclasses.is_dataclass(config_class)):
+            raise ConfigError(f"the builder of {name!r} must be annotated with the model class it returns, "
+                              f"and that class must name its config dataclass in config_class; got {model_class!r}")
+        _MODELS[name] = ModelEntry(name, family, builder, doc, model_class)
         return builder
 
     return wrap
@@ -58,11 +88,11 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
     import archlab.models as pkg
 
     for info in pkgutil.walk_packages(pkg.__path__, prefix=pkg.__name__ + "."):
         importlib.import_module(info.name)
+    _discovered = True  # only once every file imported: a failed import is retried, not hidden
 
 
 def list_models(family: str | None = None) -> list[str]:
@@ -73,6 +103,12 @@ def list_models(family: str | None = None) -> list[str]:
     return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
 
 
+def models_for(task: str) -> list[str]:
+    """Sorted names of the registered models that task ``task`` can train."""
+    _discover()
+    return sorted(n for n, e in _MODELS.items() if task in e.tasks)
+
+
 def model_info(name: str) -> ModelEntry:
     _discover()
     if name not in _MODELS:
@@ -80,6 +116,31 @@ def model_info(name: str) -> ModelEntry:
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_MODELS))}"
         raise ConfigError(f"unknown model {name!r}{hint}")
     return _MODELS[name]
+
+
+class _ConfigOnly(Exception):
+    """Raised by ``build_config`` while ``model_config`` asks a builder for its config alone."""
+
+    def __init__(self, config):
+        super().__init__("config only")
+        self.config = config
+
+
+_config_only = contextvars.ContextVar("archlab_config_only", default=False)
+
+
+def model_config(name: str, **config: Any):
+    """The config dataclass that ``create_model(name, **config)`` would build the model with, without
+    building the model: the variant's defaults (e.g. ``vit_tiny``'s patch size) and ``config``."""
+    entry = model_info(name)
+    token = _config_only.set(True)
+    try:
+        entry.builder(**config)
+    except _ConfigOnly as found:
+        return found.config
+    finally:
+        _config_only.reset(token)
+    raise ConfigError(f"the builder of {name!r} must make its config with build_config()")
 
 
 def create_model(name: str, **config: Any):
@@ -118,7 +179,10 @@ def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]
         if isinstance(values.get(f.name), list) and str(f.type).startswith("tuple"):
             values[f.name] = _to_tuple(values[f.name])
     check_values(config_cls, values)  # a wrong type names the field here, not deep inside torch
-    return config_cls(**values)
+    config = config_cls(**values)
+    if _config_only.get():
+        raise _ConfigOnly(config)
+    return config
 
 
 def _to_tuple(x):

@@ -72,9 +72,10 @@ def generate_text(checkpoint, prompt: str | None = None, *, max_new_tokens: int 
     model, tokenizer = load_for_generation(checkpoint)
     prompt = DEFAULT_PROMPT if prompt is None else prompt
     ids = encode_prompt(tokenizer, prompt)
-    block_size = getattr(model.config, "block_size", None)
+    block_size = model.max_context()
     check(block_size is None or len(ids) <= block_size,
-          f"--prompt is {len(ids)} tokens long, the model reads at most block_size={block_size} tokens")
+          f"--prompt is {len(ids)} tokens long, the model reads at most "
+          f"{model.context_field}={block_size} tokens")
     dev = resolve_device(device)
     model = model.to(dev)
     generator = torch.Generator(device=dev).manual_seed(seed)

@@ -10,6 +10,7 @@ its config (``archlab.inspect.examples``): an image of its documented size, toke
 from __future__ import annotations
 
 import math
+import sys
 
 from archlab.errors import ConfigError, check
 
@@ -48,14 +49,17 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def run(args) -> int:
     from archlab.inspect import example_inputs, summarize
     from archlab.registry import create_model, model_info
-    from archlab.train.config import parse_set, split_keys
+    from archlab.train.config import parse_set, route_settings
     from archlab.train.resolve import model_config_class
 
     model_info(args.model)  # an unknown name fails here, with suggestions
     check(args.depth >= 0, f"--depth must be >= 0, got {args.depth}")
     check(args.seq_len is None or args.seq_len >= 1, f"--seq-len must be >= 1, got {args.seq_len}")
     check(args.batch_size is None or args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
-    overrides = split_keys(parse_set(args.sets), {"model": model_config_class(args.model)})["model"]
+    routed = route_settings(parse_set(args.sets), {"model": model_config_class(args.model)})
+    for note in routed.notes:  # a setting given under another family's name: say how it was read
+        print(f"note: {note}", file=sys.stderr)
+    overrides = routed.groups["model"]
     shape = parse_shape(args.input_size) if args.input_size else None
     if shape is not None and args.batch_size is not None:
         check(shape[0] == args.batch_size,

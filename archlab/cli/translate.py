@@ -36,10 +36,13 @@ def run(args) -> int:
     texts = [t.strip() for t in (args.text or sys.stdin.read().splitlines())]
     texts = [t for t in texts if t]
     check(len(texts) > 0, "nothing to translate: give words or sentences, or lines on standard input")
-    model, task = load_for_evaluation(args.checkpoint)
-    check(hasattr(task, "translate"),
-          f"--checkpoint {args.checkpoint!r} holds a model of task {task.name!r}; archlab translate needs "
+    from archlab.train.evaluation import read_task_description
+
+    trained_for = read_task_description(args.checkpoint, use="translate with").get("task")
+    check(trained_for == "seq2seq",
+          f"--checkpoint {args.checkpoint!r} holds a model of task {trained_for!r}; archlab translate needs "
           "one trained with --task seq2seq")
+    model, task = load_for_evaluation(args.checkpoint)
     model = model.to(resolve_device(args.device)).eval()
     outputs = task.translate(model, texts, beam_size=args.beam, batch_size=args.batch_size)
     for text, output in zip(texts, outputs):

@@ -10,7 +10,8 @@ It sits above ``archlab.train`` and ``archlab.tasks``: the cells are ordinary tr
 
 from archlab.compare.plan import ARCHS, ROWS, Cell, Row, select_archs, select_rows
 from archlab.compare.report import matrix_text, verdicts, write_reports
-from archlab.compare.runner import CellResult, CompareResult, RowResult, parse_budget, run_compare
+from archlab.compare.results import CellResult, CompareResult, RowResult
+from archlab.compare.runner import parse_budget, run_compare
 
 __all__ = ["ARCHS", "ROWS", "Cell", "Row", "select_rows", "select_archs", "run_compare", "parse_budget",
            "CompareResult", "RowResult", "CellResult", "matrix_text", "verdicts", "write_reports"]

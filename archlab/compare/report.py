@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from archlab.compare.plan import ARCHS
-from archlab.compare.runner import CompareResult, RowResult
+from archlab.compare.results import CompareResult, RowResult
 from archlab.utils.io import write_text_atomic
 
 BASELINE_LABELS = {"majority_class": "majority class", "naive": "naive", "seasonal_naive": "seasonal naive"}

@@ -15,23 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from archlab.compare.runner import RowResult
+from archlab.compare.results import RowResult
 
 N_IMAGES = 16
 N_WORDS = 8
 
 
 def _as_list(x) -> list:
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return [str(v) if not isinstance(v, (int, float)) else v for v in x]
+    """Plain JSON values of an array (numbers as numbers, dates as text)."""
+    return [v if isinstance(v, (int, float)) else str(v) for v in np.asarray(x).tolist()]
 
 
 def _baselines(task, metric: str, wanted: tuple[str, ...]) -> dict[str, float]:
-    if not hasattr(task, "baselines"):
-        return {}
+    """The forecast task's baselines the row asks for, scored by the row's metric."""
     found = task.baselines()
     return {name: float(found[name][metric]) for name in wanted if name in found and metric in found[name]}
 
@@ -46,7 +45,7 @@ def _classify(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
     for cell, model, t in loaded:
         batch = next(iter(t.eval_batches(N_IMAGES)))
         with torch.no_grad():
-            cell.samples = model(batch[0]).argmax(-1).tolist()
+            cell.samples = t.predict(model, batch).tolist()
 
 
 def _forecast(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
@@ -56,18 +55,14 @@ def _forecast(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
         dates, actual, predicted = t.forecast_test(model)
         cell.samples = {"predicted": _as_list(predicted)}
         row.extra = {"dates": [str(d) for d in _as_list(dates)], "actual": _as_list(actual),
-                     "unit": getattr(t.series, "unit", "") or "value"}
-    if hasattr(task, "history_before_test"):
-        h_dates, h_values = task.history_before_test()
-        row.extra.update(history_dates=[str(d) for d in _as_list(h_dates)], history=_as_list(h_values))
-    if hasattr(task, "baseline_forecasts"):
-        row.extra["baseline_forecasts"] = {k: _as_list(v) for k, v in task.baseline_forecasts().items()
-                                           if k in row.row.baselines}
+                     "unit": t.series.unit or "value"}
+    h_dates, h_values = task.history_before_test()
+    row.extra.update(history_dates=[str(d) for d in _as_list(h_dates)], history=_as_list(h_values))
+    row.extra["baseline_forecasts"] = {k: _as_list(v) for k, v in task.baseline_forecasts().items()
+                                       if k in row.row.baselines}
 
 
 def _seq2seq(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
-    task = loaded[0][2]
-    row.baselines = _baselines(task, row.row.metric, row.row.baselines)
     for cell, model, t in loaded:
         cell.samples = [[src, pred, list(refs)] for src, pred, refs in t.sample_predictions(model, N_WORDS)]
 

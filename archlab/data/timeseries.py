@@ -182,14 +182,22 @@ def load_series(name_or_path: str | os.PathLike, value_column: str | None = None
     raise unknown_name("time series", name, SERIES, extra=", or the path of a CSV file")
 
 
-def make_windows(values: np.ndarray, context: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Supervised pairs from a series: ``x[i] = values[i : i+context]``, ``y[i]`` the next ``horizon``.
+def make_windows(values: np.ndarray, context: int, horizon: int = 1,
+                 starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Supervised pairs from a series: ``x[i] = values[s_i : s_i+context]``, ``y[i]`` the next ``horizon``.
 
-    Returns x (N, context) and y (N, horizon) with N = T - context - horizon + 1.
+    ``starts`` are the windows' first indices s_i (default: every window, s_i = i). Returns x (N,
+    context) and y (N, horizon), with N = T - context - horizon + 1 when every window is taken.
+    The one windowing function of archlab: the forecast task and the tests use it.
     """
     values = np.asarray(values)
     check(context >= 1 and horizon >= 1, f"context and horizon must be >= 1, got {context} and {horizon}")
     n = len(values) - context - horizon + 1
     check(n >= 1, f"a series of {len(values)} values is too short for context={context} + horizon={horizon}")
     windows = np.lib.stride_tricks.sliding_window_view(values, context + horizon)  # (N, context + horizon)
+    if starts is not None:
+        starts = np.asarray(starts, dtype=np.int64)
+        check(starts.size == 0 or (starts.min() >= 0 and starts.max() < n),
+              f"window starts must lie in [0, {n - 1}], got [{starts.min()}, {starts.max()}]")
+        windows = windows[starts]
     return windows[:, :context].copy(), windows[:, context:].copy()

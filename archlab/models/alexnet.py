@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
-from archlab.models.cnn_base import ImageClassifier
+from archlab.checkpoint import PretrainedMixin
+from archlab.models.interfaces import ImageClassifier
 from archlab.nn import AdaptiveAvgPool2d, Conv2d, MaxPool2d
 from archlab.registry import build_config, register_model
 
@@ -36,7 +37,8 @@ class AlexNetConfig:
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class AlexNet(ImageClassifier):
+class AlexNet(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = AlexNetConfig
     # Smallest input whose last 3x3/2 pool still sees a 3x3 map: 63 -> 15 -> 7 -> 7 -> 3 -> 3 -> 1.
     min_input_size = 63
 

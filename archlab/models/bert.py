@@ -33,14 +33,14 @@ import torch.nn.functional as F
 from archlab.checkpoint import PretrainedMixin, load_state_dict, register_checkpoint_format
 from archlab.errors import CheckpointError, ConfigError, check
 from archlab.nn.attention import MultiHeadAttention
-from archlab.nn.feedforward import ACTIVATIONS, make_activation
+from archlab.nn.activations import HF_ACTIVATIONS, check_activation, make_activation
 from archlab.nn.norm import LayerNorm
 from archlab.nn.positional import LearnedPositionalEmbedding
 from archlab.nn.transformer import TransformerEncoder, TransformerEncoderLayer
+from archlab.models.interfaces import IGNORE_INDEX, MaskedLM, TokenClassifier, example_ids, masked_lm_loss
 from archlab.registry import build_config, create_model, register_model
 
 HEADS = ("none", "mlm", "classification")
-IGNORE_INDEX = -100  # label of a position the MLM loss skips
 
 
 @dataclass
@@ -69,8 +69,7 @@ class BertConfig:
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         check(self.hidden_size % self.num_heads == 0,
               f"hidden_size must be divisible by num_heads={self.num_heads}, got hidden_size={self.hidden_size}")
-        check(self.activation in ACTIVATIONS,
-              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check_activation(self.activation)
         check(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
         check(self.head != "classification" or self.pooler,
               "head='classification' classifies the pooled output and needs pooler=True, got pooler=False")
@@ -134,7 +133,34 @@ class MaskedLMHead(nn.Module):
         return F.linear(self.layer_norm(self.activation(self.dense(h))), word_embeddings, self.bias)  # (B, T, V)
 
 
-class Bert(PretrainedMixin, nn.Module):
+class Bert(MaskedLM, TokenClassifier, PretrainedMixin, nn.Module):
+    """BERT's encoder with a choice of head (``head``): none (states and pooled output), the masked
+    language model (a ``MaskedLM``) or a sequence classifier (a ``TokenClassifier``)."""
+
+    config_class = BertConfig
+
+    @classmethod
+    def masked_lm_fields(cls, data, config):
+        return {"vocab_size": data.vocab_size, "pad_token_id": data.pad_id, "head": "mlm"}
+
+    @classmethod
+    def token_classifier_fields(cls, data, config):
+        return {"vocab_size": data.vocab_size, "pad_token_id": data.pad_id, "num_labels": data.num_classes,
+                "head": "classification"}
+
+    def masked_lm_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        check(self.mlm_head is not None, f"masked_lm_logits needs head='mlm', got head={self.config.head!r}")
+        return self(input_ids).logits  # (B, T, V)
+
+    def token_logits(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check(self.classifier is not None,
+              f"token_logits needs head='classification', got head={self.config.head!r}")
+        return self(input_ids, attention_mask=mask).logits  # (B, num_labels)
+
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
+        T = seq_len or min(64, self.config.max_position_embeddings)
+        return (example_ids(self.config.vocab_size, (batch_size, T), avoid=(self.config.pad_token_id,)),)
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = c = config
@@ -236,7 +262,7 @@ class Bert(PretrainedMixin, nn.Module):
         if self.config.head == "mlm":
             check(tuple(labels.shape) == tuple(input_ids.shape),
                   f"MLM labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
-            return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+            return masked_lm_loss(logits, labels)
         check(tuple(labels.shape) == (input_ids.size(0),),
               f"classification labels must have shape (batch,) = ({input_ids.size(0)},), got {tuple(labels.shape)}")
         return F.cross_entropy(logits.float(), labels)
@@ -299,7 +325,6 @@ def bert(**config) -> Bert:
 # Hugging Face checkpoints: config.json (model_type "bert") + model.safetensors / pytorch_model.bin
 # ------------------------------------------------------------------------------------------------
 
-_HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
 # HF name -> ours, outside the layers.
 _HF_NAMES = {
@@ -398,8 +423,8 @@ def hf_bert_config(hf: dict, state: dict[str, torch.Tensor]) -> dict:
     if hf.get("is_decoder") or hf.get("add_cross_attention"):
         raise CheckpointError("BERT checkpoints used as decoders (is_decoder / add_cross_attention) are not supported")
     act = hf.get("hidden_act", "gelu")
-    if act not in _HF_ACTIVATIONS:
-        raise CheckpointError(f"hidden_act must be one of {sorted(_HF_ACTIVATIONS)}, got {act!r}")
+    if act not in HF_ACTIVATIONS:
+        raise CheckpointError(f"hidden_act must be one of {sorted(HF_ACTIVATIONS)}, got {act!r}")
     names = {_hf_name(k) for k in state}
     head = ("mlm" if "cls.predictions.bias" in names
             else "classification" if "classifier.weight" in names else "none")
@@ -407,7 +432,7 @@ def hf_bert_config(hf: dict, state: dict[str, torch.Tensor]) -> dict:
         vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
         num_heads=hf["num_attention_heads"], intermediate_size=hf["intermediate_size"],
         max_position_embeddings=hf["max_position_embeddings"], type_vocab_size=hf.get("type_vocab_size", 2),
-        activation=_HF_ACTIVATIONS[act], dropout=hf.get("hidden_dropout_prob", 0.1),
+        activation=HF_ACTIVATIONS[act], dropout=hf.get("hidden_dropout_prob", 0.1),
         attention_dropout=hf.get("attention_probs_dropout_prob", 0.1), layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
         pad_token_id=hf.get("pad_token_id") or 0, pooler="pooler.dense.weight" in names, head=head,
         classifier_dropout=hf.get("classifier_dropout"),

@@ -1,141 +1,21 @@
-"""What every image classifier shares, written once.
+"""What the CNN classifiers share besides their interface (``archlab.models.interfaces.ImageClassifier``).
 
-A CNN classifier is two halves (timm's interface)::
-
-    features = forward_features(x)      # the last feature map, (B, C, h, w)
-    logits   = forward_head(features)   # pool, flatten, dense layers -> (B, num_classes)
-    forward(x) = forward_head(forward_features(x))
-
-``ImageClassifier`` gives every model that shape, an input check that names the model, the
-expected and the given shape, and ``reset_classifier(num_classes)`` whatever the head's attribute
-path. ``load_pretrained`` loads a torchvision-style state_dict with a new head (other number of
-classes) or a different number of input channels. ``ConvNormAct`` and ``init_cnn_weights`` are the
-small pieces most architectures repeat.
+``init_cnn_weights`` is torchvision's initialisation of VGG/ResNet-style nets; ``load_pretrained``
+loads a torchvision-style state_dict with a new head (other number of classes) or a different
+number of input channels, into any image classifier.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn as nn
 
-from archlab.checkpoint import PretrainedMixin
-from archlab.errors import CheckpointError, check
-from archlab.nn import BatchNorm2d, Conv2d
+from archlab.errors import CheckpointError
 
-__all__ = ["ImageClassifier", "ConvNormAct", "init_cnn_weights", "load_pretrained", "adapt_input_conv", "LoadReport"]
-
-
-class ImageClassifier(PretrainedMixin, nn.Module):
-    """Base of the image classifiers: ``forward(x) = forward_head(forward_features(x))``.
-
-    Subclasses set ``self.config`` (a dataclass with ``in_channels`` and ``num_classes``) and
-    implement ``forward_features`` and ``forward_head``. Class (or instance) attributes describe the
-    inputs the architecture accepts:
-
-    - ``input_size``: the one spatial size it needs (LeNet-5's dense C5), or None;
-    - ``min_input_size``: the smallest size whose feature map survives every downsampling;
-    - ``head_name``: dotted path of the final linear layer; None finds the last ``nn.Linear``.
-    """
-
-    input_size: int | None = None
-    min_input_size: int = 1
-    head_name: str | None = None
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self.forward_head(self.forward_features(x))
-
-    @property
-    def display_name(self) -> str:
-        return self.model_name or type(self).__name__
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """ConfigError naming the model, the expected and the given shape, for an image it cannot take."""
-        c = self.config.in_channels
-        if self.input_size is not None:
-            expected = f"(B, {c}, {self.input_size}, {self.input_size})"
-        else:
-            expected = f"(B, {c}, H, W) with H, W >= {self.min_input_size}"
-        ok = x.dim() == 4 and x.shape[1] == c
-        if ok and self.input_size is not None:
-            ok = tuple(x.shape[2:]) == (self.input_size, self.input_size)
-        elif ok:
-            ok = min(x.shape[2:]) >= self.min_input_size
-        check(ok, f"{self.display_name} expects input of shape {expected}, got {tuple(x.shape)}")
-
-    # -- the classifier head ------------------------------------------------------------------
-
-    def classifier_name(self) -> str:
-        """Dotted path of the final linear layer."""
-        if self.head_name is not None:
-            return self.head_name
-        linears = [name for name, m in self.named_modules() if isinstance(m, nn.Linear)]
-        check(bool(linears), f"{self.display_name} has no nn.Linear head; set head_name")
-        return linears[-1]
-
-    def get_classifier(self) -> nn.Linear:
-        return self.get_submodule(self.classifier_name())
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer by a freshly initialised one with ``num_classes`` outputs."""
-        check(
-            isinstance(num_classes, int) and num_classes > 0,
-            f"num_classes must be a positive integer, got {num_classes!r}",
-        )
-        name = self.classifier_name()
-        old = self.get_submodule(name)
-        parent_name, _, attr = name.rpartition(".")
-        new = nn.Linear(
-            old.in_features, num_classes, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
-        )
-        setattr(self.get_submodule(parent_name) if parent_name else self, attr, new)
-        self.config.num_classes = num_classes
-
-
-class ConvNormAct(nn.Sequential):
-    """conv -> batch norm -> activation, the unit of most CNNs since 2015.
-
-    As torchvision's ``Conv2dNormActivation``: children ``0`` (conv), ``1`` (norm), ``2``
-    (activation), so its state_dict names match. ``padding=None`` keeps the size at stride 1
-    ("same" padding for odd kernels); the conv has no bias when a norm follows (beta plays its part).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int | None = None,
-        groups: int = 1,
-        dilation: int = 1,
-        norm: bool = True,
-        activation: Callable[[], nn.Module] | None = nn.ReLU,
-        bias: bool | None = None,
-    ):
-        if padding is None:
-            padding = (kernel_size - 1) // 2 * dilation
-        layers: list[nn.Module] = [
-            Conv2d(
-                in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                groups=groups, bias=(not norm) if bias is None else bias,
-            )
-        ]
-        if norm:
-            layers.append(BatchNorm2d(out_channels))
-        if activation is not None:
-            layers.append(activation())
-        super().__init__(*layers)
-        self.out_channels = out_channels
+__all__ = ["init_cnn_weights", "load_pretrained", "adapt_input_conv", "LoadReport"]
 
 
 def init_cnn_weights(model: nn.Module, *, linear_std: float | None = 0.01) -> None:

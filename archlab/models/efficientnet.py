@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
-from archlab.models.cnn_base import ImageClassifier
+from archlab.checkpoint import PretrainedMixin
+from archlab.models.interfaces import ImageClassifier
 from archlab.nn import AdaptiveAvgPool2d
 from archlab.nn.conv_blocks import ConvNormAct, MBConv, make_divisible
 from archlab.registry import build_config, register_model
@@ -90,7 +91,8 @@ class EfficientNetConfig:
                  int(math.ceil(n * self.depth_mult))) for e, k, s, c_in, c_out, n in self.stages]
 
 
-class EfficientNet(ImageClassifier):
+class EfficientNet(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = EfficientNetConfig
     head_name = "classifier.1"
     min_input_size = 32  # the total downsampling: five stride-2 stages
 

@@ -48,24 +48,14 @@ import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.rnn_lm import check_cell, recurrent_layer
+from archlab.models.interfaces import Forecaster
 from archlab.nn import Conv1d, LayerNorm, SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
+from archlab.nn.sequence import check_cell, recurrent_layer
 from archlab.registry import build_config, register_model
 
 STRATEGIES = ("direct", "autoregressive")
 ENCODERS = ("rnn", "cnn", "transformer", "mlp")
 POOLINGS = ("last", "mean")
-
-
-def make_windows(series: torch.Tensor, context_length: int, horizon: int, stride: int = 1):
-    """Slide over ``series`` (T, F) or (T,): inputs (N, C, F) and the targets that follow (N, H, F)."""
-    series = series[:, None] if series.dim() == 1 else series  # (T, F)
-    check(series.dim() == 2, f"series must be (T,) or (T, F), got shape {tuple(series.shape)}")
-    need = context_length + horizon
-    check(series.shape[0] >= need,
-          f"series has {series.shape[0]} steps, windows need context_length + horizon = {need}")
-    w = series.unfold(0, need, stride).transpose(1, 2)  # (N, C + H, F)
-    return w[:, :context_length], w[:, context_length:]
 
 
 @dataclass
@@ -155,7 +145,11 @@ def window_mlp(in_features: int, width: int, num_layers: int, dropout: float) ->
     return nn.Sequential(*layers)
 
 
-class Forecaster(PretrainedMixin, nn.Module):
+class WindowForecaster(Forecaster, PretrainedMixin, nn.Module):
+    """Reads the last C values with one of four encoders and forecasts the next H (the equations above)."""
+
+    config_class = ForecasterConfig
+
     def __init__(self, config: ForecasterConfig):
         super().__init__()
         self.config = config
@@ -178,7 +172,7 @@ class Forecaster(PretrainedMixin, nn.Module):
 
     # ---- normalisation ---------------------------------------------------------------------------
     @torch.no_grad()
-    def fit_normalization(self, train_series: torch.Tensor, eps: float = 1e-8) -> "Forecaster":
+    def fit_normalization(self, train_series: torch.Tensor, eps: float = 1e-8) -> "WindowForecaster":
         """Set mu, sigma from the training split: (T,) / (T, F) / (N, T, F), per series over the rest."""
         x = train_series[:, None] if train_series.dim() == 1 else train_series
         check(x.shape[-1] == self.config.input_size,
@@ -280,32 +274,32 @@ MLP_DEFAULTS = {**_SMALL, "encoder": "mlp", "hidden_size": 64, "num_layers": 2}
 
 @register_model("rnn_forecaster", family="rnn",
                 description="Multi-step forecaster: RNN/LSTM/GRU encoder, direct or autoregressive head")
-def rnn_forecaster(**config) -> Forecaster:
-    return Forecaster(build_config(ForecasterConfig, {}, config))
+def rnn_forecaster(**config) -> WindowForecaster:
+    return WindowForecaster(build_config(ForecasterConfig, {}, config))
 
 
 @register_model("lstm_forecaster", family="rnn", description="Forecaster reading the window with an LSTM")
-def lstm_forecaster(**config) -> Forecaster:
-    return Forecaster(build_config(ForecasterConfig, LSTM_DEFAULTS, config))
+def lstm_forecaster(**config) -> WindowForecaster:
+    return WindowForecaster(build_config(ForecasterConfig, LSTM_DEFAULTS, config))
 
 
 @register_model("gru_forecaster", family="rnn", description="Forecaster reading the window with a GRU")
-def gru_forecaster(**config) -> Forecaster:
-    return Forecaster(build_config(ForecasterConfig, GRU_DEFAULTS, config))
+def gru_forecaster(**config) -> WindowForecaster:
+    return WindowForecaster(build_config(ForecasterConfig, GRU_DEFAULTS, config))
 
 
 @register_model("cnn_forecaster", family="cnn",
                 description="Forecaster reading the window with causal dilated 1-D convolutions")
-def cnn_forecaster(**config) -> Forecaster:
-    return Forecaster(build_config(ForecasterConfig, CNN_DEFAULTS, config))
+def cnn_forecaster(**config) -> WindowForecaster:
+    return WindowForecaster(build_config(ForecasterConfig, CNN_DEFAULTS, config))
 
 
 @register_model("transformer_forecaster", family="transformer",
                 description="Forecaster reading the window with a Transformer encoder")
-def transformer_forecaster(**config) -> Forecaster:
-    return Forecaster(build_config(ForecasterConfig, TRANSFORMER_DEFAULTS, config))
+def transformer_forecaster(**config) -> WindowForecaster:
+    return WindowForecaster(build_config(ForecasterConfig, TRANSFORMER_DEFAULTS, config))
 
 
 @register_model("mlp_forecaster", family="mlp", description="Forecaster reading the flattened window with an MLP")
-def mlp_forecaster(**config) -> Forecaster:
-    return Forecaster(build_config(ForecasterConfig, MLP_DEFAULTS, config))
+def mlp_forecaster(**config) -> WindowForecaster:
+    return WindowForecaster(build_config(ForecasterConfig, MLP_DEFAULTS, config))

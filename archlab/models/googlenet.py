@@ -28,7 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
-from archlab.models.cnn_base import ImageClassifier
+from archlab.checkpoint import PretrainedMixin
+from archlab.models.interfaces import ImageClassifier
 from archlab.nn import AdaptiveAvgPool2d, MaxPool2d
 from archlab.nn.conv_blocks import Inception, inception_conv
 from archlab.registry import build_config, register_model
@@ -93,7 +94,8 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(F.relu(self.fc1(x))))
 
 
-class GoogLeNet(ImageClassifier):
+class GoogLeNet(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = GoogLeNetConfig
     head_name = "fc"
     min_input_size = 32  # the total downsampling (the ceil-mode max-pools fail below 15 px)
 

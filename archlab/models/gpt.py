@@ -27,8 +27,9 @@ import torch.nn as nn
 from archlab.checkpoint import PretrainedMixin, load_state_dict, register_checkpoint_format
 from archlab.errors import CheckpointError, check
 from archlab.models.decoding import check_sampling_args, sample_next
+from archlab.models.interfaces import LanguageModel
 from archlab.nn import FeedForward, KVCache, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention
-from archlab.nn.feedforward import ACTIVATIONS
+from archlab.nn.activations import HF_ACTIVATIONS, check_activation
 from archlab.registry import build_config, create_model, register_model
 
 
@@ -53,8 +54,7 @@ class GPTConfig:
               f"n_head must divide d_model={self.d_model}, got n_head={self.n_head}")
         check(self.d_ff is None or self.d_ff > 0, f"d_ff must be positive or None, got {self.d_ff}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.activation in ACTIVATIONS,
-              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check_activation(self.activation)
 
 
 # The published GPT-2 sizes, as data (vocab 50257, 1024 positions).
@@ -91,7 +91,10 @@ class Block(nn.Module):
         return x, weights
 
 
-class GPT(PretrainedMixin, nn.Module):
+class GPT(LanguageModel, PretrainedMixin, nn.Module):
+    config_class = GPTConfig
+    context_field = "block_size"
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = c = config
@@ -197,7 +200,6 @@ def gpt(**config) -> GPT:
 # Hugging Face GPT-2 checkpoints (config.json with "model_type": "gpt2")
 # ------------------------------------------------------------------------------------------------
 
-HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 # Buffers some GPT-2 checkpoints carry (the causal mask); they hold no weights.
 HF_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 

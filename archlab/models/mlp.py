@@ -5,7 +5,8 @@
     y   = W_out h_L + b_out
 
 It has no notion of neighbourhood (images) or order (sequences): whatever structure the data has,
-it must learn from scratch, with a weight for every input position.
+it must learn from scratch, with a weight for every input position. As an image classifier it
+reads the flattened image (``in_features = C * H * W``); ``forward_features`` is h_L, the head W_out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
+from archlab.models.interfaces import ImageClassifier, example_floats
 from archlab.nn.checks import check_input
 from archlab.registry import build_config, register_model
 
@@ -35,7 +37,14 @@ class MLPConfig:
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class MLP(PretrainedMixin, nn.Module):
+class MLP(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = MLPConfig
+    head_name = "head"
+
+    @classmethod
+    def image_classifier_fields(cls, data, config):
+        return {"in_features": data.channels * data.height * data.width, "num_classes": data.num_classes}
+
     def __init__(self, config: MLPConfig):
         super().__init__()
         self.config = config
@@ -59,12 +68,12 @@ class MLP(PretrainedMixin, nn.Module):
     def forward_head(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def check_input(self, x: torch.Tensor) -> None:
+        """Any shape whose trailing dimensions hold in_features values: ``forward_features`` checks it."""
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.config.num_classes = num_classes
-        self.head = nn.Linear(self.head.in_features, num_classes)
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
+        check(seq_len is None, "--seq-len is for sequence models; this model reads feature vectors: give --input-size B,F")
+        return (example_floats((batch_size, self.config.in_features)),)
 
 
 @register_model("mlp", family="mlp", description="Dense baseline: flatten -> [Linear, ReLU, Dropout] x L -> Linear")

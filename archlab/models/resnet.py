@@ -31,7 +31,9 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
-from archlab.models.cnn_base import ImageClassifier, init_cnn_weights
+from archlab.checkpoint import PretrainedMixin
+from archlab.models.cnn_base import init_cnn_weights
+from archlab.models.interfaces import ImageClassifier
 from archlab.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
 from archlab.nn.conv_blocks import SHORTCUTS, BasicBlock, Bottleneck
 from archlab.registry import build_config, register_model
@@ -67,7 +69,8 @@ class ResNetConfig:
         check(self.in_channels > 0, f"in_channels must be positive, got {self.in_channels}")
 
 
-class ResNet(ImageClassifier):
+class ResNet(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = ResNetConfig
     head_name = "fc"
 
     def __init__(self, config: ResNetConfig):

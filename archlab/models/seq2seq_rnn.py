@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.decoding import beam_search, greedy_decode, teacher_forcing
-from archlab.models.rnn_lm import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
+from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.interfaces import Seq2SeqModel
+from archlab.nn.sequence import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
 from archlab.nn.seq_attention import SCORES, SeqAttention, lengths_to_mask
 from archlab.registry import build_config, register_model
 
@@ -70,7 +70,9 @@ class Seq2SeqRNNConfig:
                   f"{name} must lie in [0, {min(self.src_vocab_size, self.tgt_vocab_size) - 1}], got {v}")
 
 
-class Seq2SeqRNN(PretrainedMixin, nn.Module):
+class Seq2SeqRNN(Seq2SeqModel, PretrainedMixin, nn.Module):
+    config_class = Seq2SeqRNNConfig
+
     def __init__(self, config: Seq2SeqRNNConfig):
         super().__init__()
         self.config = config
@@ -129,19 +131,6 @@ class Seq2SeqRNN(PretrainedMixin, nn.Module):
               f"tgt_in_ids has batch size {tgt_in_ids.shape[0]}, src_ids has {src_ids.shape[0]}")
         logits, alpha, _ = self.decode(tgt_in_ids, memory, mask, s_0)
         return (logits, alpha) if return_attention else logits
-
-    def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
-             reduction: str = "mean") -> torch.Tensor:
-        """Teacher-forced cross-entropy of targets ``tgt_ids`` (B, T) (no bos/eos; pad_id pads).
-
-        As the Transformer's: the decoder reads [bos] + y, is scored on y + [eos], padding is not
-        scored; ``reduction`` is "mean" over the scored tokens or "sum".
-        """
-        c = self.config
-        decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
-        logits = self(src_ids, decoder_in)  # (B, T + 1, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=c.pad_id,
-                               label_smoothing=label_smoothing, reduction=reduction)
 
     # ---- decoding --------------------------------------------------------------------------------
     def init_decode_state(self, src_ids, src_lengths=None, src_mask=None) -> dict:

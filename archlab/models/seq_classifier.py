@@ -29,7 +29,8 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.rnn_lm import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
+from archlab.models.interfaces import DEFAULT_SEQ_LEN, ImageClassifier, TokenClassifier, example_floats
+from archlab.nn.sequence import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
 from archlab.nn.seq_attention import AdditiveAttention, lengths_to_mask
 from archlab.registry import build_config, register_model
 
@@ -59,7 +60,17 @@ class SeqClassifierConfig:
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class SeqClassifier(PretrainedMixin, nn.Module):
+class SeqClassifier(TokenClassifier, ImageClassifier, PretrainedMixin, nn.Module):
+    """Token ids, feature sequences or images read row by row, into one of K classes."""
+
+    config_class = SeqClassifierConfig
+    head_name = "head"
+
+    @classmethod
+    def image_classifier_fields(cls, data, config):
+        """An image is read row by row: H steps of C * W features."""
+        return {"input_size": data.channels * data.width, "num_classes": data.num_classes, "vocab_size": 0}
+
     def __init__(self, config: SeqClassifierConfig):
         super().__init__()
         self.config = config
@@ -99,15 +110,11 @@ class SeqClassifier(PretrainedMixin, nn.Module):
                 lengths = None  # nothing padded: no need to pack
         return x, lengths
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                return_attention: bool = False):
-        """x: token ids (B, T), features (B, T, input_size), or an image (B, C, H, W) read row by row
-        (input_size = C * W) -> logits (B, num_classes).
+    def check_input(self, x: torch.Tensor) -> None:
+        """Token ids, features or an image: ``_inputs`` checks whichever it is given."""
 
-        Padding: ``lengths`` (B,), or ``mask`` (B, T) boolean with True on real steps; token input
-        without either treats ``pad_id`` as padding. ``return_attention=True`` also returns the
-        pooling weights alpha (B, T) (``"attention"`` pooling; None otherwise).
-        """
+    def _encode(self, x: torch.Tensor, lengths, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The pooled summary z (B, D * H) of a batch, and the pooling weights alpha (B, T) or None."""
         x, lengths = self._inputs(x, lengths, mask)
         B, T = x.shape[:2]
         if lengths is None:
@@ -128,8 +135,37 @@ class SeqClassifier(PretrainedMixin, nn.Module):
             z = out.masked_fill(~valid[..., None], float("-inf")).amax(1)
         else:
             z, alpha = self.attention(self.query.to(out.dtype).expand(B, -1), out, mask=valid)
-        logits = self.head(self.drop(z))                               # (B, num_classes)
+        return z, alpha
+
+    def forward_features(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+                         mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled summary z (B, D * H) that the head classifies."""
+        return self._encode(x, lengths, mask)[0]
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(z))                                 # (B, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                return_attention: bool = False):
+        """x: token ids (B, T), features (B, T, input_size), or an image (B, C, H, W) read row by row
+        (input_size = C * W) -> logits (B, num_classes).
+
+        Padding: ``lengths`` (B,), or ``mask`` (B, T) boolean with True on real steps; token input
+        without either treats ``pad_id`` as padding. ``return_attention=True`` also returns the
+        pooling weights alpha (B, T) (``"attention"`` pooling; None otherwise).
+        """
+        z, alpha = self._encode(x, lengths, mask)
+        logits = self.forward_head(z)
         return (logits, alpha) if return_attention else logits
+
+    def token_logits(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self(input_ids, mask=mask)
+
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
+        c = self.config
+        if c.vocab_size > 0:
+            return TokenClassifier.example_input(self, batch_size, seq_len)
+        return (example_floats((batch_size, seq_len or DEFAULT_SEQ_LEN, c.input_size)),)
 
 
 @register_model("rnn_classifier", family="rnn",

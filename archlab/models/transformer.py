@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.decoding import beam_search, greedy_decode, teacher_forcing
+from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.interfaces import Seq2SeqModel
 from archlab.nn.attention import KVCache, causal_mask
-from archlab.nn.feedforward import ACTIVATIONS
+from archlab.nn.activations import check_activation
 from archlab.nn.positional import SinusoidalPositionalEncoding
 from archlab.nn.transformer import Transformer
 from archlab.registry import build_config, register_model
@@ -76,15 +76,17 @@ class TransformerConfig:
               f"share_vocab=True needs src_vocab_size == tgt_vocab_size, got {self.src_vocab_size} "
               f"and {self.tgt_vocab_size}")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.activation in ACTIVATIONS,
-              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        check_activation(self.activation)
         vocab = min(self.src_vocab_size, self.tgt_vocab_size)
         for name in ("pad_id", "bos_id", "eos_id"):
             check(0 <= getattr(self, name) < vocab,
                   f"{name} must be in [0, {vocab}) (the smaller vocabulary), got {getattr(self, name)}")
 
 
-class Seq2SeqTransformer(PretrainedMixin, nn.Module):
+class Seq2SeqTransformer(Seq2SeqModel, PretrainedMixin, nn.Module):
+    config_class = TransformerConfig
+    positions_field = "max_len"
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
@@ -153,19 +155,6 @@ class Seq2SeqTransformer(PretrainedMixin, nn.Module):
               f"src_ids and tgt_ids must have the same batch size, got {src_ids.size(0)} and {tgt_ids.size(0)}")
         memory, src_keep = self.encode(src_ids, src_padding_mask)
         return self.decode(tgt_ids, memory, src_keep, tgt_padding_mask)
-
-    def loss(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
-             reduction: str = "mean") -> torch.Tensor:
-        """Teacher-forced cross-entropy of target sentences ``tgt_ids`` (B, T) (no bos/eos; pad_id pads).
-
-        The decoder reads [bos] + y and is scored on y + [eos]; padding is not scored.
-        ``reduction``: "mean" over the scored tokens, or "sum".
-        """
-        c = self.config
-        decoder_in, target = teacher_forcing(tgt_ids, pad_id=c.pad_id, bos_id=c.bos_id, eos_id=c.eos_id)
-        logits = self(src_ids, decoder_in, tgt_padding_mask=target != c.pad_id)
-        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=c.pad_id,
-                               label_smoothing=label_smoothing, reduction=reduction)
 
     # --------------------------------------------------------------------------------------------
     # Incremental decoding

@@ -22,7 +22,9 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
-from archlab.models.cnn_base import ImageClassifier, init_cnn_weights
+from archlab.checkpoint import PretrainedMixin
+from archlab.models.cnn_base import init_cnn_weights
+from archlab.models.interfaces import ImageClassifier
 from archlab.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
 from archlab.registry import build_config, register_model
 
@@ -59,7 +61,9 @@ class VGGConfig:
         check(self.pool_size > 0, f"pool_size must be positive, got {self.pool_size}")
 
 
-class VGG(ImageClassifier):
+class VGG(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = VGGConfig
+
     def __init__(self, config: VGGConfig):
         super().__init__()
         self.config = config

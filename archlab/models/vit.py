@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
+from archlab.models.interfaces import ImageClassifier
 from archlab.nn.attention import MultiHeadAttention
 from archlab.nn.feedforward import FeedForward
 from archlab.nn.norm import LayerNorm
@@ -102,10 +103,21 @@ class Encoder(nn.Module):
         return self.ln(z), attentions
 
 
-class VisionTransformer(PretrainedMixin, nn.Module):
+class VisionTransformer(ImageClassifier, PretrainedMixin, nn.Module):
+    config_class = ViTConfig
+    head_name = "heads.head"
+
+    @classmethod
+    def image_classifier_fields(cls, data, config):
+        """``image_size``: the images' side rounded up to whole patches (the task resizes to it)."""
+        p = config.patch_size
+        side = -(-max(data.height, data.width) // p) * p
+        return {**super().image_classifier_fields(data, config), "image_size": side}
+
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = c = config
+        self.input_size = c.image_size  # the positional table fixes the number of patches
         # Patch embedding: a P x P convolution with stride P is one linear map E per patch.
         self.conv_proj = nn.Conv2d(c.in_channels, c.hidden_dim, kernel_size=c.patch_size, stride=c.patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, c.hidden_dim))
@@ -125,7 +137,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         nn.init.zeros_(self.heads.head.weight)
         nn.init.zeros_(self.heads.head.bias)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
         c = self.config
         want = (c.in_channels, c.image_size, c.image_size)
         check(x.dim() == 4 and tuple(x.shape[1:]) == want,
@@ -134,7 +146,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> patch tokens (B, N, D)."""
-        self._check_input(x)
+        self.check_input(x)
         feature_map = self.conv_proj(x)  # (B, D, H/P, W/P)
         return feature_map.flatten(2).transpose(1, 2)  # (B, N, D)
 

@@ -33,11 +33,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
-from archlab.nn.checks import check_sizes
+from archlab.nn.activations import ACTIVATIONS, check_activation
 from archlab.nn.batchnorm import BatchNorm2d
+from archlab.nn.checks import check_sizes
 from archlab.nn.conv import AdaptiveAvgPool2d, Conv2d, MaxPool2d
 
-ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 SHORTCUTS = ("projection", "zero_pad")
 
 
@@ -53,8 +53,10 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def _activation(name: str | None) -> nn.Module | None:
-    check(name is None or name in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)} or None, got {name!r}")
-    return None if name is None else ACTIVATIONS[name]()
+    if name is None:
+        return None
+    check_activation(name, " or None")
+    return ACTIVATIONS[name]()
 
 
 class ConvNormAct(nn.Sequential):

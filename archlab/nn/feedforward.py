@@ -14,34 +14,8 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
+from archlab.nn.activations import ACTIVATIONS, make_activation  # noqa: F401  (re-exported)
 from archlab.nn.checks import check_input, check_sizes
-
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),  # GPT-2's "gelu_new"
-}
-
-
-def make_activation(activation: str | nn.Module | Callable) -> nn.Module:
-    """An activation module from a name in ``ACTIVATIONS``, a module, or a function of one tensor."""
-    if isinstance(activation, nn.Module):
-        return activation
-    if isinstance(activation, str):
-        check(activation in ACTIVATIONS,
-              f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}")
-        return ACTIVATIONS[activation]()
-    check(callable(activation), f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}")
-    return _Lambda(activation)
-
-
-class _Lambda(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 class FeedForward(nn.Sequential):

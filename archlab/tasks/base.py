@@ -11,6 +11,7 @@ A task is a class registered by name::
     class LMTask(Task):
         name = "lm"
         Config = LMConfig           # a dataclass of the task's own keys (e.g. block_size)
+        requires = LanguageModel    # the interface (archlab.models.interfaces) a model must implement
         default_data = "pythondocs"
         metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
 
@@ -19,21 +20,29 @@ and provides, in the order the trainer calls them:
 1. ``__init__(config, data, saved=None)`` -- load the data named by ``data`` (a known name or a
    path), raising ``ConfigError`` when it is missing. ``saved`` is a checkpoint directory whose
    files (tokenizer, class names, normalisation) must be reused instead of being fitted anew.
-2. ``model_fields(fields)`` -- the model config fields the data fixes (``vocab_size``,
-   ``num_classes``, ``in_channels``...), given the names of the model's config fields.
+2. ``model_fields(model_class, config)`` -- the model config fields the data fixes, which the task
+   asks the model class itself through its interface's hook (``image_classifier_fields(data,
+   config)``, ``language_model_fields(...)`` ...), so the task never guesses field names.
    ``prepare_model(model)`` -- then, once, on the freshly built model of a new run: initialise
    what the data determines beyond the config (a forecaster's normalisation fitted on the
    training split). A no-op by default; never called on a model loaded from a checkpoint.
+   ``attach(model)`` -- on every model the task will feed, fresh or loaded (e.g. the image side
+   a classifier needs). A no-op by default.
 3. ``train_batch(position, batch_size, seed, shard)`` -- micro-batch number ``position`` of the
    run: a *global* batch of ``batch_size`` examples that depends only on ``(seed, position)``, of
    which only the rows ``shard`` (this process's share) are built. That makes resuming exact (the
    data position is one integer) and N processes see the same global batch as one.
-4. ``eval_batches(batch_size)`` -- the evaluation split in a fixed order.
-5. ``step(model, batch) -> (loss, sums)`` -- the mean loss to back-propagate, and statistics as
-   *sums* over the batch (``{"loss_sum": ..., "count": ...}``, the keys listed in ``sum_keys``) so
-   they add across batches and processes.
+4. ``step(model, batch) -> loss`` -- training only: the mean loss to back-propagate.
+5. ``eval_batches(batch_size)`` -- the evaluation split in a fixed order, and
+   ``evaluate_batch(model, batch) -> sums`` -- statistics of one evaluation batch as *sums*
+   (``{"loss_sum": ..., "count": ...}``, the keys listed in ``sum_keys``), so they add across
+   batches and processes. Evaluation is its own hook: it never has to guess from a batch's shape
+   whether it is evaluating.
 6. ``metrics(sums) -> {name: value}`` -- the task's metrics from the added-up sums.
 7. ``save(directory)`` -- files to keep beside ``config.json`` (e.g. ``tokenizer.json``).
+
+The model a task's ``step`` and ``evaluate_batch`` receive is the plain model (the trainer wraps
+the whole step for DDP), so a task calls its interface's methods directly.
 
 Batches are tuples of CPU tensors; the trainer moves them to the device.
 """
@@ -42,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 
@@ -58,6 +67,7 @@ class Task:
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    requires: ClassVar[type]          # the interface of archlab.models.interfaces a model must implement
     default_data: ClassVar[str | None] = None
     metric_modes: ClassVar[dict[str, str]] = {"loss": "min"}
     unit: ClassVar[str] = "samples"   # what throughput counts: "samples" or "tokens"
@@ -73,11 +83,16 @@ class Task:
             self.data = str(Path(self.data).expanduser().resolve())
 
     # -- what the data fixes -------------------------------------------------------------------
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        """The config fields of ``model_class`` the data fixes (asked through the interface's hook);
+        ``config`` is the model's config without them (its defaults and the user's settings)."""
         return {}
 
     def prepare_model(self, model: torch.nn.Module) -> None:
         """Initialise a freshly built model from the data (e.g. fit its normalisation); default: nothing."""
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """Adapt to the model this task will feed, fresh or loaded; default: nothing."""
 
     @property
     def num_train_samples(self) -> int:
@@ -96,7 +111,12 @@ class Task:
         raise NotImplementedError
 
     # -- loss and metrics ----------------------------------------------------------------------
-    def step(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def step(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """The mean training loss of a training batch."""
+        raise NotImplementedError
+
+    def evaluate_batch(self, model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        """The sums (``sum_keys``) of one evaluation batch."""
         raise NotImplementedError
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
@@ -155,7 +175,7 @@ class EpochOrder:
 
     def permutation(self, seed: int, epoch: int) -> torch.Tensor:
         if self._cached is None or self._cached[0] != (seed, epoch):
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            g = generator_for(seed, epoch)
             self._cached = ((seed, epoch), torch.randperm(self.n, generator=g))
         return self._cached[1]
 
@@ -163,6 +183,16 @@ class EpochOrder:
         """Indices (batch_size,) of the global micro-batch ``position``."""
         epoch, i = divmod(position, self.n // batch_size)
         return self.permutation(seed, epoch)[i * batch_size:(i + 1) * batch_size]
+
+
+def generator_for(seed: int, position: int, stream: int = 0) -> torch.Generator:
+    """The random generator of draw ``position`` (a micro-batch, an epoch) of a run seeded ``seed``.
+
+    Every random choice of a task -- which examples, which masks, which shifts -- comes from one of
+    these, so it depends only on ``(seed, position)``: exact on resume, the same on 1 or N
+    processes. ``stream`` separates independent draws at the same position.
+    """
+    return torch.Generator().manual_seed(seed * 1_000_003 + position + stream)
 
 
 def count_from_sums(sums: dict[str, float], key: str = "count") -> float:

@@ -8,6 +8,12 @@ names are saved beside the checkpoint as ``classes.json`` and reused when evalua
 
 Training visits the training split epoch by epoch, each in a fresh order drawn from
 ``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
+
+Any ``ImageClassifier`` trains here; the model class says which of its config fields the images
+fix (``image_classifier_fields``: channels and classes; a flattened size for the MLP, a row width
+for a recurrent reader, a side for LeNet-5 and ViT). Images smaller than a model can read (8x8
+digits for a ResNet whose five stride-2 stages need 32 px) are resized to the model's input shape
+(bilinear), for training and evaluation alike.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from archlab.data.transforms import RandomCrop
 from archlab.errors import check
-from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
+from archlab.models.interfaces import ImageClassifier, ImageData
+from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 CLASSES_FILE = "classes.json"
@@ -42,6 +49,7 @@ class ClassifyConfig:
 class ClassifyTask(Task):
     name = "classify"
     Config = ClassifyConfig
+    requires = ImageClassifier
     default_data = "digits"
     metric_modes = {"loss": "min", "accuracy": "max"}
     sum_keys = ("loss_sum", "correct", "count")
@@ -66,29 +74,24 @@ class ClassifyTask(Task):
             self.classes, self.mean, self.std = meta["classes"], tuple(meta["mean"]), tuple(meta["std"])
         check(len(self.train_y) > 0, f"--data {self.data!r} has an empty training split")
         self._order = EpochOrder(len(self.train_y))
+        self.input_shape = tuple(self.image_shape[1:])  # (H, W) the model reads; set by attach()
 
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
         C, H, W = self.image_shape
-        out: dict[str, Any] = {"num_classes": len(self.classes)}
-        if "in_channels" in fields:
-            out["in_channels"] = C
-        if "in_features" in fields:  # dense models see the flattened image
-            out["in_features"] = C * H * W
-        for name in ("image_size", "img_size"):
-            if name in fields:
-                out[name] = H
-        if "input_size" in fields and "in_channels" not in fields:
-            # A sequence model (no image channels) reads the image row by row: H steps of C * W
-            # features. LeNet-5's ``input_size`` is the side of an image: it comes with in_channels.
-            out["input_size"] = C * W
-        return out
+        return model_class.image_classifier_fields(ImageData(C, H, W, len(self.classes)), config)
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """The shape the model reads: images are resized to it when it differs from theirs."""
+        self.input_shape = tuple(model.input_shape_for(*self.image_shape[1:]))
 
     @property
     def num_train_samples(self) -> int:
         return len(self.train_y)
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised (and, for a model that reads another shape, resized) images."""
+        if tuple(x.shape[2:]) != self.input_shape:
+            x = F.interpolate(x, size=self.input_shape, mode="bilinear", align_corners=False)  # (B, C, H', W')
         if not self.config.normalize:
             return x
         mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
@@ -103,7 +106,7 @@ class ClassifyTask(Task):
         if self.config.shift:
             # Offsets for the whole global batch from (seed, position), then this process's rows:
             # exact on resume and the same on 1 or N processes.
-            g = torch.Generator().manual_seed(seed * 1_000_003 + position + 7_919)
+            g = generator_for(seed, position, stream=7_919)
             x = RandomCrop(self.image_shape[1:], padding=self.config.shift)(x, generator=g)
         return self._normalize(x[shard]), self.train_y[idx[shard]]
 
@@ -114,13 +117,18 @@ class ClassifyTask(Task):
     def step(self, model, batch):
         x, y = batch
         logits = model(x).float()  # (B, K); fp32 loss under autocast
+        return F.cross_entropy(logits, y, reduction="none").mean()
+
+    def evaluate_batch(self, model, batch):
+        x, y = batch
+        logits = model(x).float()  # (B, K)
         example_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
-        correct = (logits.argmax(-1) == y).sum()
-        return example_loss.mean(), {
-            "loss_sum": example_loss.detach().sum().double(),
-            "correct": correct.double(),
-            "count": torch.tensor(float(y.numel())),
-        }
+        return {"loss_sum": example_loss.sum().double(), "correct": (logits.argmax(-1) == y).sum().double(),
+                "count": torch.tensor(float(y.numel()))}
+
+    def predict(self, model, batch) -> torch.Tensor:
+        """The predicted class of every image of an evaluation batch, (B,)."""
+        return model(batch[0]).argmax(-1)
 
     def metrics(self, sums):
         n = count_from_sums(sums)

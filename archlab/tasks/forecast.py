@@ -24,8 +24,8 @@ Evaluation, every metric in the data's units and lower is better (n = length of 
                            the one to early-stop on, since the others look at the test part
 
 The evaluation batches are that one forecast origin, then the one-step windows, then the
-validation windows; ``step`` returns squared and absolute errors with their counts, so the sums
-over batches (and processes) give the metrics exactly.
+validation windows, each tagged with its kind; ``evaluate_batch`` returns squared and absolute
+errors with their counts, so the sums over batches (and processes) give the metrics exactly.
 
 Baselines beside the model (``baselines()``), on the same forecasts: ``naive`` repeats the last
 value (x^_{T+k} = x_T; one-step: x_{T+k-1}); ``seasonal_naive`` repeats the last season of m
@@ -39,18 +39,20 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from archlab.checkpoint import unwrap
-from archlab.errors import ConfigError, check
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.data.timeseries import make_windows
+from archlab.errors import check
+from archlab.models.interfaces import Forecaster, SeriesData
+from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 SERIES_FILE = "series.json"
-MULTI_STEP, ONE_STEP = 1, 2  # the kind of an evaluation batch of test forecasts
+MULTI_STEP, ONE_STEP, VALIDATION = 1, 2, 3  # the kinds of evaluation batch
 # Series whose season is not a calendar one: (period in steps, why).
 KNOWN_SEASONS = {"sunspots": (11, "the ~11-year solar cycle")}
 
@@ -106,6 +108,7 @@ def _scores(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
 class ForecastTask(Task):
     name = "forecast"
     Config = ForecastConfig
+    requires = Forecaster
     default_data = "co2"
     metric_modes = {"rmse": "min", "mae": "min", "rmse_1step": "min", "mae_1step": "min", "loss": "min"}
     sum_keys = ("loss_sum", "count", "sq_err_multi", "abs_err_multi", "n_multi",
@@ -137,19 +140,12 @@ class ForecastTask(Task):
         self._baselines = self._compute_baselines()
 
     # -- what the data fixes -------------------------------------------------------------------
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        needed = {"input_size", "context_length", "horizon"}
-        if not needed <= fields:
-            raise ConfigError("task 'forecast' trains forecasters (rnn_forecaster, lstm_forecaster, cnn_forecaster, "
-                              "transformer_forecaster, mlp_forecaster ...); the model's config lacks "
-                              f"{', '.join(sorted(needed - fields))}")
-        return {"input_size": 1, "context_length": self.config.context_length, "horizon": self.config.horizon}
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        data = SeriesData(1, self.config.context_length, self.config.horizon)
+        return model_class.forecaster_fields(data, config)
 
     def prepare_model(self, model: torch.nn.Module) -> None:
         """Fit the model's normalisation on the training part only."""
-        check(hasattr(model, "fit_normalization"),
-              f"task 'forecast' needs a forecaster with fit_normalization(), got {type(model).__name__}")
         model.fit_normalization(torch.tensor(self.series.train.values, dtype=torch.float32))
 
     @property
@@ -160,14 +156,14 @@ class ForecastTask(Task):
     # -- batches -------------------------------------------------------------------------------
     def _windows(self, starts: np.ndarray, horizon: int) -> Batch:
         """(history (B, C, 1), target (B, horizon, 1)): the C values before each start and what follows."""
-        C = self.config.context_length
-        idx = np.asarray(starts)[:, None] + np.arange(-C, horizon)  # (B, C + horizon)
-        w = torch.tensor(self.values[idx], dtype=torch.float32)[..., None]  # (B, C + horizon, 1)
-        return w[:, :C].contiguous(), w[:, C:].contiguous()
+        x, y = make_windows(self.values, self.config.context_length, horizon,
+                            starts=np.asarray(starts) - self.config.context_length)
+        x = torch.tensor(x, dtype=torch.float32)[..., None]  # (B, C, 1)
+        return x, torch.tensor(y, dtype=torch.float32)[..., None]  # (B, horizon, 1)
 
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The global batch's window starts depend only on (seed, position).
-        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        g = generator_for(seed, position)
         offsets = torch.randint(self.num_train_samples, (batch_size,), generator=g)[shard]
         return self._windows(offsets.numpy() + self.config.context_length, self.config.horizon)
 
@@ -182,28 +178,33 @@ class ForecastTask(Task):
             yield x, y, torch.tensor(ONE_STEP)
         val = np.arange(self.cut_val, self.cut_test - self.config.horizon + 1)  # targets inside the val part
         for i in range(0, len(val), batch_size):
-            yield self._windows(val[i:i + batch_size], self.config.horizon)
+            yield (*self._windows(val[i:i + batch_size], self.config.horizon), torch.tensor(VALIDATION))
 
     # -- loss and metrics ----------------------------------------------------------------------
+    def _window_losses(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of each window: mean squared error of the normalised forecast, (B,)."""
+        dtype = model.mean.dtype
+        z_hat = model(x.to(dtype)).float()                                    # (B, H, 1), normalised
+        return (z_hat - model.normalize(y.to(dtype)).float()).pow(2).mean(dim=(1, 2))
+
     def step(self, model, batch):
-        core = unwrap(model)
-        zero = torch.zeros((), dtype=torch.float64)
-        sums = {k: zero for k in self.sum_keys}
-        x = batch[0].to(core.mean.dtype)
-        y = batch[1].to(core.mean.dtype)
-        if len(batch) == 2:  # windows: the training loss
-            z_hat = model(x).float()                                    # (B, H, 1), normalised
-            window_loss = (z_hat - core.normalize(y).float()).pow(2).mean(dim=(1, 2))  # (B,)
-            sums.update(loss_sum=window_loss.detach().sum().double(),
+        x, y = batch
+        return self._window_losses(model, x, y).mean()
+
+    def evaluate_batch(self, model, batch):
+        x, y, kind = batch
+        sums = dict.fromkeys(self.sum_keys, torch.zeros((), dtype=torch.float64))
+        if int(kind) == VALIDATION:
+            window_loss = self._window_losses(model, x, y)
+            sums.update(loss_sum=window_loss.sum().double(),
                         count=torch.tensor(float(len(window_loss)), dtype=torch.float64))
-            return window_loss.mean(), sums
-        kind = int(batch[2])
-        predicted = core.forecast(x, y.shape[1])                        # (B, n, 1), data units
+            return sums
+        predicted = model.forecast(x.to(model.mean.dtype), y.shape[1])  # (B, n, 1), data units
         e = predicted.double() - y.double()
-        suffix = "_multi" if kind == MULTI_STEP else "_1step"
+        suffix = "_multi" if int(kind) == MULTI_STEP else "_1step"
         sums.update({f"sq_err{suffix}": e.pow(2).sum(), f"abs_err{suffix}": e.abs().sum(),
                      f"n{suffix}": torch.tensor(float(e.numel()), dtype=torch.float64)})
-        return torch.zeros((), device=x.device), sums
+        return sums
 
     def metrics(self, sums):
         n = count_from_sums(sums, "n_multi")

@@ -10,8 +10,8 @@ L / ln 2. The text is split 90/10 into training and validation text; training ex
 random blocks of ``block_size + 1`` tokens (input = first ``block_size``, target = shifted by one),
 validation uses consecutive non-overlapping blocks, the same ones every time.
 
-Works for any model whose ``forward(input_ids)`` returns logits ``(B, T, vocab_size)``: the GPT
-and the RNN language models. The tokenizer is saved beside the checkpoint as ``tokenizer.json``.
+Trains any ``LanguageModel`` (``forward(input_ids)`` returns logits ``(B, T, vocab_size)``): the
+GPT and the RNN language models. The tokenizer is saved beside the checkpoint as ``tokenizer.json``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from archlab.errors import ConfigError, check
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.models.interfaces import LanguageModel, TextData
+from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -44,6 +45,7 @@ class LMConfig:
 class LMTask(Task):
     name = "lm"
     Config = LMConfig
+    requires = LanguageModel
     default_data = "pythondocs"  # offline; --data tinyshakespeare downloads Karpathy's text
     metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
     unit = "tokens"
@@ -72,12 +74,9 @@ class LMTask(Task):
                 f"needs at least {need}",
             )
 
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        out = {"vocab_size": self.tokenizer.vocab_size}
-        if "block_size" in fields:
-            out["block_size"] = self.config.block_size
-        return out
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        data = TextData(self.tokenizer.vocab_size, self.config.block_size, self.tokenizer.pad_id)
+        return model_class.language_model_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -96,7 +95,7 @@ class LMTask(Task):
 
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The global batch's block starts depend only on (seed, position).
-        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        g = generator_for(seed, position)
         starts = torch.randint(len(self.train_tokens) - self.config.block_size, (batch_size,), generator=g)
         return self._blocks(self.train_tokens, starts[shard])
 
@@ -106,16 +105,19 @@ class LMTask(Task):
         for i in range(0, len(starts), batch_size):
             yield self._blocks(self.val_tokens, starts[i:i + batch_size])
 
-    def step(self, model, batch):
+    def _token_losses(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        logits = model(x)
-        if isinstance(logits, tuple):  # models that also return their state
-            logits = logits[0]
+        logits = model(x)  # (B, T, V)
         # Cross-entropy in fp32 even under autocast: the log-softmax over the vocabulary is where
         # bf16 loses most.
-        token_loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
-        loss = token_loss.mean()
-        return loss, {"loss_sum": token_loss.detach().sum().double(), "count": torch.tensor(float(y.numel()))}
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none"), y  # (B*T,)
+
+    def step(self, model, batch):
+        return self._token_losses(model, batch)[0].mean()
+
+    def evaluate_batch(self, model, batch):
+        token_loss, y = self._token_losses(model, batch)
+        return {"loss_sum": token_loss.sum().double(), "count": torch.tensor(float(y.numel()))}
 
     def metrics(self, sums):
         loss = sums["loss_sum"] / count_from_sums(sums)

@@ -10,10 +10,11 @@ with no causal mask and predicts the original token at the chosen positions M on
 Metrics on the validation text: that loss (nats per masked token), ``accuracy`` -- the share of
 masked positions whose most likely token is the original -- and ``perplexity`` exp(L).
 
-The text (``"pythondocs"``, offline, by default; ``"tinyshakespeare"``, downloaded; or any text file) is split 90/10 into
-training and validation text. Training blocks start at random offsets and are masked, both drawn
-from ``(seed, position)``, so a resumed run sees the same corrupted blocks; validation uses
-consecutive non-overlapping blocks masked once with a fixed seed, the same whatever the batch size.
+The text (``"pythondocs"``, offline, by default; ``"tinyshakespeare"``, downloaded; or any text
+file) is split 90/10 into training and validation text. Training blocks start at random offsets
+and are masked, both drawn from ``(seed, position)``, so a resumed run sees the same corrupted
+blocks; validation uses consecutive non-overlapping blocks masked once with a fixed seed, the same
+whatever the batch size.
 The tokenizer (characters by default; "word" or "bpe") has the specials <pad>, <unk> and <mask>, and
 is saved beside the checkpoint as ``tokenizer.json``. Works with ``bert`` (head="mlm").
 """
@@ -23,16 +24,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from archlab.data.common import SEED
 from archlab.data.tokenizer import MASK, PAD, TEXT_TOKENIZERS, UNK
 from archlab.errors import ConfigError, check
-from archlab.models.bert import IGNORE_INDEX, mask_tokens
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.models.bert import mask_tokens
+from archlab.models.interfaces import IGNORE_INDEX, MaskedLM, TextData, masked_lm_loss
+from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
 
 MLM_SPECIALS = (PAD, UNK, MASK)
 
@@ -59,6 +60,7 @@ class MLMConfig:
 class MLMTask(Task):
     name = "mlm"
     Config = MLMConfig
+    requires = MaskedLM
     default_data = "pythondocs"  # offline; --data tinyshakespeare downloads Karpathy's text
     metric_modes = {"loss": "min", "accuracy": "max", "perplexity": "min"}
     unit = "tokens"
@@ -100,15 +102,9 @@ class MLMTask(Task):
                            mlm_probability=self.config.mlm_probability, special_ids=self.special_ids,
                            generator=generator)
 
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        check("vocab_size" in fields, "task 'mlm' needs a model with a vocab_size field, e.g. bert")
-        out: dict[str, Any] = {"vocab_size": self.tokenizer.vocab_size}
-        if "pad_token_id" in fields:
-            out["pad_token_id"] = self.tokenizer.pad_id
-        if "head" in fields:
-            out["head"] = "mlm"
-        return out
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        data = TextData(self.tokenizer.vocab_size, self.config.block_size, self.tokenizer.pad_id)
+        return model_class.masked_lm_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -121,7 +117,7 @@ class MLMTask(Task):
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The whole global batch -- offsets and masks -- is drawn from (seed, position), then sharded.
         T = self.config.block_size
-        g = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        g = generator_for(seed, position)
         starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
         blocks = self.train_tokens[starts[:, None] + torch.arange(T)]  # (B, T)
         inputs, labels = self.mask(blocks, g)
@@ -131,22 +127,24 @@ class MLMTask(Task):
         for i in range(0, len(self.val_inputs), batch_size):
             yield self.val_inputs[i:i + batch_size], self.val_labels[i:i + batch_size]
 
-    def step(self, model, batch):
+    def _scored(self, model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(losses (M,), logits (M, V) and targets (M,)) of the M positions where a prediction is asked."""
         x, labels = batch
-        out = model(x)
-        logits = getattr(out, "logits", out)
+        logits = model.masked_lm_logits(x)
         V = self.tokenizer.vocab_size
-        check(isinstance(logits, torch.Tensor) and tuple(logits.shape) == (*x.shape, V),
-              f"task 'mlm' needs per-token logits (batch, length, vocab_size={V}), got "
-              f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else None} (a bert needs head='mlm')")
+        check(tuple(logits.shape) == (*x.shape, V),
+              f"task 'mlm' needs per-token logits (batch, length, vocab_size={V}), got {tuple(logits.shape)}")
         asked = labels != IGNORE_INDEX                                   # (B, T): the positions in M
-        scored, targets = logits[asked].float(), labels[asked]          # (|M|, V), (|M|,); fp32 loss
-        token_loss = F.cross_entropy(scored, targets, reduction="none")  # (|M|,)
-        count = asked.sum()
-        loss = token_loss.sum() / count.clamp_min(1)  # a batch with nothing masked adds zero loss
-        correct = (scored.argmax(-1) == targets).sum()
-        return loss, {"loss_sum": token_loss.detach().sum().double(), "correct": correct.double(),
-                      "count": count.double()}
+        return masked_lm_loss(logits, labels, reduction="none"), logits[asked], labels[asked]
+
+    def step(self, model, batch):
+        token_loss, _, _ = self._scored(model, batch)
+        return token_loss.sum() / max(len(token_loss), 1)  # a batch with nothing masked adds zero loss
+
+    def evaluate_batch(self, model, batch):
+        token_loss, scored, targets = self._scored(model, batch)
+        return {"loss_sum": token_loss.sum().double(), "correct": (scored.argmax(-1) == targets).sum().double(),
+                "count": torch.tensor(float(len(targets)), dtype=torch.float64)}
 
     def metrics(self, sums):
         n = count_from_sums(sums)

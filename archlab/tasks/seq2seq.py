@@ -8,9 +8,9 @@ Two kinds of data:
     a TSV path           ``source<TAB>target`` sentence pairs (``archlab.data.text``), split
                          80 / 10 / 10, each side tokenized by words, characters or BPE
 
-An encoder-decoder (``transformer`` or ``seq2seq_rnn``; both take ``model(src_ids, decoder_in)``
-and return logits) reads the source x and the decoder input [bos] + y; teacher forcing scores
-every position on the next target token of y + [eos]:
+Any ``Seq2SeqModel`` (``transformer``, ``seq2seq_rnn``) trains here: its ``token_losses`` reads the
+source x and the decoder input [bos] + y, and teacher forcing scores every position on the next
+target token of y + [eos]:
 
     L = -1/N * sum_i sum_t log p(y_{i,t} | y_{i,<t}, x_i)        N = the scored tokens (eos included)
 
@@ -46,17 +46,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from archlab.checkpoint import unwrap
 from archlab.data.pronunciation import closest_reference, strip_stress
 from archlab.data.tokenizer import BOS, EOS, PAD, Tokenizer, tokenizer_from_dict
 from archlab.errors import ConfigError, check
-from archlab.models.decoding import teacher_forcing
-from archlab.tasks.base import Batch, Task, count_from_sums, register_task
+from archlab.models.interfaces import PairData, Seq2SeqModel
+from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 SYMBOLS_FILE = "seq2seq.json"
@@ -107,6 +106,7 @@ def _trim(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 class Seq2SeqTask(Task):
     name = "seq2seq"
     Config = Seq2SeqConfig
+    requires = Seq2SeqModel
     default_data = G2P_DATA
     metric_modes = {"loss": "min", "wer": "min", "per": "min", "wer_nostress": "min", "per_nostress": "min",
                     "bleu": "max"}
@@ -229,16 +229,10 @@ class Seq2SeqTask(Task):
         return self.max_len + 1
 
     # -- what the data fixes -------------------------------------------------------------------
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        check({"src_vocab_size", "tgt_vocab_size"} <= fields,
-              "task 'seq2seq' trains encoder-decoder models with src_vocab_size and tgt_vocab_size fields "
-              f"(transformer, seq2seq_rnn); the model's fields are {sorted(fields)}")
-        out = {"src_vocab_size": self.source.vocab_size, "tgt_vocab_size": self.target.vocab_size,
-               "pad_id": self.source.pad_id, "bos_id": self.source.bos_id, "eos_id": self.source.eos_id}
-        if "max_len" in fields:  # the positional table: [bos] + a target of max_len + eos
-            out["max_len"] = self.max_len + 2
-        return {k: v for k, v in out.items() if k in fields}
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        data = PairData(self.source.vocab_size, self.target.vocab_size, self.source.pad_id, self.source.bos_id,
+                        self.source.eos_id, self.max_len)
+        return model_class.seq2seq_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -252,7 +246,7 @@ class Seq2SeqTask(Task):
             lengths = self.training_tensors[2]
             n = len(lengths)
             per_epoch = n // batch_size
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            g = generator_for(seed, epoch)
             order = torch.randperm(n, generator=g)[: per_epoch * batch_size]
             # Sort each window of bucket_batches batches by length: window first, lengths second.
             window = torch.arange(len(order)) // (self.config.bucket_batches * batch_size)
@@ -278,21 +272,18 @@ class Seq2SeqTask(Task):
 
     # -- loss and metrics ----------------------------------------------------------------------
     def step(self, model, batch):
-        """Teacher-forced loss; an evaluation batch (with test indices) is also decoded and scored."""
-        src, tgt, *test_index = batch
-        c, pad = self.config, self.pad_id
-        decoder_in, target = teacher_forcing(tgt, pad_id=pad, bos_id=self.source.bos_id, eos_id=self.source.eos_id)
-        logits = model(src, decoder_in).float()  # (B, T + 1, V); fp32 loss under autocast
-        smoothing = c.label_smoothing if model.training else 0.0  # the reported loss is the plain NLL
-        token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=pad,
-                                     label_smoothing=smoothing, reduction="none")  # (B * (T + 1),)
-        n_tokens = (target != pad).sum()
-        loss = token_loss.sum() / n_tokens
-        sums = {"loss_sum": token_loss.detach().sum().double(), "count": n_tokens.double()}
-        if test_index:
-            predictions = self._decode(model, src)
-            sums.update(self.error_sums(predictions, test_index[0].tolist()))
-        return loss, sums
+        """The teacher-forced training loss, with label smoothing."""
+        src, tgt = batch
+        token_loss, n_tokens = model.token_losses(src, tgt, label_smoothing=self.config.label_smoothing)
+        return token_loss.sum() / n_tokens
+
+    def evaluate_batch(self, model, batch):
+        """Teacher-forced loss without smoothing, then the greedy decoding of every row, scored."""
+        src, tgt, test_index = batch
+        token_loss, n_tokens = model.token_losses(src, tgt)
+        sums = {"loss_sum": token_loss.sum().double(), "count": n_tokens.double()}
+        sums.update(self.error_sums(self._decode(model, src), test_index.tolist()))
+        return sums
 
     def _decode(self, model, src: torch.Tensor, beam_size: int = 1) -> list:
         """Each row's predicted target: a list of phonemes (G2P) or a detokenised string."""

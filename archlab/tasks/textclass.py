@@ -16,25 +16,24 @@ on the training texts; unseen tokens become ``<unk>``. It is saved beside the ch
 ``tokenizer.json`` and the class names as ``labels.json``; both are reused when evaluating.
 
 A batch is ``(ids (B, T), mask (B, T), labels (B,))``, right-padded with ``<pad>`` to its longest
-text; ``mask`` is True on real tokens. The model gets it as ``attention_mask`` (``bert``,
-head="classification": padded keys are masked out) or ``mask`` (``rnn_classifier`` with
-vocab_size > 0: padded steps never enter the recurrence), so padding never changes a prediction.
+text; ``mask`` is True on real tokens. Any ``TokenClassifier`` trains here: it gets both through
+``token_logits(ids, mask)`` (``bert`` masks padded keys out; ``rnn_classifier`` never lets padded
+steps into the recurrence), so padding never changes a prediction.
 Training visits the training split epoch by epoch in an order drawn from ``(seed, epoch)``.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from archlab.checkpoint import unwrap
-from archlab.errors import ConfigError, check
+from archlab.errors import check
+from archlab.models.interfaces import LabelledTokens, TokenClassifier
 from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
 
@@ -74,27 +73,11 @@ def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     return ids, torch.arange(T)[None, :] < lengths[:, None]
 
 
-def classify_tokens(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Logits (B, K) of a token classifier, handing it the padding mask under the name it takes."""
-    params = inspect.signature(unwrap(model).forward).parameters
-    if "attention_mask" in params:      # bert: 1/True = a real token
-        out = model(ids, attention_mask=mask)
-    elif "mask" in params:              # rnn_classifier: True = a real step
-        out = model(ids, mask=mask)
-    else:
-        raise ConfigError(f"task 'textclass' needs a model whose forward takes a padding mask (attention_mask "
-                          f"or mask), e.g. bert or rnn_classifier; {type(unwrap(model)).__name__} takes neither")
-    logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple) else out
-    check(logits is not None and logits.dim() == 2 and logits.size(0) == ids.size(0),
-          f"task 'textclass' needs logits of shape (batch, num_classes), got "
-          f"{None if logits is None else tuple(logits.shape)} (a bert needs head='classification')")
-    return logits
-
-
 @register_task
 class TextClassTask(Task):
     name = "textclass"
     Config = TextClassConfig
+    requires = TokenClassifier
     default_data = "cmudict-syllables"
     metric_modes = {"loss": "min", "accuracy": "max", "macro_f1": "max"}
     saved_files = (LABELS_FILE, "tokenizer.json")
@@ -140,25 +123,9 @@ class TextClassTask(Task):
         """<bos> + the text's ids, cut to ``max_length`` tokens."""
         return [self._bos, *self.tokenizer.encode(text)][: self.config.max_length]
 
-    def model_fields(self, fields: Iterable[str]) -> dict[str, Any]:
-        fields = set(fields)
-        K = len(self.classes)
-        if "num_labels" in fields:
-            out: dict[str, Any] = {"num_labels": K}
-        elif "num_classes" in fields:
-            out = {"num_classes": K}
-        else:
-            raise ConfigError("task 'textclass' needs a classifier with a num_classes or num_labels field "
-                              "(e.g. rnn_classifier or bert)")
-        check("vocab_size" in fields, "task 'textclass' needs a model that reads token ids (a vocab_size field), "
-                                      "e.g. rnn_classifier or bert")
-        out["vocab_size"] = self.tokenizer.vocab_size
-        for name in ("pad_id", "pad_token_id"):
-            if name in fields:
-                out[name] = self.tokenizer.pad_id
-        if "head" in fields:
-            out["head"] = "classification"
-        return out
+    def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
+        data = LabelledTokens(self.tokenizer.vocab_size, self.tokenizer.pad_id, len(self.classes))
+        return model_class.token_classifier_fields(data, config)
 
     @property
     def num_train_samples(self) -> int:
@@ -185,21 +152,31 @@ class TextClassTask(Task):
         return ("loss_sum", "correct", "count", *(f"tp_{k}" for k in K), *(f"predicted_{k}" for k in K),
                 *(f"true_{k}" for k in K))
 
-    def step(self, model, batch):
-        x, mask, y = batch
-        logits = classify_tokens(model, x, mask).float()  # (B, K); fp32 loss under autocast
+    def _logits(self, model, batch) -> torch.Tensor:
+        x, mask, _ = batch
+        logits = model.token_logits(x, mask).float()  # (B, K); fp32 loss under autocast
         K = len(self.classes)
-        check(logits.size(1) == K, f"the model outputs {logits.size(1)} classes, the data has {K}")
+        check(logits.dim() == 2 and logits.shape == (x.size(0), K),
+              f"the model outputs logits of shape {tuple(logits.shape)}, the data has {K} classes: expected "
+              f"({x.size(0)}, {K})")
+        return logits
+
+    def step(self, model, batch):
+        return F.cross_entropy(self._logits(model, batch), batch[2], reduction="none").mean()
+
+    def evaluate_batch(self, model, batch):
+        y, K = batch[2], len(self.classes)
+        logits = self._logits(model, batch)
         example_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
-        pred = logits.argmax(-1).detach()
+        pred = logits.argmax(-1)
         hit = pred == y
         tp = torch.bincount(y[hit], minlength=K)
         predicted, true = torch.bincount(pred, minlength=K), torch.bincount(y, minlength=K)
-        sums = {"loss_sum": example_loss.detach().sum().double(), "correct": hit.sum().double(),
+        sums = {"loss_sum": example_loss.sum().double(), "correct": hit.sum().double(),
                 "count": torch.tensor(float(y.numel()))}
         for k in range(K):
             sums[f"tp_{k}"], sums[f"predicted_{k}"], sums[f"true_{k}"] = tp[k], predicted[k], true[k]
-        return example_loss.mean(), sums
+        return sums
 
     def metrics(self, sums):
         n = count_from_sums(sums)

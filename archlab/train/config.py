@@ -4,6 +4,16 @@ One flat namespace of keys serves the command line, YAML/TOML recipes and the Py
 a field of ``TrainConfig`` (the trainer), of the task's config (e.g. ``block_size``) or of the
 model's config (e.g. ``n_layer``). Values are parsed with the type of the dataclass field they
 land in; an unknown key or a value of the wrong type is a ``ConfigError`` that lists the valid keys.
+
+``route_settings`` resolves every key once, unambiguously:
+
+- ``trainer.KEY``, ``task.KEY``, ``model.KEY`` name the owner outright;
+- a bare key goes to the one config that has it. A key both the task and the model have
+  (``block_size``, ``context_length``, ``max_len``) is the task's: the task's value decides the
+  model's through the data, and ``resolve`` refuses it (asking for ``model.KEY``) where it does not;
+- a width, depth or head count under another family's name (``d_model`` for BERT's
+  ``hidden_size``, ``n_layer`` for ``num_layers``...) is taken by the model's own name, with a note
+  saying so (``ALIASES``).
 """
 
 from __future__ import annotations
@@ -218,23 +228,80 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def split_keys(values: dict[str, Any], groups: dict[str, type]) -> dict[str, dict[str, Any]]:
-    """Route each key to the first dataclass of ``groups`` that has it, parsed with its type.
+# The texts use one word for these sizes; the families spell them differently.
+ALIASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the model width", ("d_model", "hidden_size", "hidden_dim", "n_embd", "width")),
+    ("the number of layers", ("num_layers", "n_layer", "n_layers", "depth")),
+    ("the number of attention heads", ("num_heads", "n_head", "nhead", "n_heads")),
+    ("the feed-forward width", ("dim_feedforward", "d_ff", "intermediate_size", "mlp_dim", "ffn_dim")),
+)
+GROUPS = ("trainer", "task", "model")
 
-    Unknown keys raise a ``ConfigError`` naming them and listing every valid key.
-    """
+
+@dataclass
+class RoutedSettings:
+    """Settings sorted by owner: ``groups[owner][field] = value``; ``shared``: bare keys both the task
+    and the model have (given to the task); ``notes``: what an alias was read as."""
+
+    groups: dict[str, dict[str, Any]]
+    shared: list[str]
+    notes: list[str]
+
+
+def _alias(key: str, fields: dict[str, Any]) -> tuple[str | None, str]:
+    """The model field that ``key`` names under another family's spelling, and what it means."""
+    for meaning, names in ALIASES:
+        if key in names:
+            present = [n for n in names if n in fields]
+            if len(present) == 1:
+                return present[0], meaning
+            if present:
+                raise ConfigError(f"{key} ({meaning}) matches several fields of the model: {', '.join(present)}; "
+                                  "set the one you mean")
+    return None, ""
+
+
+def route_settings(values: dict[str, Any], groups: dict[str, type]) -> RoutedSettings:
+    """Route each key of ``values`` to one of ``groups`` (``{"trainer": cls, "task": cls, "model": cls}``),
+    parsed with that field's type; see the module docstring for the rules."""
     types_by_group = {g: field_types(cls) for g, cls in groups.items()}
-    routed: dict[str, dict[str, Any]] = {g: {} for g in groups}
+    routed = RoutedSettings({g: {} for g in groups}, [], [])
     unknown = []
     for key, value in values.items():
-        for group, ftypes in types_by_group.items():
-            if key in ftypes:
-                routed[group][key] = parse_value(key, value, ftypes[key])
-                break
+        owner, _, name = key.partition(".")
+        if name:  # qualified: trainer.KEY / task.KEY / model.KEY
+            check(owner in groups, f"{key}: the part before the dot must be one of {', '.join(groups)}, got {owner!r}")
+            check(name in types_by_group[owner], f"{key}: the {owner} has no setting {name!r}; its settings are "
+                                                 f"{', '.join(sorted(types_by_group[owner]))}")
+            target, field_name = owner, name
         else:
-            unknown.append(key)
+            owners = [g for g, t in types_by_group.items() if key in t]
+            if len(owners) > 1 and set(owners) != {"task", "model"}:
+                raise ConfigError(f"{key} is a setting of the {' and the '.join(owners)}: write "
+                                  + " or ".join(f"{g}.{key}" for g in owners))
+            if len(owners) == 2:
+                routed.shared.append(key)
+            if owners:
+                target, field_name = owners[0], key
+            elif "model" in groups and (found := _alias(key, types_by_group["model"]))[0]:
+                target, field_name = "model", found[0]
+                routed.notes.append(f"{key} read as {found[0]} ({found[1]}: this model's name for it)")
+            else:
+                unknown.append(key)
+                continue
+        check(field_name not in routed.groups[target],
+              f"{field_name} is given twice (as {key} and another spelling); give it once")
+        routed.groups[target][field_name] = parse_value(key, value, types_by_group[target][field_name])
     if unknown:
         listing = "; ".join(f"{g}: {', '.join(sorted(t))}" for g, t in types_by_group.items())
         raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}; valid keys are {listing}")
     return routed
+
+
+def split_keys(values: dict[str, Any], groups: dict[str, type]) -> dict[str, dict[str, Any]]:
+    """``route_settings(values, groups).groups``: each key parsed into the group that owns it.
+
+    Unknown keys raise a ``ConfigError`` naming them and listing every valid key.
+    """
+    return route_settings(values, groups).groups
 

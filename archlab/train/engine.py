@@ -3,7 +3,7 @@
 One optimiser step of a global batch of ``batch_size`` examples::
 
     for micro in 1..grad_accum:                      # each process takes 1/N of every micro-batch
-        loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16
+        loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16 (DDP wraps the step)
         loss.backward()                              # DDP all-reduces only on the last micro-step
     stop unless loss and gradient norm are finite    # before the update: the weights stay finite
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
@@ -69,8 +69,8 @@ def measure_step_seconds(spec: RunSpec, steps: int = 5, warmup: int = 2) -> floa
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        _optimizer_step(model, r.task, optimizer, scaler, cfg, device, world, slice(0, micro_batch), micro_batch,
-                        i * cfg.grad_accum)
+        _optimizer_step(TaskStep(model, r.task), r.task, optimizer, scaler, cfg, device, world,
+                        slice(0, micro_batch), micro_batch, i * cfg.grad_accum)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
@@ -144,7 +144,7 @@ class Run:
         deterministic = parse_value("deterministic", spec.settings.get("deterministic", False), bool)
         seed_everything(seed, deterministic)
         r = resolve(spec, world.size)  # reads the data and builds the model; writes nothing
-        self.cfg, self.task, self.model = r.train, r.task, r.model
+        self.cfg, self.task, self.model, self.notes = r.train, r.task, r.model, r.notes
         self.record = run_record(spec, r)
         self._check_settings()
         self.directory = RunDirectory(spec, world)
@@ -243,7 +243,7 @@ class Run:
                 self.core = torch.compile(model, backend=cfg.compile_backend)
             except Exception as e:  # e.g. an unknown backend
                 self.report.message(f"warning: torch.compile failed ({type(e).__name__}: {e}); training without it")
-        self.train_model = _wrap_ddp(self.core, self.world, self.device)
+        self.train_model = _wrap_ddp(self.core, self.task, self.world, self.device)
         self.guard_compile = cfg.compile and self.core is not model
         example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), self.device)
         try:
@@ -262,6 +262,8 @@ class Run:
         if not self.world.is_main:
             return
         cfg, task = self.cfg, self.task
+        for note in self.notes:  # e.g. a setting given under another name
+            self.report.message(f"note: {note}")
         sizes = _split_sizes(task, self.micro_batch)
         data = ", ".join(f"{split} {n:,} {task.unit if task.unit == 'tokens' else 'examples'}"
                          for split, n in sizes.items())
@@ -323,7 +325,7 @@ class Run:
             self.optimizer.zero_grad(set_to_none=True)
             ckpt.set_rng_state(rng_before)
             self.core, self.guard_compile = self.model, False
-            self.train_model = _wrap_ddp(self.core, self.world, self.device)
+            self.train_model = _wrap_ddp(self.core, self.task, self.world, self.device)
             return False
         self.guard_compile = False
         self.position += self.cfg.grad_accum
@@ -415,20 +417,39 @@ class Run:
 # Pieces of a step
 
 
-def _wrap_ddp(module, world: distributed.World, device: torch.device):
+class TaskStep(torch.nn.Module):
+    """The forward half of one training micro-step, ``task.step(model, batch)``, as a module.
+
+    DDP all-reduces gradients only for calls of the forward of the module it wraps; wrapping this
+    one (not the model) lets a task call whichever interface method it needs (``token_losses``,
+    ``masked_lm_logits`` ...) on the plain model and still have its gradients averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.task.step(self.model, batch)
+
+
+def _wrap_ddp(module, task: Task, world: distributed.World, device: torch.device):
+    """The module whose call is one micro-step's loss: ``TaskStep``, under DDP when distributed."""
+    step = TaskStep(module, task)
     if not world.distributed:
-        return module
+        return step
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(step, device_ids=ids)
 
 
 def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, device, world, shard,
                     micro_batch: int, position: int):
     """Forward/backward over ``grad_accum`` micro-batches, then one clipped optimiser step.
 
-    Raises ``NonFinite`` (with the optimiser untouched) when the loss or the gradient norm is not
-    finite on any process. Under fp16 the gradient scaler handles overflowing gradients itself
-    (it skips the step and lowers the scale), so only the loss is checked there."""
+    ``model`` is the step module of ``_wrap_ddp``: calling it on a batch gives the loss. Raises
+    ``NonFinite`` (with the optimiser untouched) when the loss or the gradient norm is not finite
+    on any process. Under fp16 the gradient scaler handles overflowing gradients itself (it skips
+    the step and lowers the scale), so only the loss is checked there."""
     step_loss = torch.zeros((), dtype=torch.float64, device=device)
     for micro in range(cfg.grad_accum):
         batch = to_device(task.train_batch(position + micro, micro_batch, cfg.seed, shard), device)
@@ -437,7 +458,7 @@ def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, devi
         sync = model.no_sync() if (world.distributed and not last) else contextlib.nullcontext()
         with sync:
             with autocast_for(device, cfg.precision):
-                loss, _ = task.step(model, batch)
+                loss = model(batch)
             scaled = loss / cfg.grad_accum
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         step_loss += loss.detach().double() / cfg.grad_accum

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from archlab.errors import CheckpointError, check
+from archlab.models.interfaces import LanguageModel
 from archlab.tasks import Task, get_task
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
-from archlab.train.config import field_types, split_keys
+from archlab.train.config import split_keys
 from archlab.train.rundir import RUN_FILE
 from archlab.utils.runtime import resolve_device
 
@@ -56,7 +57,7 @@ def evaluate_model(model, task: Task, device: torch.device, precision: str, batc
             if i % world.size != world.rank:
                 continue
             with autocast_for(device, precision):
-                _, sums = task.step(model, to_device(batch, device))
+                sums = task.evaluate_batch(model, to_device(batch, device))
             totals += torch.stack([torch.as_tensor(sums[k]).detach().double().cpu() for k in task.sum_keys])
     model.train(was_training)
     totals = world.all_reduce_sum(totals)
@@ -169,10 +170,13 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
                               f"do not fit task {task_cls.name!r} ({type(e).__name__}: {e}); copy them back from "
                               "the run") from None
     model = from_pretrained(path)
-    fixed = task.model_fields(field_types(type(model.config)))
+    check(isinstance(model, task_cls.requires),
+          f"{str(path)!r} holds a {type(model).__name__}, which task {task.name!r} cannot use")
+    fixed = task.model_fields(type(model), model.config)
     for key, value in fixed.items():
         have = getattr(model.config, key, value)
         check(have == value, f"--data {task.data!r} gives {key}={value}, the checkpoint's model has {key}={have}")
+    task.attach(model)
     return model, task
 
 
@@ -191,7 +195,8 @@ def load_for_generation(checkpoint: str | Path):
               "needs a language model (task 'lm')")
         check_saved_files(Path(checkpoint), get_task("lm"))
     model = from_pretrained(checkpoint)
-    check(hasattr(model, "generate"), f"the model in {str(checkpoint)!r} ({type(model).__name__}) cannot generate")
+    check(isinstance(model, LanguageModel),
+          f"the model in {str(checkpoint)!r} ({type(model).__name__}) is not a language model: it cannot generate")
     tokenizer = load_tokenizer(checkpoint)
     vocab = getattr(model.config, "vocab_size", tokenizer.vocab_size)
     check(tokenizer.vocab_size <= vocab, f"the tokenizer in {str(checkpoint)!r} has {tokenizer.vocab_size} tokens, the "

@@ -66,3 +66,7 @@ def test_make_windows():
     assert x.tolist() == [[0, 1, 2], [1, 2, 3]] and y.tolist() == [[3, 4], [4, 5]]
     with pytest.raises(ConfigError, match="too short for context=5 \\+ horizon=2"):
         make_windows(np.arange(6.0), 5, 2)
+    x, y = make_windows(np.arange(10.0), context=4, horizon=2, starts=[2, 0])  # chosen windows, in that order
+    assert x.tolist() == [[2, 3, 4, 5], [0, 1, 2, 3]] and y.tolist() == [[6, 7], [4, 5]]
+    with pytest.raises(ConfigError, match=r"window starts must lie in \[0, 4\], got \[0, 5\]"):
+        make_windows(np.arange(10.0), 4, 2, starts=[0, 5])

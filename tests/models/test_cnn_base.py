@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import CheckpointError, ConfigError
-from archlab.models.cnn_base import (
-    ConvNormAct, ImageClassifier, adapt_input_conv, init_cnn_weights, load_pretrained,
-)
-from archlab.nn import AdaptiveAvgPool2d, MaxPool2d
+from archlab.checkpoint import PretrainedMixin
+from archlab.models.cnn_base import adapt_input_conv, init_cnn_weights, load_pretrained
+from archlab.models.interfaces import ImageClassifier
+from archlab.nn import AdaptiveAvgPool2d, ConvNormAct, MaxPool2d
 
 
 @dataclass
@@ -21,7 +21,7 @@ class TinyConfig:
     num_classes: int = 10
 
 
-class TinyNet(ImageClassifier):
+class TinyNet(ImageClassifier, PretrainedMixin, nn.Module):
     """Two conv stages and a two-layer head: enough structure to exercise the shared helpers."""
 
     min_input_size = 4
@@ -143,17 +143,6 @@ def test_load_pretrained_strips_a_ddp_prefix():
     src, dst = tiny(), tiny()
     load_pretrained(dst, {f"module.{k}": v for k, v in src.state_dict().items()})
     assert torch.equal(dst.classifier[2].weight, src.classifier[2].weight)
-
-
-def test_conv_norm_act_layout_matches_torchvision_naming():
-    block = ConvNormAct(4, 8, 3, stride=2)
-    assert list(block.state_dict()) == [
-        "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
-    ]  # no conv bias before a norm
-    assert block(torch.randn(1, 4, 9, 9)).shape == (1, 8, 5, 5)
-    plain = ConvNormAct(4, 8, 5, norm=False, activation=None)
-    assert [n for n, _ in plain.named_parameters()] == ["0.weight", "0.bias"]
-    assert plain(torch.randn(1, 4, 9, 9)).shape == (1, 8, 9, 9)  # padding keeps the size
 
 
 def test_init_cnn_weights_follows_he_initialisation():

@@ -97,10 +97,12 @@ def test_lenet5_on_28x28_is_the_32x32_net_on_the_centred_image():
 
 
 def test_lenet5_input_errors():
-    with pytest.raises(ConfigError, match="input_size must be 32 or 28, got 30"):
-        archlab.create_model("lenet5", input_size=30)
+    for side in (31, 34, 0):
+        with pytest.raises(ConfigError, match=f"input_size must be an even side from 2 to 32 .*got {side}"):
+            archlab.create_model("lenet5", input_size=side)
+    assert archlab.create_model("lenet5", input_size=8)(torch.randn(2, 1, 8, 8)).shape == (2, 10)  # padded by 12
     with pytest.raises(ConfigError, match="activation must be one of"):
-        archlab.create_model("lenet5", activation="sigmoid")
+        archlab.create_model("lenet5", activation="sigmoidd")
     model = archlab.create_model("lenet5")
     with pytest.raises(ConfigError, match=r"lenet5 expects input of shape \(B, 1, 32, 32\), got \(2, 1, 28, 28\)"):
         model(torch.randn(2, 1, 28, 28))

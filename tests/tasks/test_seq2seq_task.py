@@ -10,12 +10,10 @@ from sacrebleu.metrics import BLEU
 
 from archlab.data.pronunciation import g2p_error_rates, strip_stress
 from archlab.errors import ConfigError
-from archlab.registry import create_model
+from archlab.registry import create_model, model_config, model_info
 from archlab.tasks.seq2seq import SYMBOLS_FILE, Seq2SeqConfig, Seq2SeqTask
 from archlab.train import RunSpec, evaluate, train
-from archlab.train.config import field_types
 from archlab.train.evaluation import load_for_evaluation
-from archlab.train.resolve import model_config_class
 
 TINY_TRANSFORMER = dict(d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=128,
                         dropout=0.0)
@@ -145,13 +143,15 @@ def test_batches_are_seeded_bucketed_and_padded_to_the_longest(g2p):
     assert padding(g2p) < 0.15 < 0.4 < padding(plain)  # seen: 0.09 and 0.47
 
 
+def fields(task, name):
+    return task.model_fields(model_info(name).model_class, model_config(name))
+
+
 def test_model_fields_and_bad_settings(g2p):
-    fields = g2p.model_fields(["src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "max_len", "d_model"])
-    assert fields == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1, "eos_id": 2,
-                      "max_len": 30}  # 27 letters + 3 specials; 69 phonemes + 3; [bos] + 28 + eos
-    assert "max_len" not in g2p.model_fields(["src_vocab_size", "tgt_vocab_size", "pad_id", "hidden_size"])
-    with pytest.raises(ConfigError, match="trains encoder-decoder models with src_vocab_size and tgt_vocab_size"):
-        g2p.model_fields(["vocab_size", "n_layer"])
+    assert fields(g2p, "transformer") == {"src_vocab_size": 30, "tgt_vocab_size": 72, "pad_id": 0, "bos_id": 1,
+                                          "eos_id": 2, "max_len": 30}  # 27 letters + 3 specials; 69 phonemes + 3;
+    #                                                                    [bos] + 28 + eos positions
+    assert "max_len" not in fields(g2p, "seq2seq_rnn")  # a recurrent decoder has no positional table
     with pytest.raises(ConfigError, match="tokenizer must be one of \\('word', 'char', 'bpe'\\), got 'spaces'"):
         Seq2SeqConfig(tokenizer="spaces")
     with pytest.raises(ConfigError, match="must be 'cmudict' or the path of a TSV file of source<TAB>target lines"):
@@ -163,17 +163,27 @@ def test_model_fields_and_bad_settings(g2p):
 @pytest.mark.parametrize("name, config", [("transformer", TINY_TRANSFORMER), ("seq2seq_rnn", TINY_GRU),
                                           ("seq2seq_rnn", {**TINY_GRU, "cell": "lstm", "attention": "general"}),
                                           ("seq2seq_rnn", {**TINY_GRU, "cell": "rnn", "attention": "dot"})])
-def test_the_loss_is_the_models_own_teacher_forced_loss(g2p, name, config):
-    model = create_model(name, **config, **g2p.model_fields(field_types(model_config_class(name))))
+def test_the_loss_is_teacher_forced_cross_entropy(g2p, name, config):
+    model = create_model(name, **config, **fields(g2p, name))
     src, tgt = g2p.train_batch(0, 32, 0, slice(0, 32))
-    model.train()  # dropout 0: training and evaluation compute the same numbers
-    loss, sums = g2p.step(model, (src, tgt))
-    assert torch.allclose(loss, model.loss(src, tgt), atol=1e-6)
-    assert sums["count"] == (tgt != 0).sum() + len(tgt)  # every phoneme and each row's eos
+    # By hand: the decoder reads [bos] + y and is scored on y + [eos]; padding is not scored.
+    bos, eos, pad = 1, 2, 0
+    lengths = (tgt != pad).sum(1)
+    decoder_in = torch.cat([torch.full((len(tgt), 1), bos), tgt], dim=1)
+    target = torch.cat([tgt, torch.full((len(tgt), 1), pad)], dim=1)
+    target[torch.arange(len(tgt)), lengths] = eos
+    logits = model(src, decoder_in)
+    by_hand = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=pad,
+                                                label_smoothing=0.1)
     smoothed = Seq2SeqTask(Seq2SeqConfig(train_words=2000, eval_words=300, label_smoothing=0.1))
-    assert torch.allclose(smoothed.step(model, (src, tgt))[0], model.loss(src, tgt, label_smoothing=0.1), atol=1e-6)
-    model.eval()  # evaluation reports the plain negative log-likelihood
-    assert torch.allclose(smoothed.step(model, (src, tgt))[0], model.loss(src, tgt), atol=1e-6)
+    assert torch.allclose(smoothed.step(model, (src, tgt)), by_hand, atol=1e-6)  # training: smoothed
+    plain = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=pad)
+    assert torch.allclose(model.loss(src, tgt), plain, atol=1e-6)
+    # Evaluation reports the plain negative log-likelihood's sums, over every phoneme and each eos.
+    batch = next(iter(smoothed.eval_batches(16)))
+    sums = smoothed.evaluate_batch(model.eval(), batch)
+    assert sums["count"] == (batch[1] != pad).sum() + len(batch[1])
+    assert sums["words"] == 16
 
 
 def test_evaluation_batches_cover_the_test_words_once_shortest_first(g2p):

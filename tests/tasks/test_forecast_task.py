@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from archlab.errors import ConfigError
-from archlab.registry import create_model
+from archlab.registry import create_model, model_config, model_info
 from archlab.tasks.forecast import ForecastConfig, ForecastTask
 from archlab.train import RunSpec, evaluate, evaluate_model, resolve, train
 
@@ -75,8 +75,8 @@ def test_co2_seasonal_naive_24_month_rmse_is_the_reference_figure():
 
 def known_forecaster(task, slope: float):
     """A relative forecaster whose head ignores the window: x^_{t+k} = x_t + slope * k."""
-    model = create_model("mlp_forecaster", **task.model_fields({"input_size", "context_length", "horizon"}),
-                         hidden_size=4).double()
+    fields = task.model_fields(model_info("mlp_forecaster").model_class, model_config("mlp_forecaster"))
+    model = create_model("mlp_forecaster", **fields, hidden_size=4).double()
     task.prepare_model(model)
     with torch.no_grad():
         model.head.weight.zero_()
@@ -130,8 +130,8 @@ def test_bad_input_is_a_clear_config_error(tmp_path, toy):
         ForecastTask(ForecastConfig(value_column="value"), toy)
     with pytest.raises(ConfigError, match=r"horizon must be >= 1, got 0"):
         ForecastConfig(horizon=0)
-    with pytest.raises(ConfigError, match=r"task 'forecast' trains forecasters .* lacks context_length, horizon, "
-                                          r"input_size"):
+    with pytest.raises(ConfigError, match=r"mlp cannot be trained for task forecast \(mlp is trained by task "
+                                          r"classify\); models that can: cnn_forecaster, .*transformer_forecaster"):
         resolve(RunSpec(task="forecast", model="mlp", data=toy, out=tmp_path / "run",
                         settings={"context_length": 4, "horizon": 3, "value_column": "value"}))
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from archlab.errors import ConfigError
+from archlab.registry import create_model, model_config, model_info
 from archlab.tasks.classify import ClassifyConfig, ClassifyTask
 from archlab.train import RunSpec, evaluate, train
 
@@ -37,10 +38,27 @@ def test_images_are_standardised_with_training_statistics(task):
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1.0) < 0.05
 
 
-def test_model_fields_follow_the_model(task):
-    assert task.model_fields({"in_features", "num_classes", "hidden"}) == {"num_classes": 10, "in_features": 64}
-    assert task.model_fields({"in_channels", "num_classes"}) == {"num_classes": 10, "in_channels": 1}
-    assert task.model_fields({"img_size", "in_channels", "num_classes"})["img_size"] == 8
+def fields(task, name):
+    return task.model_fields(model_info(name).model_class, model_config(name))
+
+
+def test_each_model_says_which_fields_the_images_fix(task):
+    assert fields(task, "mlp") == {"num_classes": 10, "in_features": 64}  # 1 x 8 x 8 flattened
+    assert fields(task, "resnet18") == {"num_classes": 10, "in_channels": 1}
+    assert fields(task, "lenet5") == {"num_classes": 10, "in_channels": 1, "input_size": 8}  # centred in 32x32
+    assert fields(task, "vit_tiny")["image_size"] == 14  # 8 px rounded up to whole 7x7 patches
+    assert fields(task, "rnn_classifier") == {"num_classes": 10, "input_size": 8, "vocab_size": 0}  # 8 rows of 8
+
+
+def test_images_are_resized_to_what_the_model_reads():
+    small = ClassifyTask(ClassifyConfig(), "digits")
+    net = create_model("resnet18", num_classes=10, in_channels=1)  # five stride-2 stages: >= 32 px
+    small.attach(net)
+    x, _ = small.train_batch(0, 4, 0, slice(0, 4))
+    assert x.shape == (4, 1, 32, 32) and next(iter(small.eval_batches(3)))[0].shape == (3, 1, 32, 32)
+    assert net(x).shape == (4, 10)
+    small.attach(create_model("mlp", in_features=64))  # the MLP reads any size: no resizing
+    assert small.train_batch(0, 4, 0, slice(0, 4))[0].shape == (4, 1, 8, 8)
 
 
 def test_epochs_set_the_number_of_steps_and_other_data_is_refused(tmp_path):

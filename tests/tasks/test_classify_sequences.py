@@ -9,16 +9,16 @@ import archlab
 from archlab.errors import ConfigError
 from archlab.tasks.classify import ClassifyConfig, ClassifyTask
 from archlab.train import RunSpec, train
-from archlab.train.config import field_types
-from archlab.train.resolve import model_config_class
+from archlab.registry import model_config, model_info
 
 
-def test_the_data_fixes_the_row_width_of_sequence_models_only():
+def test_the_data_fixes_the_row_width_of_sequence_models():
     task = ClassifyTask(ClassifyConfig(), "digits")  # (1, 8, 8) images
-    rnn_fields = field_types(model_config_class("rnn_classifier"))
-    assert task.model_fields(rnn_fields) == {"num_classes": 10, "input_size": 1 * 8}  # C * W; vocab_size stays 0
-    lenet_fields = field_types(model_config_class("lenet5"))  # its input_size is an image side, not a row
-    assert task.model_fields(lenet_fields) == {"num_classes": 10, "in_channels": 1}
+    rnn = model_info("rnn_classifier").model_class
+    assert task.model_fields(rnn, model_config("rnn_classifier")) == {"num_classes": 10, "input_size": 1 * 8,
+                                                                      "vocab_size": 0}  # C * W
+    lenet = model_info("lenet5").model_class  # LeNet's input_size is an image side, not a row
+    assert task.model_fields(lenet, model_config("lenet5"))["input_size"] == 8
 
 
 def test_an_lstm_reading_rows_learns_the_digits(tmp_path, one_thread):

@@ -9,6 +9,7 @@ import torch
 
 import archlab
 from archlab.errors import ConfigError
+from archlab.registry import model_config, model_info
 from archlab.tasks import get_task
 from archlab.tasks.lm import LMConfig, LMTask
 from archlab.train import RunSpec, evaluate, train
@@ -44,8 +45,9 @@ def test_blocks_are_next_token_pairs_from_the_text(text_file):
 
 def test_model_fields_and_metrics(text_file):
     task = get_task("lm")(LMConfig(block_size=8), text_file)
-    assert task.model_fields({"vocab_size", "block_size", "n_layer"}) == {"vocab_size": 28, "block_size": 8}
-    assert task.model_fields({"vocab_size", "hidden_size"}) == {"vocab_size": 28}  # RNNs have no block_size
+    for name, fixed in (("gpt", {"vocab_size": 28, "block_size": 8}),
+                        ("lstm_lm", {"vocab_size": 28})):  # RNNs have no longest context
+        assert task.model_fields(model_info(name).model_class, model_config(name)) == fixed
     m = task.metrics({"loss_sum": 2.0 * 50, "count": 50.0})
     assert m["loss"] == pytest.approx(2.0) and m["perplexity"] == pytest.approx(math.exp(2.0))
     assert m["bpc"] == pytest.approx(2.0 / math.log(2))

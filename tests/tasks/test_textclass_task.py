@@ -12,12 +12,11 @@ import torch.nn.functional as F
 
 from archlab.data import dataset_info, list_datasets, load_cmudict, load_labelled_text
 from archlab.errors import ConfigError
-from archlab.registry import create_model
+from archlab.models.interfaces import TokenClassifier
+from archlab.registry import create_model, model_config, model_info
 from archlab.tasks import get_task
-from archlab.tasks.textclass import TextClassConfig, TextClassTask, classify_tokens, pad_batch
+from archlab.tasks.textclass import TextClassConfig, TextClassTask, pad_batch
 from archlab.train import RunSpec, evaluate, train
-from archlab.train.config import field_types
-from archlab.train.resolve import model_config_class
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
@@ -90,25 +89,23 @@ def test_batches_start_with_bos_and_mask_the_padding(task):
     assert [tok.decode(r.tolist()) for r in first[0]] == [w for w, _ in load_labelled_text("cmudict-syllables").test[:4]]
 
 
-def test_model_fields_follow_the_model(task):
-    assert task.model_fields({"num_classes", "vocab_size", "pad_id", "hidden_size"}) == {
-        "num_classes": 4, "vocab_size": 31, "pad_id": 0}
-    assert task.model_fields({"num_labels", "vocab_size", "pad_token_id", "head"}) == {
-        "num_labels": 4, "vocab_size": 31, "pad_token_id": 0, "head": "classification"}
-    with pytest.raises(ConfigError, match="needs a classifier with a num_classes or num_labels field"):
-        task.model_fields({"vocab_size", "block_size"})
-    with pytest.raises(ConfigError, match="needs a model that reads token ids"):
-        task.model_fields({"num_classes", "in_features"})
+def fields(task, name):
+    return task.model_fields(model_info(name).model_class, model_config(name))
 
 
-class FixedPredictions(nn.Module):
+def test_each_model_says_which_fields_the_texts_fix(task):
+    assert fields(task, "rnn_classifier") == {"num_classes": 4, "vocab_size": 31, "pad_id": 0}
+    assert fields(task, "bert") == {"num_labels": 4, "vocab_size": 31, "pad_token_id": 0, "head": "classification"}
+
+
+class FixedPredictions(TokenClassifier, nn.Module):
     """Answers every batch with the logits it was given (a stand-in classifier)."""
 
     def __init__(self, logits):
         super().__init__()
         self.logits = logits
 
-    def forward(self, x, mask=None):
+    def token_logits(self, input_ids, mask):
         return self.logits
 
 
@@ -119,7 +116,7 @@ def test_metrics_match_hand_and_sklearn_values(task):
     pred = torch.tensor([0, 1, 1, 1, 2, 2, 0, 0])  # class 3 ("4+") neither occurs nor is predicted
     logits = 2.0 * F.one_hot(pred, 4).float()
     x = torch.ones(8, 3, dtype=torch.long)
-    _, sums = task.step(FixedPredictions(logits), (x, x.bool(), y))
+    sums = task.evaluate_batch(FixedPredictions(logits), (x, x.bool(), y))
     m = task.metrics({k: float(v) for k, v in sums.items()})
     assert m["accuracy"] == pytest.approx(5 / 8)
     # F1: class 0 2*2/(3+3), class 1 2*2/(3+3), class 2 2*1/(2+2) -> mean 0.6111
@@ -138,16 +135,15 @@ def test_metrics_match_hand_and_sklearn_values(task):
               "max_position_embeddings": 40, "init_std": 0.5}),
 ])
 def test_padding_never_changes_a_prediction(task, model, config):
-    fields = task.model_fields(field_types(model_config_class(model)))
-    net = create_model(model, **config, **fields).eval()
+    net = create_model(model, **config, **fields(task, model)).eval()
     ids, labels = task.splits["test"]
     rows = [ids[i] for i in range(12)]
     x, mask = pad_batch(rows, task.tokenizer.pad_id)
     with torch.no_grad():
-        batched = classify_tokens(net, x, mask)
+        batched = net.token_logits(x, mask)
         extra = F.pad(x, (0, 9), value=task.tokenizer.pad_id)  # nine more padding columns
-        padded_more = classify_tokens(net, extra, F.pad(mask, (0, 9), value=False))
-        alone = torch.cat([classify_tokens(net, torch.tensor([r]), torch.ones(1, len(r), dtype=torch.bool))
+        padded_more = net.token_logits(extra, F.pad(mask, (0, 9), value=False))
+        alone = torch.cat([net.token_logits(torch.tensor([r]), torch.ones(1, len(r), dtype=torch.bool))
                            for r in rows])
     assert bool((~mask).any())  # the batch really is padded
     unmasked = net(x).logits if model == "bert" else net(x, lengths=torch.full((12,), x.shape[1]))

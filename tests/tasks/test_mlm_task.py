@@ -10,6 +10,7 @@ import sklearn
 import torch
 
 from archlab.errors import ConfigError
+from archlab.registry import model_config, model_info
 from archlab.models.bert import IGNORE_INDEX
 from archlab.tasks.mlm import MLMConfig, MLMTask
 from archlab.train import RunSpec, evaluate, evaluate_model, resolve, train
@@ -80,7 +81,7 @@ def test_masks_depend_only_on_seed_and_position(task):
 
 def test_model_fields_and_metrics(task, prose):
     V = task.tokenizer.vocab_size
-    assert task.model_fields({"vocab_size", "pad_token_id", "head", "hidden_size"}) == {
+    assert task.model_fields(model_info("bert").model_class, model_config("bert")) == {
         "vocab_size": V, "pad_token_id": 0, "head": "mlm"}
     m = task.metrics({"loss_sum": 1.5 * 40, "correct": 10.0, "count": 40.0})
     assert m == pytest.approx({"loss": 1.5, "accuracy": 0.25, "perplexity": math.exp(1.5)})
@@ -95,7 +96,7 @@ def test_the_loss_is_taken_on_masked_positions_only(task):
                         settings={**BERT, "block_size": 32}))
     model = r.model.eval()
     x, y = task.train_batch(0, 4, 0, slice(0, 4))
-    loss, sums = task.step(model, (x, y))
+    loss, sums = task.step(model, (x, y)), task.evaluate_batch(model, (x, y))
     with torch.no_grad():
         logits = model(x).logits
     asked = y != IGNORE_INDEX
@@ -104,7 +105,8 @@ def test_the_loss_is_taken_on_masked_positions_only(task):
     assert sums["count"].item() == asked.sum().item()
     assert sums["correct"].item() == (logits[asked].argmax(-1) == y[asked]).sum().item()
     # A batch with nothing masked adds no loss (and no NaN).
-    loss, sums = task.step(model, (x, torch.full_like(y, IGNORE_INDEX)))
+    nothing = (x, torch.full_like(y, IGNORE_INDEX))
+    loss, sums = task.step(model, nothing), task.evaluate_batch(model, nothing)
     assert loss.item() == 0.0 and sums["count"].item() == 0.0
 
 
