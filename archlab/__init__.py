@@ -10,7 +10,23 @@ Public API::
 
 __version__ = "0.1.0"
 
-from archlab.registry import create_model, list_models, model_info  # noqa: E402
-from archlab.checkpoint import from_pretrained  # noqa: E402
-
 __all__ = ["__version__", "create_model", "list_models", "model_info", "from_pretrained"]
+
+# The API is imported on first use (PEP 562), so that `import archlab` -- and the command line's
+# --help, --version and `list` -- do not wait for torch.
+_LAZY = {"create_model": "archlab.registry", "list_models": "archlab.registry", "model_info": "archlab.registry",
+         "from_pretrained": "archlab.checkpoint"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
+    raise AttributeError(f"module 'archlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

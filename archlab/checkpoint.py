@@ -5,6 +5,10 @@ archlab's format::
     config.json        {"archlab_model": "<registry name>", "archlab_version": "...", "config": {...}}
     model.safetensors  the state_dict of the unwrapped, uncompiled module (tied weights stored once)
 
+The weights go through ``PretrainedMixin.save_weights(directory)`` / ``load_weights(directory)``
+(safetensors); a model whose state is not tensors (gradient-boosted trees) overrides the two to
+write and read its own file instead (LightGBM's text ``model.txt``).
+
 ``from_pretrained(dir)`` also reads checkpoints of other libraries whose ``config.json`` names a
 ``model_type`` that a model family has registered a converter for (Hugging Face ``bert``,
 ``gpt2``): weights come from ``model.safetensors``, or from ``pytorch_model.bin`` through
@@ -74,10 +78,32 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = model_config_dict(model)
-    with atomic_path(path / WEIGHTS_NAME) as tmp:
-        save_model(unwrap(model), str(tmp), metadata={"archlab_model": config["archlab_model"]})
+    core = unwrap(model)
+    if isinstance(core, PretrainedMixin):  # safetensors, or the format the model declares (trees: LightGBM text)
+        core.save_weights(path)
+    else:
+        save_tensors(core, path, config["archlab_model"])
     write_text_atomic(path / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def save_tensors(model: torch.nn.Module, path: Path, name: str) -> None:
+    """``path/model.safetensors``: the state_dict of ``model`` (tied weights stored once), of registry name ``name``."""
+    with atomic_path(path / WEIGHTS_NAME) as tmp:
+        save_model(model, str(tmp), metadata={"archlab_model": name})
+
+
+def load_tensors(model: torch.nn.Module, path: Path, name: str) -> None:
+    """Load ``path/model.safetensors`` into ``model`` (strict), with a CheckpointError that says what is wrong."""
+    try:
+        load_model(model, str(path / WEIGHTS_NAME), strict=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_NAME}") from e
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path / WEIGHTS_NAME} is unreadable (truncated or corrupted?): {e}") from e
+    except RuntimeError as e:  # torch's many-line list of mismatched keys, on one line
+        raise CheckpointError(f"{path / WEIGHTS_NAME} does not fit model {name!r}: {' '.join(str(e).split())[:400]}") \
+            from None
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -137,16 +163,10 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Modul
     config = read_config(path)
     if "archlab_model" in config:
         model = create_model(config["archlab_model"], **{**config.get("config", {}), **overrides})
-        try:
-            load_model(model, str(path / WEIGHTS_NAME), strict=True)
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_NAME}") from e
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{path / WEIGHTS_NAME} is unreadable (truncated or corrupted?): {e}") from e
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"{path / WEIGHTS_NAME} does not fit model {config['archlab_model']!r}: {' '.join(str(e).split())[:400]}"
-            ) from None
+        if isinstance(model, PretrainedMixin):  # safetensors, or the format the model declares
+            model.load_weights(path)
+        else:
+            load_tensors(model, path, config["archlab_model"])
         return model.eval()
     _discover()  # model families register their foreign formats on import
     model_type = config.get("model_type")
@@ -160,9 +180,18 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Modul
 
 
 class PretrainedMixin:
-    """Gives a registered model ``save_pretrained(dir)``; load with ``archlab.from_pretrained(dir)``."""
+    """Gives a registered model ``save_pretrained(dir)``; load with ``archlab.from_pretrained(dir)``.
+
+    ``save_weights(dir)`` / ``load_weights(dir)`` write and read the model's state (safetensors); a
+    model whose state is not tensors overrides both with its own format."""
 
     model_name: str | None = None
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         return save_pretrained(self, path)
+
+    def save_weights(self, directory: str | os.PathLike) -> None:
+        save_tensors(self, Path(directory), self.model_name)
+
+    def load_weights(self, directory: str | os.PathLike) -> None:
+        load_tensors(self, Path(directory), self.model_name)

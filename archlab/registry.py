@@ -13,6 +13,14 @@ The builder's return annotation names the model class; from it the registry know
 building anything, the model's config dataclass (``ModelClass.config_class``) and the
 capabilities it implements (``archlab.models.interfaces``: image classifier, language model ...),
 so a task can ask for ``models_for("lm")`` or refuse a model it cannot train.
+
+Building the registry imports every model module, and with them torch (a few seconds). What only
+names and describes the models -- ``archlab list`` -- reads ``model_index()`` instead: the same
+metadata (name, family, description, the tasks that train each model) from ``model_index.json``
+beside this file, generated from the registry by ``python -m archlab.registry`` and stamped with
+a digest of ``archlab/models``' sources. When the sources no longer match the stamp (a model was
+edited since), the live registry answers instead, so the index is never stale; a test checks that
+the committed file is current.
 """
 
 from __future__ import annotations
@@ -20,17 +28,19 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import difflib
+import hashlib
 import importlib
+import json
 import pkgutil
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from archlab.errors import ConfigError
 from archlab.utils.fields import check_values
-from archlab.utils.size import check_model_size
 
-FAMILIES = ("cnn", "rnn", "transformer", "mlp")
+FAMILIES = ("cnn", "rnn", "transformer", "mlp", "boosting")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,12 @@ class ModelEntry:
     def tasks(self) -> list[str]:
         """The tasks that can train this model."""
         return [i.task for i in self.interfaces]
+
+    @property
+    def fitted(self) -> bool:
+        """True when the model is fitted by its own algorithm (gradient-boosted trees), not trained by
+        gradient steps: its class declares ``fitted = True`` (``archlab.models.interfaces.Capability``)."""
+        return bool(self.interfaces) and bool(self.model_class.fitted)
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -147,6 +163,8 @@ def create_model(name: str, **config: Any):
     """Build the architecture registered as ``name``; ``config`` overrides its config fields.
 
     A config whose model would be absurdly large is refused before any memory is allocated."""
+    from archlab.utils.size import check_model_size  # here: it imports torch, which `archlab list` never needs
+
     builder = model_info(name).builder
     check_model_size(lambda: builder(**config), f"model {name!r} with {_sizes(config)}")
     model = builder(**config)
@@ -187,3 +205,66 @@ def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]
 
 def _to_tuple(x):
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+# ------------------------------------------------------------------------------------------------
+# The light index: names, families, tasks and descriptions without importing the models
+
+INDEX_FILE = Path(__file__).with_name("model_index.json")
+MODELS_DIR = Path(__file__).with_name("models")
+
+
+def models_source_digest(models_dir: Path = MODELS_DIR) -> str:
+    """SHA-256 of every ``.py`` file under ``archlab/models`` (relative path and bytes, sorted)."""
+    digest = hashlib.sha256()
+    for path in sorted(models_dir.rglob("*.py")):
+        digest.update(path.relative_to(models_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_model_index() -> dict[str, Any]:
+    """The index as ``model_index.json`` holds it, from the live registry: every model's name,
+    family, description and the tasks that train it, and every task a model can declare."""
+    from archlab.models.interfaces import INTERFACES
+
+    _discover()
+    models = [{"name": e.name, "family": e.family, "description": e.description, "tasks": e.tasks}
+              for e in sorted(_MODELS.values(), key=lambda e: e.name)]
+    return {"models_source_sha256": models_source_digest(), "tasks": sorted(i.task for i in INTERFACES),
+            "models": models}
+
+
+def write_model_index(path: Path = INDEX_FILE) -> Path:
+    path.write_text(json.dumps(build_model_index(), indent=1) + "\n")
+    return path
+
+
+def _read_index() -> dict[str, Any]:
+    """``model_index.json`` when it matches the sources of ``archlab/models`` (no torch import);
+    otherwise the same index from the live registry."""
+    try:
+        index = json.loads(INDEX_FILE.read_text())
+        if index.get("models_source_sha256") == models_source_digest():
+            return index
+    except (OSError, ValueError):
+        pass
+    return build_model_index()
+
+
+def model_index(family: str | None = None) -> list[dict[str, Any]]:
+    """``[{"name", "family", "description", "tasks"}, ...]`` sorted by name, optionally of one
+    family, without importing the models when the committed index is current."""
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"family must be one of {FAMILIES} or None, got {family!r}")
+    return [m for m in _read_index()["models"] if family is None or m["family"] == family]
+
+
+def task_index() -> list[str]:
+    """The tasks the models' interfaces name (sorted): what ``list --task`` takes, without
+    importing the models."""
+    return list(_read_index()["tasks"])
+
+
+if __name__ == "__main__":  # python -m archlab.registry: regenerate model_index.json
+    # Through the imported module: the models register into its table, not into __main__'s.
+    print(f"wrote {importlib.import_module('archlab.registry').write_model_index()}")

@@ -1,11 +1,17 @@
 """The ``archlab`` command line.
 
 Each command lives in its own module of this package and exposes ``register(subparsers)``, which
-adds its parser and sets ``func=run`` (``run(args) -> int`` exit status). Modules are found by
-name, so a new command is a new file. ``ConfigError`` (bad input) and an ``OSError`` on a path the
-user gave (a folder that cannot be written, a disk that is full) exit with status 2 and a one-line
-message; nothing is overwritten. A ``TrainingError`` (a run that cannot go on, such as a
-non-finite loss) exits with status 1, also in one line.
+adds its parser and sets ``func=run`` (``run(args) -> int`` exit status), and ``HELP``, its line in
+``archlab --help``. Modules are found by name, so a new command is a new file. ``ConfigError``
+(bad input) and an ``OSError`` on a path the user gave (a folder that cannot be written, a disk
+that is full) exit with status 2 and a one-line message; nothing is overwritten. A
+``TrainingError`` (a run that cannot go on, such as a non-finite loss) exits with status 1, also
+in one line.
+
+Start-up is kept short: a command module imports torch (and anything heavy) inside ``register``
+or ``run``, never at its top, and only the command being run is registered in full; the others
+are listed by their ``HELP``. So ``archlab --help``, ``--version`` and ``archlab list`` answer
+without importing torch.
 """
 
 from __future__ import annotations
@@ -32,7 +38,16 @@ def one_line(message: object) -> str:
     return "; ".join(part.strip() for part in str(message).strip().splitlines() if part.strip())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_names() -> list[str]:
+    """The commands: one per module of this package (sorted), found without importing them."""
+    import archlab.cli as pkg
+
+    return sorted(info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_"))
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; only the command named in ``argv`` (all of them if None) is built in
+    full, the others are listed by their ``HELP`` line."""
     parser = Parser(
         prog="archlab",
         description="Read, train, verify and understand CNNs, RNNs and Transformers.",
@@ -40,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"archlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import archlab.cli as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}").register(sub)
+    names = command_names()
+    # The command is the first word that is not an option (the top level has only -h and --version).
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
+    for name in names:
+        module = importlib.import_module(f"{__name__}.{name}")
+        if argv is None or name == chosen or not hasattr(module, "HELP"):
+            module.register(sub)
+        else:
+            sub.add_parser(name, help=module.HELP)
     for command in sub.choices.values():  # help is read in a terminal: no reStructuredText markup
         command.description = plain(command.description)
         command.epilog = plain(command.epilog)
@@ -61,7 +80,8 @@ def plain(text: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [*argv]  # (not list(): the `list` command module shadows it here)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,10 +1,23 @@
 """``archlab compare``: the architecture bake-off on bundled real data.
 
-Rows are kinds of data -- images (MNIST-5k), a time series (monthly CO2), text (CMUdict
-spelling -> phonemes) -- and columns are architectures: MLP, CNN, RNN, LSTM, GRU, Transformer,
-each where it applies. Every cell is trained by the real trainer within its share of --budget and
-scored on held-out data, beside the baselines. The matrix is printed; result.json, report.md and a
-self-contained report.html (learning curves, predictions) go to the run directory. No network.
+Rows are kinds of data -- images (MNIST-5k), time series (monthly CO2, yearly sunspots), text
+(CMUdict spelling -> phonemes), a table (breast_cancer) -- and columns are architectures: MLP,
+CNN, RNN, LSTM, GRU, Transformer, Boosting (gradient-boosted trees), each where it applies, beside
+classical baselines (an RBF SVM, SARIMA, AR(9), naive forecasts, the majority class). Every cell
+is trained by the real trainer, validated on a split carved from its training data during
+training, and scored on the test split once, at the end.
+
+By default every cell does the fixed work of the default plan (its steps and evaluation sizes):
+the same seed gives the same table on any machine and under any load, with the same torch build
+and thread count; a busy machine only takes longer, and the run says how long against the plan's
+estimate (about 5 minutes on a quiet 2-core CPU). --plan long does more work for quality;
+--budget gives every cell the same training time instead (time-boxed: results then depend on the
+machine, and the table says so). --seeds 3 runs every cell three times and reports means with 95%
+intervals; a row's winner is only named when its interval clears the runner-up's.
+
+The matrix is printed; result.json, report.md and a self-contained report.html (training and
+validation curves, misclassified digits, forecasts, pronunciations) go to the run directory.
+No network.
 """
 
 from __future__ import annotations
@@ -16,38 +29,54 @@ from pathlib import Path
 from archlab.errors import ConfigError, check
 
 
+HELP = "the architecture bake-off on bundled real data (images, series, text, tables)"
+
+
 def register(sub) -> None:
-    from archlab.compare import ARCHS, ROWS
+    from archlab.compare import ARCHS, PLANS, ROWS
 
     rows = ", ".join(f"{r.key} ({r.dataset})" for r in ROWS)
-    p = sub.add_parser("compare", help="the architecture bake-off on bundled real data (images, series, text)",
-                       description=__doc__)
-    p.add_argument("--budget", default="5m",
-                   help="wall-clock budget of the whole bake-off, e.g. 5m (default), 30m, 90s; every cell's "
-                        "training time scales with it, also under --only")
+    plans = "; ".join(f"{name}: {p.description}" for name, p in PLANS.items())
+    p = sub.add_parser("compare", help=HELP, description=__doc__)
+    p.add_argument("--plan", default="default", metavar="NAME|X",
+                   help=f"how much work each cell does (fixed steps): {plans}; or a multiplier of the default "
+                        "steps, e.g. 0.1 or 3 (default: default)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="time-boxed instead of fixed work: every cell gets an equal share of this wall-clock "
+                        "budget, e.g. 30m or 90s; its steps then depend on the machine's speed")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="run every cell N times (seeds SEED..SEED+N-1) and report means with 95%% intervals "
+                        "(default 1)")
+    p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
     p.add_argument("--only", action="append", metavar="ROW", help=f"run only this row (repeatable): {rows}")
     p.add_argument("--archs", metavar="A,B", help=f"only these columns, comma-separated: {', '.join(ARCHS)}")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/compare-YYYYmmdd-HHMMSS)")
     p.add_argument("--json", metavar="FILE", help="also write the results matrix as JSON to FILE")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="cells trained at once, each in its own process (default: one per core, at most 2); "
+                        "changes the time, never the numbers")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads per cell (default 1). The numbers depend on it: the same seed and thread "
+                        "count give the same table")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's). On a machine busy with other work, 1 is often "
-                        "much faster for these small models: threads waiting for a busy core stall every step")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from archlab.compare import matrix_text, parse_budget, run_compare, select_archs, select_rows, write_reports
+    from archlab.compare import (default_jobs, matrix_text, parse_budget, parse_plan, run_compare, select_archs,
+                                 select_rows, write_reports)
     from archlab.compare.report import verdicts
     from archlab.utils.io import write_text_atomic
 
-    budget = parse_budget(args.budget)
-    if args.threads is not None:
-        import torch
-
-        check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    budget = parse_budget(args.budget) if args.budget else 0.0
+    if budget and args.plan != "default":
+        raise ConfigError(f"--budget (time-boxed) and --plan {args.plan} (fixed work) exclude each other; give one")
+    plan = None if budget else parse_plan(args.plan)
+    check(args.seeds >= 1, f"--seeds must be >= 1, got {args.seeds}")
+    check(args.seeds <= 100, f"--seeds must be <= 100, got {args.seeds}")
+    check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    check(jobs >= 1, f"--jobs must be >= 1, got {jobs}")
     rows = select_rows(args.only)
     archs = None
     if args.archs is not None:
@@ -62,15 +91,19 @@ def run(args) -> int:
     if args.json:
         json_path = Path(args.json)
         check(json_path.parent.is_dir(), f"--json {args.json!r}: folder {str(json_path.parent)!r} does not exist")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    if budget:
+        from archlab.compare.runner import check_budget
+
+        check_budget(budget, sum(len(c) for c in cells.values()) * len(seeds), jobs)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    n_cells = sum(len(c) for c in cells.values())
-    log(f"archlab compare: {n_cells} cells in {len(rows)} row(s), budget {budget:.0f} s, run directory {out}")
+    log(f"run directory {out}")
     # The reports are rewritten after every row, so an interrupted run keeps what it finished.
-    result = run_compare(rows, cells, budget, out, seed=args.seed, device=args.device, log=log,
-                         on_row=lambda partial: write_reports(partial, out))
+    result = run_compare(rows, cells, out, plan=plan, budget=budget, seeds=seeds, jobs=jobs, threads=args.threads,
+                         device=args.device, log=log, on_row=lambda partial: write_reports(partial, out))
     paths = write_reports(result, out)
     print(matrix_text(result))
     print()

@@ -10,12 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-import torch
-import torch.nn.functional as F
-
 from archlab.errors import check
-from archlab.registry import create_model
-from archlab.utils.runtime import count_parameters, resolve_device, seed_everything
 
 DESCRIPTION = (
     "Train a tiny character-level GPT on a short text bundled with archlab (a few paragraphs about "
@@ -54,9 +49,11 @@ attention for sequences, and attention for language.
 """
 
 
+HELP = "train a tiny character-level GPT for a few seconds and let it write"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train a tiny character-level GPT for a few seconds and let it write",
-                       description=DESCRIPTION)
+    p = sub.add_parser("demo", help=HELP, description=DESCRIPTION)
     p.add_argument("--seconds", type=float, default=20.0, help="training time (default 20)")
     p.add_argument("--prompt", default="Attention ", help="text to continue")
     p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default 200)")
@@ -69,6 +66,8 @@ def register(sub) -> None:
 
 def _batch(data: torch.Tensor, block: int, batch: int, generator: torch.Generator):
     """``batch`` random windows of ``block`` characters and, shifted by one, their next characters."""
+    import torch
+
     starts = torch.randint(0, data.numel() - block - 1, (batch,), generator=generator)
     x = torch.stack([data[s: s + block] for s in starts.tolist()])  # (B, T)
     y = torch.stack([data[s + 1: s + block + 1] for s in starts.tolist()])  # (B, T)
@@ -76,11 +75,18 @@ def _batch(data: torch.Tensor, block: int, batch: int, generator: torch.Generato
 
 
 def _loss(model, x, y) -> torch.Tensor:
+    import torch.nn.functional as F
+
     logits = model(x)  # (B, T, V)
     return F.cross_entropy(logits.flatten(0, 1), y.flatten())
 
 
 def run(args) -> int:
+    import torch  # here, not at the top: `archlab --help` must not wait for torch
+
+    from archlab.registry import create_model
+    from archlab.utils.runtime import count_parameters, resolve_device, seed_everything
+
     check(0 < args.seconds <= 3600, f"--seconds must be in (0, 3600], got {args.seconds}")  # NaN fails too
     check(0 <= args.max_new_tokens <= 100_000, f"--max-new-tokens must be in [0, 100,000], got {args.max_new_tokens}")
     check(math.isfinite(args.temperature) and args.temperature > 0,

@@ -1,16 +1,21 @@
-"""``archlab evaluate``: the task's metrics of a trained model on its evaluation split."""
+"""``archlab evaluate``: the task's metrics of a trained model on a held-out split (test by default)."""
 
 from __future__ import annotations
 
 import json
 
 
+HELP = "print a trained model's metrics"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="print a trained model's metrics", description=__doc__)
+    p = sub.add_parser("evaluate", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory (archlab train --out), one of its checkpoints/step-N, or a Hugging Face "
                         "GPT-2 folder (then --data names the text)")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="the held-out split: test (default) or the validation split carved from the training data")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
@@ -24,7 +29,7 @@ def run(args) -> int:
 
     check(args.batch_size > 0, f"--batch-size must be positive, got {args.batch_size}")
     metrics = evaluate(args.checkpoint, args.data, batch_size=args.batch_size, device=args.device,
-                       precision=args.precision)
+                       precision=args.precision, split=args.split)
     if args.json:
         print(json.dumps(metrics))
     else:

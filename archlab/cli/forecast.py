@@ -20,9 +20,12 @@ METRICS = ("rmse", "mae", "rmse_1step", "mae_1step")
 MAX_HORIZON_FACTOR = 10  # --horizon at most 10x the series' length
 
 
+HELP = "forecast a series with a trained forecaster, beside naive baselines"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("forecast", help="forecast a series with a trained forecaster, beside naive baselines",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("forecast", help=HELP, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory of `archlab train --task forecast` (or one of its checkpoints/step-N)")
     p.add_argument("--data", metavar="SPEC",

@@ -17,8 +17,11 @@ DEFAULT_PROMPT = "\n"
 MAX_NEW_TOKENS = 100_000  # a bound, so that a typo cannot ask for hours of generation
 
 
+HELP = "continue a prompt with a trained language model"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="continue a prompt with a trained language model", description=__doc__)
+    p = sub.add_parser("generate", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory of `archlab train --task lm`, one of its checkpoints/step-N, or a Hugging "
                         "Face GPT-2 folder (config.json, weights, tokenizer.json or vocab.json + merges.txt)")

@@ -17,9 +17,11 @@ from archlab.errors import ConfigError, check
 MAX_INPUT_VALUES = 2**27  # 0.5 GiB of float32: a summary's example input, not a data set
 
 
+HELP = "layers, output shapes, parameters and FLOPs of a model"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("summary", help="layers, output shapes, parameters and FLOPs of a model",
-                       description=__doc__)
+    p = sub.add_parser("summary", help=HELP, description=__doc__)
     p.add_argument("model", metavar="MODEL", help="a registered model name (`archlab list`)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--input-size", metavar="B,C,H,W",

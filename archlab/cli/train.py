@@ -38,6 +38,7 @@ trainer settings (--set KEY=VALUE) and their defaults:
 weight_decay={c.weight_decay:g} betas={c.betas[0]:g},{c.betas[1]:g}
   schedule={c.schedule} warmup_steps={c.warmup_steps} min_lr_ratio={c.min_lr_ratio:g} grad_clip={c.grad_clip:g} \
 momentum={c.momentum:g} (sgd)
+  muon_lr={c.muon_lr:g} muon_momentum={c.muon_momentum:g} ns_steps={c.ns_steps} (muon: the hidden matrices; the rest at lr)
   eval_every={c.eval_every} eval_batches={c.eval_batches} save_every={c.save_every} keep_last={c.keep_last} \
 log_every={c.log_every} max_seconds={c.max_seconds:g}
   early_stop_metric, early_stop_patience (off), tensorboard=false, peak_flops (looked up)
@@ -53,6 +54,9 @@ examples:
 """
 
 
+HELP = "train a model on a task (checkpoints, resume, bf16, DDP)"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
     import argparse
 
@@ -60,7 +64,7 @@ def register(sub) -> None:
     from archlab.train.config import TrainConfig
 
     c = TrainConfig()
-    p = sub.add_parser("train", help="train a model on a task (checkpoints, resume, bf16, DDP)",
+    p = sub.add_parser("train", help=HELP,
                        description=DESCRIPTION, epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", help=f"what to train for: {', '.join(list_tasks())} (or task: in --config)")
     p.add_argument("--model", help="a registered model name (archlab list), or model: in --config")
@@ -83,12 +87,22 @@ def register(sub) -> None:
                    help="default fp32; bf16 autocasts (CPU or CUDA); fp16 needs CUDA")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (falls back to eager)")
     p.add_argument("--seed", type=int, help=f"random seed (default {c.seed})")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's, one per core). Results depend on it: the same seed "
+                        "and thread count give the same numbers. On a machine busy with other work, 1 is often "
+                        "much faster for small models: threads waiting for a busy core stall every step")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels (needed for bit-exact resume on a GPU)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     from archlab.train import RunSpec, Stopped, load_config_file, parse_set, train
 
     settings = load_config_file(args.config) if args.config else {}

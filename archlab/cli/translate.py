@@ -14,9 +14,12 @@ import argparse
 import sys
 
 
+HELP = "translate words or sentences with a trained seq2seq model"  # the line `archlab --help` shows
+
+
 def register(sub) -> None:
-    p = sub.add_parser("translate", help="translate words or sentences with a trained seq2seq model",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("translate", help=HELP, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory of `archlab train --task seq2seq` or one of its checkpoints/step-N")
     p.add_argument("--beam", type=int, default=1, metavar="N", help="beam size; 1 = greedy decoding (default)")

@@ -1,27 +1,27 @@
-"""What the report shows besides the numbers: baselines and a few predictions of every trained cell.
+"""What the report shows besides the numbers: what each trained cell got wrong, and the row's data.
 
-Each row's task is rebuilt from a trained cell's run directory (``load_for_evaluation``: the same
-data, tokenizers and normalisation the cell was trained with), then
+Computed where the cell was trained (its task is loaded there already), from the model it saved:
 
-    classify   majority-class accuracy; each cell's labels for the first 16 test images
-    forecast   the task's naive / seasonal-naive baselines; each cell's forecast of the test months
-    seq2seq    each cell's pronunciations of a few test words
+    classify   the confusion matrix on the test split; the first misclassified test digits (pixels,
+               true and predicted class)
+    forecast   the cell's multi-step forecast of the test part, and its one-step forecasts over it
+    seq2seq    the cell's pronunciations of a fixed list of test words, beside their references
 
-Everything kept is plain JSON-able data, so a report can be written again from ``result.json``.
+and, once per row, what every cell shares (the row's ``extra``): class names; the series' history,
+test dates and values and the baselines' forecasts. Everything kept is plain JSON-able data, so a
+report can be written again from ``result.json``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from archlab.compare.results import RowResult
-
-N_IMAGES = 16
-N_WORDS = 8
+N_WRONG = 12   # misclassified digits kept per architecture
+N_WORDS = 10   # G2P words shown per architecture
+HISTORY = 48   # values of the series drawn before the test part
 
 
 def _as_list(x) -> list:
@@ -29,71 +29,46 @@ def _as_list(x) -> list:
     return [v if isinstance(v, (int, float)) else str(v) for v in np.asarray(x).tolist()]
 
 
-def _baselines(task, metric: str, wanted: tuple[str, ...]) -> dict[str, float]:
-    """The forecast task's baselines the row asks for, scored by the row's metric."""
-    found = task.baselines()
-    return {name: float(found[name][metric]) for name in wanted if name in found and metric in found[name]}
+@torch.no_grad()
+def _classify(task, model) -> dict[str, Any]:
+    predicted = torch.cat([model(x).argmax(-1) for x, _ in task.eval_batches(256, "test")])
+    truth = task.test_y
+    K = len(task.classes)
+    confusion = torch.bincount(truth * K + predicted, minlength=K * K).view(K, K)  # (true, predicted)
+    wrong = torch.nonzero(predicted != truth).flatten()
+    shown = wrong[:N_WRONG]
+    return {"confusion": confusion.tolist(), "n_wrong": len(wrong), "n_test": len(truth),
+            "wrong": [{"index": int(i), "true": int(truth[i]), "predicted": int(predicted[i]),
+                       "pixels": np.round(task.test_x[i].mean(0).numpy(), 3).tolist()} for i in shown]}
 
 
-def _classify(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
-    task = loaded[0][2]
-    counts = torch.bincount(task.test_y, minlength=len(task.classes))
-    row.baselines = {"majority_class": float(counts.max() / counts.sum())}
-    x = task.test_x[:N_IMAGES]
-    row.extra = {"images": x.mean(1).tolist(), "labels": task.test_y[:N_IMAGES].tolist(),
-                 "classes": [str(c) for c in task.classes]}
-    for cell, model, t in loaded:
-        batch = next(iter(t.eval_batches(N_IMAGES)))
-        with torch.no_grad():
-            cell.samples = t.predict(model, batch).tolist()
+def _forecast(task, model) -> dict[str, Any]:
+    _, _, predicted = task.forecast_test(model)
+    return {"predicted": _as_list(predicted), "one_step": _as_list(task.one_step_test(model))}
 
 
-def _forecast(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
-    task = loaded[0][2]
-    row.baselines = _baselines(task, row.row.metric, row.row.baselines)
-    for cell, model, t in loaded:
-        dates, actual, predicted = t.forecast_test(model)
-        cell.samples = {"predicted": _as_list(predicted)}
-        row.extra = {"dates": [str(d) for d in _as_list(dates)], "actual": _as_list(actual),
-                     "unit": t.series.unit or "value"}
-    h_dates, h_values = task.history_before_test()
-    row.extra.update(history_dates=[str(d) for d in _as_list(h_dates)], history=_as_list(h_values))
-    row.extra["baseline_forecasts"] = {k: _as_list(v) for k, v in task.baseline_forecasts().items()
-                                       if k in row.row.baselines}
-
-
-def _seq2seq(row: RowResult, loaded: list[tuple[Any, Any, Any]]) -> None:
-    for cell, model, t in loaded:
-        cell.samples = [[src, pred, list(refs)] for src, pred, refs in t.sample_predictions(model, N_WORDS)]
+def _seq2seq(task, model) -> list[list]:
+    return [[src, pred, list(refs)] for src, pred, refs in task.sample_predictions(model, N_WORDS)]
 
 
 COLLECTORS = {"classify": _classify, "forecast": _forecast, "seq2seq": _seq2seq}
 
 
-def collect(row: RowResult) -> None:
-    """Fill ``row.baselines``, ``row.extra`` and every ok cell's ``samples`` (best effort: a report
-    without pictures is still a report, so a failure here is noted, never fatal)."""
-    from archlab.checkpoint import from_pretrained
+def cell_samples(run_dir: str) -> Any:
+    """The report's predictions of the model trained in ``run_dir`` (None for a task without any)."""
     from archlab.train import load_for_evaluation
-    from archlab.train.checkpointing import TASK_FILE
 
-    collector = COLLECTORS.get(row.row.task)
-    ok = [c for c in row.cells if c.status == "ok"]
-    if collector is None or not ok:
-        return
-    try:
-        loaded, tasks = [], {}
-        for cell in ok:
-            # Cells trained on the same data with the same task settings share one task object (the
-            # saved tokenizers and statistics are fitted from that data alone, so they are equal).
-            key = (Path(cell.run_dir) / TASK_FILE).read_text()
-            if key in tasks:
-                model, task = from_pretrained(cell.run_dir), tasks[key]
-            else:
-                model, task = load_for_evaluation(cell.run_dir)
-                tasks[key] = task
-            loaded.append((cell, model.eval(), task))
-        with torch.no_grad():
-            collector(row, loaded)
-    except Exception as e:  # noqa: BLE001
-        row.extra["samples_error"] = f"{type(e).__name__}: {e}"
+    model, task = load_for_evaluation(run_dir)
+    collector = COLLECTORS.get(task.name)
+    return None if collector is None else collector(task, model.eval())
+
+
+def row_extra(task) -> dict[str, Any]:
+    """What the report draws once per row: class names; a series' recent history and test part."""
+    if task.name == "classify":
+        return {"classes": [str(c) for c in task.classes]}
+    if task.name == "forecast":
+        from archlab.inspect.pictures import series_context
+
+        return series_context(task, HISTORY)
+    return {}

@@ -7,6 +7,8 @@
     load_labelled_text(name_or_path) "cmudict-syllables" (offline) or text<TAB>label lines -> LabelledText
     load_cmudict()                   CMU Pronouncing Dictionary, spelling -> phonemes -> PronunciationData
     load_series(name_or_path)        "co2", "sunspots" (offline) or a CSV column -> TimeSeries
+    load_tabular(name_or_path)       "breast_cancer", "wine", "diabetes" (offline) or a CSV file -> TabularData;
+                                     TabularEncoder fits imputation, scaling and category codes on training rows
     CharTokenizer, SymbolTokenizer,  text <-> ids, saved beside checkpoints (to_dict / from_dict,
     WordTokenizer, BPETokenizer      save / load_tokenizer; fit_tokenizer("char" | "word" | "bpe", texts))
     Normalize, RandomCrop, ...       image transforms on (N, C, H, W) batches, seeded by a generator
@@ -22,6 +24,7 @@ from archlab.data.images import ImageData, load_image_data
 from archlab.data.labelled_text import LabelledText, load_labelled_text, read_labelled_tsv
 from archlab.data.pronunciation import PronunciationData, count_syllables, g2p_error_rates, load_cmudict, strip_stress
 from archlab.data.text import SentencePairs, load_sentence_pairs, load_text
+from archlab.data.tabular import TabularData, TabularEncoder, load_tabular, read_table
 from archlab.data.timeseries import TimeSeries, load_co2, load_csv_series, load_series, load_sunspots, make_windows
 from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize
 from archlab.data.tokenizer import (
@@ -33,6 +36,7 @@ __all__ = [
     "DATASETS", "list_datasets", "dataset_info",
     "ImageData", "load_image_data", "load_text", "SentencePairs", "load_sentence_pairs",
     "LabelledText", "load_labelled_text", "read_labelled_tsv",
+    "TabularData", "TabularEncoder", "load_tabular", "read_table",
     "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",
     "PronunciationData", "load_cmudict", "strip_stress", "count_syllables", "g2p_error_rates", "cache_dir", "fetch",
     "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",

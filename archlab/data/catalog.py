@@ -10,13 +10,13 @@ from archlab.errors import ConfigError, check
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    kind: str  # "image" | "text" | "labelled_text" | "pronunciation" | "series"
+    kind: str  # "image" | "text" | "labelled_text" | "pronunciation" | "series" | "tabular"
     loader: str  # the archlab.data function that loads it
     offline: bool  # ships inside an installed package
     description: str
 
 
-KINDS = ("image", "text", "labelled_text", "pronunciation", "series")
+KINDS = ("image", "text", "labelled_text", "pronunciation", "series", "tabular")
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
     DatasetInfo("digits", "image", "load_image_data", True,
@@ -37,6 +37,11 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                 "CMU Pronouncing Dictionary, spelling -> phonemes, 12,000 test words"),
     DatasetInfo("co2", "series", "load_series", True, "Mauna Loa CO2, monthly 1958-2001, last 24 months held out"),
     DatasetInfo("sunspots", "series", "load_series", True, "yearly sunspot numbers 1700-2008, last 31 years held out"),
+    DatasetInfo("breast_cancer", "tabular", "load_tabular", True,
+                "scikit-learn's 569 tumours x 30 numeric measurements -> malignant / benign"),
+    DatasetInfo("wine", "tabular", "load_tabular", True, "scikit-learn's 178 wines x 13 numeric measurements -> 3 cultivars"),
+    DatasetInfo("diabetes", "tabular", "load_tabular", True,
+                "scikit-learn's 442 patients x 10 measurements -> disease progression a year later (regression)"),
 ]}
 
 

@@ -16,7 +16,9 @@ set and its 3,000 validation words the validation set, so no word of the test se
 on. The few words without a vowel in the dictionary ("hmm", "shh") are left out.
 
 A TSV file holds one example per line, ``text<TAB>label`` (the label follows the last tab; blank
-lines are skipped; a first line ``text<TAB>label`` is a header). Its examples are split per class
+lines are skipped; a first line ``text<TAB>label`` is a header). A ``.csv`` file has a header naming
+a label column (label / target / class / y; of two unnamed columns, the one with fewer distinct
+values) and a text column (``text``, or the one other column). Its examples are split per class
 (``common.stratified_split``, seeded) into train / validation / test; a line that is not
 ``text<TAB>label`` is a ``ConfigError`` naming the file and the line.
 """
@@ -92,9 +94,35 @@ def read_labelled_tsv(path: str | os.PathLike) -> list[Example]:
     return examples
 
 
+LABEL_COLUMNS = ("label", "target", "class", "y")
+
+
+def read_labelled_csv(path: str | os.PathLike) -> list[Example]:
+    """The (text, label) rows of a CSV file with a header (see the module docstring)."""
+    from archlab.data.tabular import read_table
+
+    table = read_table(path)
+    lower = [h.lower() for h in table.header]
+    labels = [i for i, h in enumerate(lower) if h in LABEL_COLUMNS]
+    if not labels and len(lower) == 2:  # two columns, neither named: the label is the one with fewer values
+        labels = [min((0, 1), key=lambda j: len({row[j] for row in table.rows}))]
+    texts = [i for i, h in enumerate(lower) if h == "text"] or [i for i in range(len(lower)) if i not in labels]
+    check(len(labels) == 1 and len(texts) == 1,
+          f"{table.path}: expected a text column and a label column (named {' / '.join(LABEL_COLUMNS)}), "
+          f"the header has {', '.join(map(repr, table.header))}")
+    t, y = texts[0], labels[0]
+    examples = []
+    for row, line in zip(table.rows, table.lines):
+        check(row[t].strip() != "" and row[y].strip() != "",
+              f"{table.path}, line {line}: expected a text and a label, got {row[t][:40]!r} and {row[y]!r}")
+        examples.append((row[t].strip(), row[y].strip()))
+    check(len(examples) > 0, f"{table.path}: no examples (expected rows of a text and a label)")
+    return examples
+
+
 def load_labelled_text(name_or_path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.1,
                        seed: int = SEED) -> LabelledText:
-    """``"cmudict-syllables"``, or a ``text<TAB>label`` file split with ``seed``.
+    """``"cmudict-syllables"``, or a ``text<TAB>label`` file (or a CSV of text and label) split with ``seed``.
 
     Each class keeps its share in every split: ``round(test_fraction * n_c)`` of class c's n_c
     examples go to test, then ``val_fraction`` of the whole to validation. The fractions apply to
@@ -108,7 +136,7 @@ def load_labelled_text(name_or_path: str | os.PathLike, *, val_fraction: float =
                            extra=", or the path of a text<TAB>label file")
     check(0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1,
           f"val_fraction + test_fraction must be in [0, 1), got {val_fraction} + {test_fraction}")
-    examples = read_labelled_tsv(name)
+    examples = read_labelled_csv(name) if Path(name).suffix.lower() == ".csv" else read_labelled_tsv(name)
     labels = np.array([label for _, label in examples])
     check(len(set(labels.tolist())) >= 2,
           f"{name}: every example has the label {labels[0]!r}; a classifier needs at least 2 labels")

@@ -122,6 +122,31 @@ def edit_distance(a: Sequence, b: Sequence) -> int:
     return previous[-1]
 
 
+def edit_alignment(prediction: Sequence, reference: Sequence) -> list[tuple[str, object, object]]:
+    """The fewest edits turning ``prediction`` into ``reference``, as aligned pairs in order:
+    ``("=", p, r)`` equal, ``("~", p, r)`` substituted, ``("+", p, None)`` a predicted symbol the
+    reference lacks, ``("-", None, r)`` a reference symbol the prediction lacks. Its count of
+    non-"=" pairs is ``edit_distance(prediction, reference)``."""
+    a, b = list(prediction), list(reference)
+    # cost[i][j]: edits between a[:i] and b[:j]
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    pairs, i, j = [], len(a), len(b)
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]):
+            pairs.append(("=" if a[i - 1] == b[j - 1] else "~", a[i - 1], b[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append(("+", a[i - 1], None))
+            i -= 1
+        else:
+            pairs.append(("-", None, b[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
 def closest_reference(prediction: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[int, int]:
     """(edit distance, length) of the reference closest to ``prediction``; ties go to the longer one.
 

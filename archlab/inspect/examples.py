@@ -12,6 +12,7 @@ what came back and lets a caller replace the first argument's shape:
     image       an image (B, C, S, S)
     vector      features (B, in_features)
     sequence    a feature sequence (B, T, input_size)
+    table       a table row: numbers (B, n), category codes (B, m) (tabular models)
 
 Values are drawn from a fixed seed, so the same call gives the same tensors.
 """
@@ -24,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import ConfigError, check
-from archlab.models.interfaces import Capability, Forecaster, example_floats
+from archlab.models.interfaces import Capability, Forecaster, TabularModel, example_floats
 
 
 @dataclass
@@ -43,6 +44,8 @@ def _kind(model: nn.Module, args: tuple[torch.Tensor, ...]) -> str:
         return "seq2seq" if len(args) == 2 else "tokens"
     if isinstance(model, Forecaster):
         return "window"
+    if isinstance(model, TabularModel):
+        return "table"
     return {4: "image", 3: "sequence", 2: "vector"}.get(first.dim(), "tensor")
 
 
@@ -61,6 +64,8 @@ def example_inputs(model: nn.Module, *, batch_size: int = 1, shape: tuple[int, .
     if not isinstance(model, Capability):
         raise ConfigError(f"{name} declares no interface of archlab.models.interfaces, so its input is unknown; "
                           "pass the inputs to summarize() yourself")
+    check(shape is None or not isinstance(model, TabularModel),
+          f"--input-size does not apply to {name}: a table model's num_numeric and cat_cardinalities fix its inputs")
     args = model.example_input(shape[0] if shape else batch_size, seq_len)
     if shape is not None:
         if args[0].is_floating_point():

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from archlab.checkpoint import PretrainedMixin, load_state_dict, register_checkpoint_format
 from archlab.errors import CheckpointError, ConfigError, check
-from archlab.nn.attention import MultiHeadAttention
 from archlab.nn.activations import HF_ACTIVATIONS, check_activation, make_activation
+from archlab.nn.attention import MultiHeadAttention, PackedTokens
 from archlab.nn.norm import LayerNorm
 from archlab.nn.positional import LearnedPositionalEmbedding
 from archlab.nn.transformer import TransformerEncoder, TransformerEncoderLayer
@@ -239,13 +239,22 @@ class Bert(MaskedLM, TokenClassifier, PretrainedMixin, nn.Module):
         # torch's layers take a key padding mask with True = masked out: the opposite of attention_mask.
         padding = None if attention_mask is None else ~attention_mask.bool()  # (B, T)
         attentions = []
-        for layer in self.encoder.layers:
-            if output_attentions:
-                # The layer's own attention module on the layer's input (post-norm: the input itself).
-                keep = None if padding is None else ~padding[:, None, None, :]  # (B, 1, 1, T)
-                attentions.append(layer.self_attn.attend(h, mask=keep, need_weights=True,
-                                                         average_attn_weights=False)[1])
-            h = layer(h, src_key_padding_mask=padding)
+        if padding is not None and not self.training and not output_attentions and bool(padding.any()):
+            # Inference on a padded batch: the layers run on the real tokens only (the padding's
+            # share of every matrix product is skipped); padding positions come out as zeros.
+            tokens = PackedTokens(~padding)
+            packed = tokens.pack(h)  # (N, H): the real tokens, row by row
+            for layer in self.encoder.layers:
+                packed = layer.forward_packed(packed, tokens)
+            h = tokens.unpack(packed)  # (B, T, H)
+        else:
+            for layer in self.encoder.layers:
+                if output_attentions:
+                    # The layer's own attention module on the layer's input (post-norm: the input itself).
+                    keep = None if padding is None else ~padding[:, None, None, :]  # (B, 1, 1, T)
+                    attentions.append(layer.self_attn.attend(h, mask=keep, need_weights=True,
+                                                             average_attn_weights=False)[1])
+                h = layer(h, src_key_padding_mask=padding)
         out = BertOutput(last_hidden_state=h, attentions=tuple(attentions) if output_attentions else None)
         if self.pooler is not None:
             out.pooler_output = self.pooler(h)

@@ -13,6 +13,7 @@ model it cannot train with one clear line instead of failing deep inside::
                                                    token_losses(...); translate(src, max_len=...)
     Forecaster        forecast                     model(history (B, C, F)) -> normalised (B, H, F);
                                                    fit_normalization, normalize, forecast
+    TabularModel      tabular                      model(x_num (B, n), x_cat (B, m)) -> (B, K) or (B, 1)
 
 Each interface also declares
 
@@ -27,7 +28,10 @@ Each interface also declares
   first.
 
 A model class also names its config dataclass in ``config_class``; the registry reads it from the
-class, without building a model.
+class, without building a model. ``fitted`` says how it learns: False (the default) for a network
+trained by gradient steps in ``archlab.train``'s loop, True for a model fitted by its own algorithm
+(gradient-boosted trees): it has no torch parameters, ``fit``s on whole arrays in
+``archlab.train.boosting`` and counts what it learned in ``num_parameters()``.
 
 Losses that a model family defines are written once, here: ``Seq2SeqModel.token_losses`` (teacher
 forcing) and ``masked_lm_loss`` (BERT's masked-token cross-entropy).
@@ -88,6 +92,14 @@ class PairData:
 
 
 @dataclass(frozen=True)
+class TableData:
+    num_numeric: int                    # n: numeric features (standardised; missing-value indicators included)
+    cat_cardinalities: tuple[int, ...]  # K_j: codes of categorical column j (code 0 = missing / unseen)
+    num_outputs: int                    # K classes, or 1 for regression
+    classification: bool                # False: one regression value per row
+
+
+@dataclass(frozen=True)
 class SeriesData:
     input_size: int         # values per time step
     context_length: int     # C: steps of history read
@@ -128,11 +140,17 @@ def _length(seq_len: int | None, *limits: int | None) -> int:
 
 
 class Capability:
-    """Base of the interfaces: ``title`` names the capability, ``task`` the task that trains it."""
+    """Base of the interfaces: ``title`` names the capability, ``task`` the task that trains it;
+    ``fitted`` is True for a model fitted by its own algorithm instead of gradient steps."""
 
     title: ClassVar[str] = ""
     task: ClassVar[str] = ""
     config_class: ClassVar[type]
+    fitted: ClassVar[bool] = False
+
+    def num_parameters(self) -> int:
+        """The numbers the model learned: its parameters (tied weights once); a fitted model counts its own."""
+        return sum(p.numel() for p in self.parameters())
 
     def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
@@ -409,8 +427,45 @@ class Forecaster(Capability):
         return (example_floats((batch_size, T, self.config.input_size)),)
 
 
+class TabularModel(Capability):
+    """A table row in, class scores or one value out: ``forward(x_num, x_cat) -> (B, K)`` or ``(B, 1)``.
+
+    ``x_num`` (B, n) holds the standardised numeric features, ``x_cat`` (B, m) the code of every
+    categorical column (int64, 0 = missing or unseen; ``archlab.data.tabular.TabularEncoder``).
+    Classification returns logits (softmax gives the probabilities), regression one value in the
+    target's standardised units. ``tabular_fields`` fills ``num_numeric``, ``cat_cardinalities``
+    and ``num_outputs``.
+
+    A fitted model (``fitted = True``: gradient-boosted trees) also gives
+    ``fit(train, valid=None, *, seed=0, on_round=None)`` on ``(x_num, x_cat, y)`` arrays (y: class
+    codes, or standardised values), ``on_round(t, {"train": loss, "valid": loss})`` being called
+    after each round (returning True stops the fit), and returns each round's losses.
+    """
+
+    title = "tabular model"
+    task = "tabular"
+
+    @classmethod
+    def tabular_fields(cls, data: TableData, config: Any) -> dict[str, Any]:
+        return {"num_numeric": data.num_numeric, "cat_cardinalities": tuple(data.cat_cardinalities),
+                "num_outputs": data.num_outputs}
+
+    def fit(self, train: tuple, valid: tuple | None = None, *, seed: int = 0, on_round=None) -> dict[str, list[float]]:
+        raise NotImplementedError(f"{type(self).__name__} is trained by gradient steps, not fitted")
+
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> tuple[torch.Tensor, ...]:
+        check(seq_len is None, "--seq-len is for sequence models; a table model reads rows: its num_numeric and "
+                               "cat_cardinalities fix the inputs")
+        c = self.config
+        g = _generator()
+        x_num = torch.randn(batch_size, c.num_numeric, generator=g)
+        codes = [torch.randint(0, k, (batch_size,), generator=g) for k in c.cat_cardinalities]
+        x_cat = torch.stack(codes, dim=1) if codes else torch.zeros(batch_size, 0, dtype=torch.long)  # (B, m)
+        return x_num, x_cat
+
+
 INTERFACES: tuple[type[Capability], ...] = (ImageClassifier, TokenClassifier, LanguageModel, MaskedLM,
-                                            Seq2SeqModel, Forecaster)
+                                            Seq2SeqModel, Forecaster, TabularModel)
 
 
 def capabilities(model_cls: type) -> list[type[Capability]]:

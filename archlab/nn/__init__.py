@@ -10,7 +10,9 @@ from archlab.nn.twopath import IMPLS, TwoPath, set_impl
 __all__ = ["IMPLS", "TwoPath", "set_impl"]
 
 # Transformer blocks
-from archlab.nn.attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention  # noqa: E402
+from archlab.nn.attention import (  # noqa: E402
+    KVCache, MultiHeadAttention, PackedTokens, causal_mask, scaled_dot_product_attention,
+)
 from archlab.nn.feedforward import FeedForward  # noqa: E402
 from archlab.nn.norm import LayerNorm  # noqa: E402
 from archlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding  # noqa: E402
@@ -19,7 +21,8 @@ from archlab.nn.transformer import (  # noqa: E402
 )
 
 __all__ += [
-    "KVCache", "MultiHeadAttention", "causal_mask", "scaled_dot_product_attention", "FeedForward", "LayerNorm",
+    "KVCache", "MultiHeadAttention", "PackedTokens", "causal_mask", "scaled_dot_product_attention", "FeedForward",
+    "LayerNorm",
     "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "Transformer", "TransformerDecoder",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
 ]

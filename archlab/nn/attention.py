@@ -120,8 +120,11 @@ def scaled_dot_product_attention(
     dead = None
     if mask is not None:
         dead = _dead_rows(mask)  # (..., T, 1)
-        # Let dead rows attend everywhere (finite softmax, finite gradients); their output is zeroed below.
-        mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
+        if dead.device.type == "cpu" and not bool(dead.any()):
+            dead = None  # nothing to guard: skip the two passes below (a free check on a CPU, a sync elsewhere)
+        else:
+            # Let dead rows attend everywhere (finite softmax, finite gradients); their output is zeroed below.
+            mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
     p = dropout_p if training else 0.0
 
     if use_fused:
@@ -176,6 +179,33 @@ class KVCache:
         """Keep rows ``index`` of the batch (beam search)."""
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
+
+# ------------------------------------------------------------------------------------------------
+# The real tokens of a padded batch
+# ------------------------------------------------------------------------------------------------
+
+class PackedTokens:
+    """Where the real tokens of a padded (B, T) batch are, to compute on them alone.
+
+    ``keep`` (B, T) is True at real tokens; ``index`` (N,) their flat positions ``b * T + t``, row by
+    row. ``pack`` takes a padded (B, T, ·) tensor to its (N, ·) real rows; ``unpack`` puts (N, ·)
+    rows back into a padded tensor, zeros at the padding.
+    """
+
+    def __init__(self, keep: torch.Tensor):
+        check(keep.dim() == 2 and keep.dtype == torch.bool, f"keep must be a (batch, length) boolean tensor, "
+                                                           f"got {keep.dtype} of shape {tuple(keep.shape)}")
+        self.keep = keep
+        self.index = keep.flatten().nonzero().squeeze(1)  # (N,)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)  # (B*T, ·) -> (N, ·)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        B, T = self.keep.shape
+        out = x.new_zeros(B * T, *x.shape[1:]).index_copy_(0, self.index, x)  # (B*T, ·)
+        return out.view(B, T, *x.shape[1:])                                      # (B, T, ·)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,6 +363,27 @@ class MultiHeadAttention(TwoPath, nn.Module):
             if kv_cache is not None:
                 k, v = kv_cache.update(k, v)
         return self._attention(q, k, v, mask, is_causal, need_weights, average_attn_weights)
+
+    def attend_packed(self, x: torch.Tensor, tokens: "PackedTokens") -> torch.Tensor:
+        """Self-attention over the real tokens of a padded batch, given only those tokens.
+
+        ``x`` (N, E) holds the N real tokens of a padded (B, T) batch, row by row (``tokens.pack``).
+        The projections run on the N tokens only, so the padding costs no matrix products; the
+        heads attend on the padded (B, nh, T, hs) layout, every query to the real keys of its own
+        sequence. Returns (N, E): the rows of ``attend(x_padded, mask=keep[:, None, None, :])`` at
+        the real tokens.
+        """
+        E = self.embed_dim
+        check(x.dim() == 2 and x.size(-1) == E and x.size(0) == tokens.index.numel(),
+              f"x must be (real tokens={tokens.index.numel()}, embed_dim={E}), got shape {tuple(x.shape)}")
+        check(self.in_proj_weight is not None, "attend_packed is self-attention: kdim and vdim must equal embed_dim")
+        qkv = tokens.unpack(F.linear(x, self.in_proj_weight, self.in_proj_bias))  # (B, T, 3E), zeros at padding
+        q, k, v = (self._split_heads(t) for t in qkv.chunk(3, dim=-1))           # (B, nh, T, hs) each
+        mask = tokens.keep[:, None, None, :]                                     # (B, 1, 1, T): real keys only
+        y, _ = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=self.dropout, impl=self.impl,
+                                            training=self.training)
+        y = y.transpose(1, 2).reshape(*tokens.keep.shape, E)  # (B, T, E): heads side by side
+        return self.W_o(tokens.pack(y))                       # (N, E)
 
     # --------------------------------------------------------------------------------------------
     # torch.nn.MultiheadAttention's call

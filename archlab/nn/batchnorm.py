@@ -41,7 +41,8 @@ def batch_norm_reference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -
     if use_batch_stats:
         n = x.numel() // x.shape[1]  # values per channel
         mean = xf.mean(dim=dims)  # (C,)
-        var = xf.var(dim=dims, unbiased=False)  # (C,) the biased variance normalizes
+        x_c = xf - mean.view(shape)  # centred once, used for the variance and for x_hat
+        var = (x_c * x_c).mean(dim=dims)  # (C,) the biased variance normalizes
         if bn.training and bn.track_running_stats:
             with torch.no_grad():
                 bn.num_batches_tracked.add_(1)
@@ -50,8 +51,9 @@ def batch_norm_reference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -
                 bn.running_var.mul_(1 - momentum).add_(momentum * var.detach().to(bn.running_var.dtype) * n / (n - 1))
     else:
         mean, var = bn.running_mean, bn.running_var
+        x_c = xf - mean.view(shape)
 
-    x_hat = (xf - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps)
+    x_hat = x_c * torch.rsqrt(var.view(shape) + bn.eps)  # (x - mean) / sqrt(var + eps)
     y = x_hat * bn.weight.view(shape) + bn.bias.view(shape) if bn.affine else x_hat
     return y.to(x.dtype)
 

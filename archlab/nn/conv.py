@@ -298,11 +298,23 @@ class _Pool2d(TwoPath):
         return unfold_windows(x, _pair(self.kernel_size), dilation, _pair(self.stride))
 
 
+def _window_max(x: torch.Tensor, dim: int, k: int, s: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max over windows of ``k`` cells (dilation ``d``) every ``s`` cells along ``dim`` of ``x``:
+    (values, offset in the window of the first maximum), the window axis replacing ``dim``'s cells."""
+    windows = x.unfold(dim, d * (k - 1) + 1, s)  # (..., n_out, ..., span): a view, nothing copied
+    if d > 1:
+        windows = windows[..., ::d]  # the k dilated cells of each window
+    return windows.max(dim=-1)
+
+
 class MaxPool2d(_Pool2d, nn.MaxPool2d):
     """Max pooling: ``y[b, c, i, j] = max over the window at (i*s, j*s) of x``. Drop-in for ``nn.MaxPool2d``.
 
-    Padding counts as -inf (never the max); ``return_indices`` gives the flat ``h*W + w`` position of
-    each maximum in the unpadded input, as PyTorch does.
+    The max over a kh x kw window is the max over its rows of the max over its columns, so the
+    reference path takes it in two passes of 1-D windows (views of the padded input, nothing
+    copied): ``m = max over column windows``, then ``y = max over row windows of m``. Padding counts
+    as -inf (never the max); ``return_indices`` gives the flat ``h*W + w`` position of each maximum
+    in the unpadded input, as PyTorch does (the first in row-major order when there are ties).
     """
 
     def forward(self, x: torch.Tensor):
@@ -310,22 +322,21 @@ class MaxPool2d(_Pool2d, nn.MaxPool2d):
         if self.impl == "fused":
             return super().forward(x)
         x4 = x if batched else x.unsqueeze(0)  # (B, C, H, W)
-        B, C, H, W = x4.shape
-        d = _pair(self.dilation)
-        windows = self._windows(x4, pad, float("-inf"))  # (B, C, kh*kw, L)
-        y, arg = windows.max(dim=2)  # (B, C, L): value and window offset of each maximum
-        y = y.view(B, C, H_out, W_out)  # (B, C, H_out, W_out)
+        W = x4.shape[-1]
+        (kh, kw), (sh, sw), (dh, dw) = _pair(self.kernel_size), _pair(self.stride), _pair(self.dilation)
+        padded = F.pad(x4, pad, value=float("-inf"))
+        m, col = _window_max(padded, 3, kw, sw, dw)  # (B, C, H_pad, W_out): max of each row's column window
+        y, row = _window_max(m, 2, kh, sh, dh)       # (B, C, H_out, W_out): max of those over the row window
+        y = y[..., :H_out, :W_out]
         if not self.return_indices:
             return y if batched else y.squeeze(0)
-        # Window offset -> (row, col) in the unpadded input -> flat index row*W + col.
-        kw = _pair(self.kernel_size)[1]
-        s, p = _pair(self.stride), _pair(self.padding)
-        arg = arg.view(B, C, H_out, W_out)
+        # Window offsets -> (row, col) in the unpadded input -> flat index row*W + col.
         i = torch.arange(H_out, device=x.device).view(H_out, 1)
         j = torch.arange(W_out, device=x.device).view(1, W_out)
-        row = i * s[0] - p[0] + (arg // kw) * d[0]
-        col = j * s[1] - p[1] + (arg % kw) * d[1]
-        idx = row * W + col  # (B, C, H_out, W_out)
+        row = row[..., :H_out, :W_out]
+        r = i * sh + row * dh                                              # row in the padded input
+        c = col.gather(2, r)                                               # the column offset found in that row
+        idx = (r - pad[2]) * W + j * sw + c * dw - pad[0]                  # (B, C, H_out, W_out)
         return (y, idx) if batched else (y.squeeze(0), idx.squeeze(0))
 
     @classmethod
@@ -414,14 +425,17 @@ class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
         H_out, W_out = _adaptive_size(self, x)
         P_h = self._averaging_matrix(H, H_out, x)  # (H_out, H)
         P_w = self._averaging_matrix(W, W_out, x)  # (W_out, W)
-        return torch.matmul(torch.matmul(P_h, x), P_w.transpose(0, 1))  # (..., C, H_out, W_out)
+        y = x @ P_w.T                                       # (..., H, W_out): one matrix product for every row
+        return (y.transpose(-2, -1) @ P_h.T).transpose(-2, -1)  # (..., H_out, W_out) = P_h . x . P_w^T
 
     @staticmethod
     def _averaging_matrix(n_in: int, n_out: int, x: torch.Tensor) -> torch.Tensor:
-        P = torch.zeros(n_out, n_in, device=x.device, dtype=x.dtype)
-        for i, (start, end) in enumerate(adaptive_windows(n_in, n_out)):
-            P[i, start:end] = 1.0 / (end - start)
-        return P
+        """P[i, h] = 1 / len(window i) where position h is in output i's window, else 0."""
+        i = torch.arange(n_out, device=x.device)
+        start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)  # floor and ceil
+        h = torch.arange(n_in, device=x.device)
+        inside = (h >= start[:, None]) & (h < end[:, None])  # (n_out, n_in)
+        return inside.to(x.dtype) / (end - start).to(x.dtype)[:, None]
 
     @classmethod
     def from_torch(cls, m: nn.AdaptiveAvgPool2d) -> "AdaptiveAvgPool2d":
@@ -430,7 +444,11 @@ class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
 
 
 class AdaptiveMaxPool2d(TwoPath, nn.AdaptiveMaxPool2d):
-    """Adaptive max pooling to ``output_size``: the max of each adaptive window. Drop-in for torch's."""
+    """Adaptive max pooling to ``output_size``: the max of each adaptive window. Drop-in for torch's.
+
+    As for ``MaxPool2d``, the max over a window is the max over its rows of the max over its
+    columns: one pass over the column windows, one over the row windows.
+    """
 
     def __init__(self, output_size, *args, **kwargs):
         _check_output_size(self, output_size)
@@ -442,17 +460,17 @@ class AdaptiveMaxPool2d(TwoPath, nn.AdaptiveMaxPool2d):
             return super().forward(x)
         H, W = x.shape[-2:]
         H_out, W_out = _adaptive_size(self, x)
-        values, indices = [], []
-        for h0, h1 in adaptive_windows(H, H_out):
-            for w0, w1 in adaptive_windows(W, W_out):
-                window = x[..., h0:h1, w0:w1].flatten(-2)  # (..., C, window cells)
-                v, arg = window.max(dim=-1)
-                values.append(v)
-                indices.append((h0 + arg // (w1 - w0)) * W + w0 + arg % (w1 - w0))
-        y = torch.stack(values, dim=-1).unflatten(-1, (H_out, W_out))  # (..., C, H_out, W_out)
+        # Max over each column window, for every row: (..., H, W_out), and where in the window.
+        col_max, col_arg = zip(*[x[..., w0:w1].max(dim=-1) for w0, w1 in adaptive_windows(W, W_out)])
+        col_max = torch.stack(col_max, dim=-1)
+        col_idx = torch.stack([a + w0 for a, (w0, _) in zip(col_arg, adaptive_windows(W, W_out))], dim=-1)
+        # Then over each row window: (..., H_out, W_out).
+        values, rows = zip(*[col_max[..., h0:h1, :].max(dim=-2) for h0, h1 in adaptive_windows(H, H_out)])
+        y = torch.stack(values, dim=-2)
         if not self.return_indices:
             return y
-        return y, torch.stack(indices, dim=-1).unflatten(-1, (H_out, W_out))
+        row = torch.stack([r + h0 for r, (h0, _) in zip(rows, adaptive_windows(H, H_out))], dim=-2)
+        return y, row * W + col_idx.gather(-2, row)  # (..., H_out, W_out): flat index of each maximum
 
     @classmethod
     def from_torch(cls, m: nn.AdaptiveMaxPool2d) -> "AdaptiveMaxPool2d":

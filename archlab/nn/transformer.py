@@ -32,8 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
+from archlab.nn.attention import KVCache, MultiHeadAttention, PackedTokens
 from archlab.nn.checks import check_module_type
-from archlab.nn.attention import KVCache, MultiHeadAttention
 from archlab.nn.feedforward import make_activation
 from archlab.nn.norm import LayerNorm
 
@@ -87,6 +87,23 @@ class TransformerEncoderLayer(nn.Module):
             x = x + self._ff_block(self.norm2(x))
         else:
             x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+    def forward_packed(self, x: torch.Tensor, tokens: PackedTokens) -> torch.Tensor:
+        """The layer on the real tokens of a padded batch only (an inference fast path).
+
+        ``x`` (N, E) holds the real tokens (``tokens.pack(x_padded)``). Every per-token step --
+        projections, feed-forward, norms, residuals -- runs on the N real tokens; only attention
+        sees the (B, T) layout (``MultiHeadAttention.attend_packed``). Equals
+        ``tokens.pack(forward(x_padded, src_key_padding_mask=~tokens.keep))`` without the work on
+        the padding.
+        """
+        if self.norm_first:
+            x = x + self.dropout1(self.self_attn.attend_packed(self.norm1(x), tokens))
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self.dropout1(self.self_attn.attend_packed(x, tokens)))
             x = self.norm2(x + self._ff_block(x))
         return x
 

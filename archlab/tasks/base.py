@@ -33,11 +33,13 @@ and provides, in the order the trainer calls them:
    which only the rows ``shard`` (this process's share) are built. That makes resuming exact (the
    data position is one integer) and N processes see the same global batch as one.
 4. ``step(model, batch) -> loss`` -- training only: the mean loss to back-propagate.
-5. ``eval_batches(batch_size)`` -- the evaluation split in a fixed order, and
+5. ``eval_batches(batch_size, split)`` -- a held-out split in a fixed order: ``"val"``, carved
+   from the training data (every task has one, unless a setting turns it off), which the trainer
+   evaluates during training and early-stops on, or ``"test"``, touched once, at the end; and
    ``evaluate_batch(model, batch) -> sums`` -- statistics of one evaluation batch as *sums*
    (``{"loss_sum": ..., "count": ...}``, the keys listed in ``sum_keys``), so they add across
    batches and processes. Evaluation is its own hook: it never has to guess from a batch's shape
-   whether it is evaluating.
+   whether it is evaluating. ``eval_splits`` names the held-out splits that hold examples.
 6. ``metrics(sums) -> {name: value}`` -- the task's metrics from the added-up sums.
 7. ``save(directory)`` -- files to keep beside ``config.json`` (e.g. ``tokenizer.json``).
 
@@ -58,6 +60,7 @@ import torch
 from archlab.errors import ConfigError
 
 Batch = tuple[torch.Tensor, ...]
+SPLITS = ("val", "test")  # the held-out splits: validation (during training), test (once, at the end)
 
 _TASKS: dict[str, type["Task"]] = {}
 
@@ -107,8 +110,22 @@ class Task:
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         raise NotImplementedError
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        """The held-out ``split`` ("val" | "test") in a fixed order."""
         raise NotImplementedError
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """The held-out splits this task can evaluate on (a validation split turned off is absent)."""
+        return SPLITS
+
+    def check_split(self, split: str) -> None:
+        """ConfigError unless ``split`` is one of the splits this task can evaluate on."""
+        if split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if split not in self.eval_splits:
+            raise ConfigError(f"task {self.name!r} on --data {self.data!r} has no {split} split "
+                              f"(held-out splits: {', '.join(self.eval_splits) or 'none'})")
 
     # -- loss and metrics ----------------------------------------------------------------------
     def step(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:

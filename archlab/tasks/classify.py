@@ -2,9 +2,15 @@
 
 The model maps an image x to logits z (K,); the loss is the cross-entropy
 ``L = -log softmax(z)_y`` averaged over the batch, the metrics are that loss and the accuracy
-``mean(argmax z == y)`` on the test split. Images are normalised per channel with the training
-split's mean and standard deviation, ``x' = (x - mean) / std``; those statistics and the class
+``mean(argmax z == y)`` on a held-out split. Images are normalised per channel with the training
+images' mean and standard deviation, ``x' = (x - mean) / std``; those statistics and the class
 names are saved beside the checkpoint as ``classes.json`` and reused when evaluating.
+
+Splits: the data set's test split is the ``test`` split, touched once at the end; the
+``validation`` split that the trainer evaluates during training (and early-stops on) is a fixed,
+stratified ``val_fraction`` of the data set's training images, drawn with ``common.SEED`` (the
+same images for every run seed); the model trains on the rest. MNIST-5k: 3,600 train / 400
+validation / 1,000 test.
 
 Training visits the training split epoch by epoch, each in a fresh order drawn from
 ``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
@@ -29,7 +35,7 @@ import torch.nn.functional as F
 from archlab.data.transforms import RandomCrop
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, ImageData
-from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 CLASSES_FILE = "classes.json"
@@ -40,9 +46,11 @@ class ClassifyConfig:
     normalize: bool = True         # standardise each channel with the training split's statistics
     shift: int = 0                 # augmentation: pad training images by this many pixels and crop back
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
+    val_fraction: float = 0.1      # share of the training images held out for validation (0 = none)
 
     def __post_init__(self):
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
+        check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 @register_task
@@ -59,11 +67,20 @@ class ClassifyTask(Task):
         super().__init__(config, data, saved)
         from archlab.data import load_image_data
 
+        from archlab.data.common import stratified_split
+        from archlab.data.images import channel_stats
+
         images = load_image_data(self.data)
-        self.train_x, self.train_y = images.train.tensors
+        train_x, train_y = images.train.tensors
         self.test_x, self.test_y = images.test.tensors
+        self.val_x, self.val_y = train_x[:0], train_y[:0]
+        if config.val_fraction > 0:
+            keep, held = stratified_split(train_y.numpy(), config.val_fraction)
+            keep, held = torch.as_tensor(keep), torch.as_tensor(held)
+            train_x, train_y, self.val_x, self.val_y = train_x[keep], train_y[keep], train_x[held], train_y[held]
+        self.train_x, self.train_y = train_x, train_y
         self.classes, self.image_shape = list(images.classes), tuple(images.image_shape)
-        self.mean, self.std = tuple(images.mean), tuple(images.std)
+        self.mean, self.std = channel_stats(train_x) if len(train_y) else (tuple(images.mean), tuple(images.std))
         if saved is not None and (Path(saved) / CLASSES_FILE).is_file():
             meta = json.loads((Path(saved) / CLASSES_FILE).read_text())
             check(
@@ -110,9 +127,19 @@ class ClassifyTask(Task):
             x = RandomCrop(self.image_shape[1:], padding=self.config.shift)(x, generator=g)
         return self._normalize(x[shard]), self.train_y[idx[shard]]
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.test_y), batch_size):
-            yield self._normalize(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if len(self.val_y) else ("test",)
+
+    def split_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (N, C, H, W) in [0, 1], labels (N,)) of a held-out split, before normalisation."""
+        self.check_split(split)
+        return (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        x, y = self.split_images(split)
+        for i in range(0, len(y), batch_size):
+            yield self._normalize(x[i:i + batch_size]), y[i:i + batch_size]
 
     def step(self, model, batch):
         x, y = batch

@@ -12,20 +12,23 @@ Training: windows (x_{s-C..s-1} -> x_{s..s+H-1}) drawn from the training part, e
 
     L = 1/(B H) sum_b sum_k (z^_{b,k} - z_{b,k})^2.
 
-Evaluation, every metric in the data's units and lower is better (n = length of the test part):
+Evaluation, on a held-out part P -- ``val`` (evaluated during training, the one to early-stop
+on) or ``test`` (touched once, at the end) -- every metric in the data's units and lower is
+better (n = length of P, T = the index just before it):
 
-    rmse, mae              the forecast of the whole test part made at the forecast origin just
-                           before it, from train + val only: e_k = x^_{T+k} - x_{T+k}, k = 1..n
-                           (a direct head shorter than n rolls forward on its own forecasts);
-                           rmse = sqrt(1/n sum_k e_k^2), mae = 1/n sum_k |e_k|
-    rmse_1step, mae_1step  rolling one-step-ahead forecasts over the test part, each from the true
-                           history up to it: e_k = x^_{T+k | x_{<T+k}} - x_{T+k}
-    loss                   the training loss L on validation windows (targets in the val part):
-                           the one to early-stop on, since the others look at the test part
+    rmse, mae              the forecast of the whole of P made at the forecast origin just before
+                           it, from everything before P only (train for val; train + val for
+                           test): e_k = x^_{T+k} - x_{T+k}, k = 1..n (a direct head shorter than n
+                           rolls forward on its own forecasts); rmse = sqrt(1/n sum_k e_k^2),
+                           mae = 1/n sum_k |e_k|
+    rmse_1step, mae_1step  rolling one-step-ahead forecasts over P, each from the true history up
+                           to it: e_k = x^_{T+k | x_{<T+k}} - x_{T+k}
+    loss                   the training loss L on the windows whose targets lie in P (absent when
+                           P is shorter than the horizon)
 
-The evaluation batches are that one forecast origin, then the one-step windows, then the
-validation windows, each tagged with its kind; ``evaluate_batch`` returns squared and absolute
-errors with their counts, so the sums over batches (and processes) give the metrics exactly.
+The evaluation batches are that one forecast origin, then the one-step windows, then the loss
+windows, each tagged with its kind; ``evaluate_batch`` returns squared and absolute errors with
+their counts, so the sums over batches (and processes) give the metrics exactly.
 
 Baselines beside the model (``baselines()``), on the same forecasts: ``naive`` repeats the last
 value (x^_{T+k} = x_T; one-step: x_{T+k-1}); ``seasonal_naive`` repeats the last season of m
@@ -48,11 +51,11 @@ from archlab.checkpoint import unwrap
 from archlab.data.timeseries import make_windows
 from archlab.errors import check
 from archlab.models.interfaces import Forecaster, SeriesData
-from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 SERIES_FILE = "series.json"
-MULTI_STEP, ONE_STEP, VALIDATION = 1, 2, 3  # the kinds of evaluation batch
+MULTI_STEP, ONE_STEP, WINDOWS = 1, 2, 3  # the kinds of evaluation batch
 # Series whose season is not a calendar one: (period in steps, why).
 KNOWN_SEASONS = {"sunspots": (11, "the ~11-year solar cycle")}
 
@@ -167,18 +170,27 @@ class ForecastTask(Task):
         offsets = torch.randint(self.num_train_samples, (batch_size,), generator=g)[shard]
         return self._windows(offsets.numpy() + self.config.context_length, self.config.horizon)
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        n = len(self.values)
-        history = torch.tensor(self.values[:self.cut_test], dtype=torch.float32).view(1, -1, 1)  # (1, T, 1)
-        test = torch.tensor(self.values[self.cut_test:], dtype=torch.float32).view(1, -1, 1)     # (1, n, 1)
-        yield history, test, torch.tensor(MULTI_STEP)
-        one_step = np.arange(self.cut_test, n)
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.cut_test > self.cut_val else ("test",)
+
+    def split_bounds(self, split: str) -> tuple[int, int]:
+        """[first, end) indices of a held-out part of the series."""
+        self.check_split(split)
+        return (self.cut_val, self.cut_test) if split == "val" else (self.cut_test, len(self.values))
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        lo, hi = self.split_bounds(split)
+        history = torch.tensor(self.values[:lo], dtype=torch.float32).view(1, -1, 1)   # (1, T, 1)
+        part = torch.tensor(self.values[lo:hi], dtype=torch.float32).view(1, -1, 1)    # (1, n, 1)
+        yield history, part, torch.tensor(MULTI_STEP)
+        one_step = np.arange(max(lo, self.config.context_length), hi)
         for i in range(0, len(one_step), batch_size):
             x, y = self._windows(one_step[i:i + batch_size], 1)
             yield x, y, torch.tensor(ONE_STEP)
-        val = np.arange(self.cut_val, self.cut_test - self.config.horizon + 1)  # targets inside the val part
-        for i in range(0, len(val), batch_size):
-            yield (*self._windows(val[i:i + batch_size], self.config.horizon), torch.tensor(VALIDATION))
+        windows = np.arange(max(lo, self.config.context_length), hi - self.config.horizon + 1)  # targets inside
+        for i in range(0, len(windows), batch_size):
+            yield (*self._windows(windows[i:i + batch_size], self.config.horizon), torch.tensor(WINDOWS))
 
     # -- loss and metrics ----------------------------------------------------------------------
     def _window_losses(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -194,7 +206,7 @@ class ForecastTask(Task):
     def evaluate_batch(self, model, batch):
         x, y, kind = batch
         sums = dict.fromkeys(self.sum_keys, torch.zeros((), dtype=torch.float64))
-        if int(kind) == VALIDATION:
+        if int(kind) == WINDOWS:
             window_loss = self._window_losses(model, x, y)
             sums.update(loss_sum=window_loss.sum().double(),
                         count=torch.tensor(float(len(window_loss)), dtype=torch.float64))
@@ -242,9 +254,10 @@ class ForecastTask(Task):
         """
         return {k: dict(v) for k, v in self._baselines.items()}
 
-    def baseline_forecasts(self) -> dict[str, np.ndarray]:
-        """Each baseline's multi-step forecast of the test part (what ``baselines()`` scores), for plots."""
-        return {name: multi.copy() for name, (multi, _) in self._baseline_forecasts().items()}
+    def baseline_forecasts(self, one_step: bool = False) -> dict[str, np.ndarray]:
+        """Each baseline's multi-step forecast of the test part (or its one-step forecasts over it) --
+        what ``baselines()`` scores -- for plots."""
+        return {name: (one if one_step else multi).copy() for name, (multi, one) in self._baseline_forecasts().items()}
 
     def history_before_test(self) -> tuple[np.ndarray, np.ndarray]:
         """(dates, values) of train + val: all a multi-step test forecast may read."""
@@ -259,6 +272,20 @@ class ForecastTask(Task):
         Dates are step numbers for a series without dates."""
         predicted = self._forecast(model, self.values[:self.cut_test], len(self.values) - self.cut_test)
         return self.dates_or_steps(self.cut_test, len(self.values)), self.values[self.cut_test:].copy(), predicted
+
+    @torch.no_grad()
+    def one_step_test(self, model: torch.nn.Module) -> np.ndarray:
+        """The model's one-step-ahead forecasts over the test part, each from the true history before it
+        (what ``rmse_1step`` scores), for plots."""
+        core = unwrap(model)
+        was_training = core.training
+        core.eval()
+        try:
+            x, _ = self._windows(np.arange(self.cut_test, len(self.values)), 1)                 # (n, C, 1)
+            x = x.to(dtype=core.mean.dtype, device=core.mean.device)
+            return core.forecast(x, 1)[:, 0, 0].double().cpu().numpy()                         # (n,)
+        finally:
+            core.train(was_training)
 
     def forecast_future(self, model: torch.nn.Module, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """(dates, predicted) of the ``steps`` values after the end of the whole series."""

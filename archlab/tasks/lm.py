@@ -6,9 +6,11 @@ position; the loss is the mean cross-entropy over the block
     L = -1/T * sum_t log p(x_{t+1} | x_{<=t})
 
 and the metrics are that loss (nats per token), perplexity exp(L) and bits per character
-L / ln 2. The text is split 90/10 into training and validation text; training examples are
-random blocks of ``block_size + 1`` tokens (input = first ``block_size``, target = shifted by one),
-validation uses consecutive non-overlapping blocks, the same ones every time.
+L / ln 2. The text is cut in order into train | val | test: the last ``test_fraction`` (10%) is
+the test text, touched once at the end, and the ``val_fraction`` (5%) before it the validation
+text the trainer evaluates during training. Training examples are random blocks of
+``block_size + 1`` tokens of the training text (input = first ``block_size``, target = shifted by
+one); a held-out text is read as consecutive non-overlapping blocks, the same ones every time.
 
 Trains any ``LanguageModel`` (``forward(input_ids)`` returns logits ``(B, T, vocab_size)``): the
 GPT and the RNN language models. The tokenizer is saved beside the checkpoint as ``tokenizer.json``.
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import LanguageModel, TextData
-from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -34,11 +36,25 @@ TOKENIZER_FILE = "tokenizer.json"
 @dataclass
 class LMConfig:
     block_size: int = 128          # tokens of context per training example
-    val_fraction: float = 0.1      # the tail of the text held out for validation
+    val_fraction: float = 0.05     # the text before the test tail held out for validation (0 = none)
+    test_fraction: float = 0.1     # the tail of the text held out for the final test
 
     def __post_init__(self):
         check(self.block_size > 0, f"block_size must be positive, got {self.block_size}")
-        check(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_held_out_fractions(self.val_fraction, self.test_fraction)
+
+
+def check_held_out_fractions(val_fraction: float, test_fraction: float) -> None:
+    check(0.0 <= val_fraction and 0.0 < test_fraction and val_fraction + test_fraction < 1.0,
+          f"val_fraction >= 0 and test_fraction > 0 must add up to less than 1, got {val_fraction} + {test_fraction}")
+
+
+def cut_text(tokens: torch.Tensor, val_fraction: float, test_fraction: float) -> dict[str, torch.Tensor]:
+    """``{"train", "val", "test"}`` token runs of a text cut in order: train | val | test."""
+    n = len(tokens)
+    n_test, n_val = int(n * test_fraction), int(n * val_fraction)
+    cut_val, cut_test = n - n_test - n_val, n - n_test
+    return {"train": tokens[:cut_val], "val": tokens[cut_val:cut_test], "test": tokens[cut_test:]}
 
 
 @register_task
@@ -61,17 +77,22 @@ class LMTask(Task):
         else:
             self.tokenizer = CharTokenizer.fit(text)
         try:
-            tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+            fast = getattr(self.tokenizer, "encode_array", lambda _: None)(text)  # characters: one vectorised lookup
+            tokens = torch.from_numpy(fast) if fast is not None else torch.tensor(self.tokenizer.encode(text),
+                                                                                    dtype=torch.long)
         except ConfigError as e:
             raise ConfigError(f"--data {self.data!r} does not fit the model's tokenizer: {e}") from e
-        n_val = int(len(tokens) * config.val_fraction)
-        self.train_tokens, self.val_tokens = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        parts = cut_text(tokens, config.val_fraction, config.test_fraction)
+        self.train_tokens, self.val_tokens, self.test_tokens = parts["train"], parts["val"], parts["test"]
         need = config.block_size + 1
-        for split, t in (("training", self.train_tokens), ("validation", self.val_tokens)):
+        for split, t, fraction in (("training", self.train_tokens, None), ("test", self.test_tokens, "test_fraction"),
+                                   ("validation", self.val_tokens, "val_fraction")):
+            if split == "validation" and config.val_fraction == 0:
+                continue
             check(
                 len(t) >= need,
                 f"--data {self.data!r}: the {split} text has {len(t)} tokens, block_size={config.block_size} "
-                f"needs at least {need}",
+                f"needs at least {need}" + (f" (a larger {fraction} or a smaller block_size)" if fraction else ""),
             )
 
     def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
@@ -99,11 +120,17 @@ class LMTask(Task):
         starts = torch.randint(len(self.train_tokens) - self.config.block_size, (batch_size,), generator=g)
         return self._blocks(self.train_tokens, starts[shard])
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.config.val_fraction > 0 else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        tokens = self.val_tokens if split == "val" else self.test_tokens
         T = self.config.block_size
-        starts = torch.arange(0, len(self.val_tokens) - T, T)
+        starts = torch.arange(0, len(tokens) - T, T)
         for i in range(0, len(starts), batch_size):
-            yield self._blocks(self.val_tokens, starts[i:i + batch_size])
+            yield self._blocks(tokens, starts[i:i + batch_size])
 
     def _token_losses(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch

@@ -7,14 +7,16 @@ with no causal mask and predicts the original token at the chosen positions M on
 
     L = -1/|M| * sum_{t in M} log p(x_t | corrupted x_1..x_T)
 
-Metrics on the validation text: that loss (nats per masked token), ``accuracy`` -- the share of
-masked positions whose most likely token is the original -- and ``perplexity`` exp(L).
+Metrics on a held-out text (validation during training, test once at the end): that loss (nats
+per masked token), ``accuracy`` -- the share of masked positions whose most likely token is the
+original -- and ``perplexity`` exp(L).
 
 The text (``"pythondocs"``, offline, by default; ``"tinyshakespeare"``, downloaded; or any text
-file) is split 90/10 into training and validation text. Training blocks start at random offsets
-and are masked, both drawn from ``(seed, position)``, so a resumed run sees the same corrupted
-blocks; validation uses consecutive non-overlapping blocks masked once with a fixed seed, the same
-whatever the batch size.
+file) is cut in order into train | val | test as for ``lm``: the last ``test_fraction`` (10%) is
+the test text, the ``val_fraction`` (5%) before it the validation text. Training blocks start at
+random offsets and are masked, both drawn from ``(seed, position)``, so a resumed run sees the same
+corrupted blocks; a held-out text is read as consecutive non-overlapping blocks masked once with a
+fixed seed, the same whatever the batch size.
 The tokenizer (characters by default; "word" or "bpe") has the specials <pad>, <unk> and <mask>, and
 is saved beside the checkpoint as ``tokenizer.json``. Works with ``bert`` (head="mlm").
 """
@@ -33,7 +35,8 @@ from archlab.data.tokenizer import MASK, PAD, TEXT_TOKENIZERS, UNK
 from archlab.errors import ConfigError, check
 from archlab.models.bert import mask_tokens
 from archlab.models.interfaces import IGNORE_INDEX, MaskedLM, TextData, masked_lm_loss
-from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.lm import check_held_out_fractions, cut_text
 
 MLM_SPECIALS = (PAD, UNK, MASK)
 
@@ -42,7 +45,8 @@ MLM_SPECIALS = (PAD, UNK, MASK)
 class MLMConfig:
     block_size: int = 128          # tokens per example
     mlm_probability: float = 0.15  # share of tokens chosen for prediction
-    val_fraction: float = 0.1      # the tail of the text held out for validation
+    val_fraction: float = 0.05     # the text before the test tail held out for validation (0 = none)
+    test_fraction: float = 0.1     # the tail of the text held out for the final test
     tokenizer: str = "char"        # "char" | "word" | "bpe", fitted on the whole text
     bpe_vocab_size: int = 1000     # tokenizer="bpe": the vocabulary it trains up to
     min_freq: int = 1              # tokenizer="word": rarer words become <unk>
@@ -50,7 +54,7 @@ class MLMConfig:
     def __post_init__(self):
         check(self.block_size > 0, f"block_size must be positive, got {self.block_size}")
         check(0.0 < self.mlm_probability < 1.0, f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        check(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_held_out_fractions(self.val_fraction, self.test_fraction)
         check(self.tokenizer in TEXT_TOKENIZERS,
               f"tokenizer must be one of {', '.join(TEXT_TOKENIZERS)}, got {self.tokenizer!r}")
         check(self.min_freq >= 1, f"min_freq must be >= 1, got {self.min_freq}")
@@ -87,14 +91,19 @@ class MLMTask(Task):
             tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
         except ConfigError as e:
             raise ConfigError(f"--data {self.data!r} does not fit the model's tokenizer: {e}") from e
-        n_val = int(len(tokens) * config.val_fraction)
-        self.train_tokens, self.val_tokens = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        parts = cut_text(tokens, config.val_fraction, config.test_fraction)
+        self.train_tokens, self.val_tokens, self.test_tokens = parts["train"], parts["val"], parts["test"]
         T = config.block_size
-        for split, t in (("training", self.train_tokens), ("validation", self.val_tokens)):
+        for split, t in (("training", self.train_tokens), ("test", self.test_tokens), ("validation", self.val_tokens)):
+            if split == "validation" and config.val_fraction == 0:
+                continue
             check(len(t) >= T, f"--data {self.data!r}: the {split} text has {len(t)} tokens, "
                                f"block_size={config.block_size} needs at least {T}")
-        blocks = self.val_tokens[: len(self.val_tokens) // T * T].view(-1, T)  # (N, T), consecutive blocks
-        self.val_inputs, self.val_labels = self.mask(blocks, torch.Generator().manual_seed(SEED))
+        self.held_out = {}  # split -> (corrupted blocks (N, T), labels (N, T)), masked once
+        for split, t in (("val", self.val_tokens), ("test", self.test_tokens)):
+            blocks = t[: len(t) // T * T].view(-1, T)  # (N, T), consecutive blocks
+            self.held_out[split] = self.mask(blocks, torch.Generator().manual_seed(SEED))
+        self.val_inputs, self.val_labels = self.held_out["val"]
 
     def mask(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(corrupted blocks, labels): BERT's 80/10/10 masking; labels are -100 where nothing is asked."""
@@ -123,9 +132,15 @@ class MLMTask(Task):
         inputs, labels = self.mask(blocks, g)
         return inputs[shard], labels[shard]
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.val_inputs), batch_size):
-            yield self.val_inputs[i:i + batch_size], self.val_labels[i:i + batch_size]
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.config.val_fraction > 0 else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        inputs, labels = self.held_out[split]
+        for i in range(0, len(inputs), batch_size):
+            yield inputs[i:i + batch_size], labels[i:i + batch_size]
 
     def _scored(self, model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(losses (M,), logits (M, V) and targets (M,)) of the M positions where a prediction is asked."""

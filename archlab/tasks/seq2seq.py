@@ -16,7 +16,9 @@ target token of y + [eos]:
 
 With label smoothing eps the one-hot target becomes (1 - eps) * onehot(y) + eps / V.
 
-Metrics on the test split, from batched greedy decoding (``model.translate``, KV cache for the
+Metrics on a held-out split -- ``val`` during training (G2P: the dictionary's fixed 3,000
+validation words, none of them trained on; TSV: the validation pairs), ``test`` once at the end
+(G2P: the 12,000 test words) -- from batched greedy decoding (``model.translate``, KV cache for the
 Transformer, stopping once every row has written eos):
 
     G2P   wer, per              word / phoneme error rate as fractions, against the closest of a
@@ -55,7 +57,7 @@ from archlab.data.pronunciation import closest_reference, strip_stress
 from archlab.data.tokenizer import BOS, EOS, PAD, Tokenizer, tokenizer_from_dict
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import PairData, Seq2SeqModel
-from archlab.tasks.base import Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
 
 SYMBOLS_FILE = "seq2seq.json"
@@ -78,6 +80,7 @@ class Seq2SeqConfig:
     label_smoothing: float = 0.0     # eps of the training loss
     train_words: int = 0             # training examples (words or pairs) used: 0 = all, N > 0 = the first N
     eval_words: int = 0              # test examples evaluated: 0 = all of them, N > 0 = the first N
+    val_words: int = 0               # validation examples evaluated: 0 = all of them, N > 0 = the first N
     bucket_batches: int = 32         # batches per length-sorted window; 1 = plain random batches
 
     def __post_init__(self):
@@ -87,6 +90,7 @@ class Seq2SeqConfig:
         check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(self.train_words >= 0, f"train_words must be >= 0 (0 = the whole training split), got {self.train_words}")
         check(self.eval_words >= 0, f"eval_words must be >= 0 (0 = the whole test split), got {self.eval_words}")
+        check(self.val_words >= 0, f"val_words must be >= 0 (0 = the whole validation split), got {self.val_words}")
         check(self.bucket_batches >= 1, f"bucket_batches must be >= 1, got {self.bucket_batches}")
 
 
@@ -116,12 +120,14 @@ class Seq2SeqTask(Task):
         super().__init__(config, data, saved)
         self.g2p = self.data == G2P_DATA
         self.sum_keys = G2P_SUMS if self.g2p else BLEU_SUMS
-        # Examples as text: training (source, target), test (source, references).
-        train, self.test = self._g2p_examples() if self.g2p else self._tsv_examples()
+        # Examples as text: training (source, target); validation and test (source, references).
+        train, self.val, self.test = self._g2p_examples() if self.g2p else self._tsv_examples()
         check(len(train) > 0, f"--data {self.data!r} has no training pairs")
         check(len(self.test) > 0, f"--data {self.data!r} has no test pairs")
         if self.config.eval_words:
             self.test = self.test[: self.config.eval_words]
+        if self.config.val_words:
+            self.val = self.val[: self.config.val_words]
 
         stored = self._read_saved(saved)
         if stored is not None:
@@ -135,20 +141,26 @@ class Seq2SeqTask(Task):
                   f"and {getattr(self.target, name)}")
 
         self._train_text, self._train = train, None
-        test_ids = [(self.source.encode(s), self.target.encode(refs[0])) for s, refs in self.test]
+        held_ids = {split: [(self.source.encode(s), self.target.encode(refs[0])) for s, refs in self.held(split)]
+                    for split in SPLITS}
         if stored is None:  # encoded now, so that bad settings fail before a run starts
             train_ids = self._encode_training_pairs()
-            self.max_len = fixed_len or self._longest or max(len(x) for pair in train_ids + test_ids for x in pair)
+            self.max_len = fixed_len or self._longest or max(
+                len(x) for pair in train_ids + held_ids["val"] + held_ids["test"] for x in pair)
             self._train = self._training_tensors(train_ids)
         else:  # evaluating or translating: the training pairs are encoded only if asked for
             self.max_len = fixed_len
         L, pad = self.max_len, self.pad_id
-        self.test_src = _padded([s[:L] for s, _ in test_ids], pad)
-        self.test_tgt = _padded([t[:L] for _, t in test_ids], pad)
+        # Padded (source (N, S), first reference (N, T)) ids of each held-out split.
+        self._held_ids = {split: (_padded([s[:L] for s, _ in ids], pad), _padded([t[:L] for _, t in ids], pad))
+                          for split, ids in held_ids.items()}
+        self.test_src, self.test_tgt = self._held_ids["test"]
         self._order: tuple[tuple[int, int, int], torch.Tensor] | None = None   # ((seed, epoch, B), batches)
         if self.g2p:
-            self.refs = [[tuple(r) for r in refs] for _, refs in self.test]
-            self.refs_nostress = [[strip_stress(r) for r in refs] for refs in self.refs]
+            self._refs = {split: [[tuple(r) for r in refs] for _, refs in self.held(split)] for split in SPLITS}
+            self._refs_nostress = {split: [[strip_stress(r) for r in refs] for refs in self._refs[split]]
+                                   for split in SPLITS}
+            self.refs, self.refs_nostress = self._refs["test"], self._refs_nostress["test"]
         else:
             from sacrebleu.metrics import BLEU
 
@@ -164,7 +176,8 @@ class Seq2SeqTask(Task):
         self._longest = max(max(len(w), *map(len, prons)) for w, prons in cmu.lexicon.items())
         words = cmu.train[: self.config.train_words or None]
         train = cmu.pairs(words, self.config.all_pronunciations)
-        return train, [(word, list(prons)) for word, prons in cmu.test]
+        return (train, [(word, list(prons)) for word, prons in cmu.val],
+                [(word, list(prons)) for word, prons in cmu.test])
 
     def _tsv_examples(self):
         from archlab.data import load_sentence_pairs
@@ -173,7 +186,8 @@ class Seq2SeqTask(Task):
                                          f"file of source<TAB>target lines, got {self.data!r}")
         pairs = load_sentence_pairs(self.data)
         self._longest = 0  # known once tokenized
-        return pairs.train[: self.config.train_words or None], [(s, [t]) for s, t in pairs.test]
+        return (pairs.train[: self.config.train_words or None], [(s, [t]) for s, t in pairs.val],
+                [(s, [t]) for s, t in pairs.test])
 
     def _fit_tokenizers(self, train) -> tuple[Tokenizer, Tokenizer]:
         from archlab.data import BPETokenizer, CharTokenizer, SymbolTokenizer, WordTokenizer
@@ -263,12 +277,24 @@ class Seq2SeqTask(Task):
         idx = self._epoch_batches(epoch, batch_size, seed)[i][shard]
         return _trim(src[idx], self.pad_id), _trim(tgt[idx], self.pad_id)
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+    def held(self, split: str) -> list:
+        """The (source, references) examples of a held-out split."""
+        return self.val if split == "val" else self.test
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.val else ("test",)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        """(source, first reference, example indices, split code) batches of a held-out split."""
+        self.check_split(split)
+        src, tgt = self._held_ids[split]
+        code = torch.tensor(SPLITS.index(split))
         # Words of similar length together: a decoding batch stops when its longest row is done.
-        order = torch.argsort((self.test_src != self.pad_id).sum(1), stable=True)
+        order = torch.argsort((src != self.pad_id).sum(1), stable=True)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            yield _trim(self.test_src[idx], self.pad_id), _trim(self.test_tgt[idx], self.pad_id), idx
+            yield _trim(src[idx], self.pad_id), _trim(tgt[idx], self.pad_id), idx, code
 
     # -- loss and metrics ----------------------------------------------------------------------
     def step(self, model, batch):
@@ -279,10 +305,10 @@ class Seq2SeqTask(Task):
 
     def evaluate_batch(self, model, batch):
         """Teacher-forced loss without smoothing, then the greedy decoding of every row, scored."""
-        src, tgt, test_index = batch
+        src, tgt, index, code = batch
         token_loss, n_tokens = model.token_losses(src, tgt)
         sums = {"loss_sum": token_loss.sum().double(), "count": n_tokens.double()}
-        sums.update(self.error_sums(self._decode(model, src), test_index.tolist()))
+        sums.update(self.error_sums(self._decode(model, src), index.tolist(), SPLITS[int(code)]))
         return sums
 
     def _decode(self, model, src: torch.Tensor, beam_size: int = 1) -> list:
@@ -294,14 +320,14 @@ class Seq2SeqTask(Task):
             rows.append(self.target.decode(row[: row.index(eos)] if eos in row else row))
         return rows
 
-    def error_sums(self, predictions: list, index: list[int]) -> dict[str, float]:
-        """The metric sums of predictions for the test examples ``index`` (positions in ``self.test``)."""
+    def error_sums(self, predictions: list, index: list[int], split: str = "test") -> dict[str, float]:
+        """The metric sums of predictions for the examples ``index`` (positions in ``self.held(split)``)."""
         if self.g2p:
             s = dict.fromkeys(G2P_SUMS[2:], 0)
+            refs_of, nostress_of = self._refs[split], self._refs_nostress[split]
             for pred, i in zip(predictions, index):
                 s["words"] += 1
-                for suffix, p, refs in (("", pred, self.refs[i]),
-                                        ("_nostress", strip_stress(pred), self.refs_nostress[i])):
+                for suffix, p, refs in (("", pred, refs_of[i]), ("_nostress", strip_stress(pred), nostress_of[i])):
                     dist, length = closest_reference(p, refs)
                     s["edits" + suffix] += dist
                     s["ref_phonemes" + suffix] += length
@@ -309,7 +335,7 @@ class Seq2SeqTask(Task):
             return {k: float(v) for k, v in s.items()}
         s = dict.fromkeys(BLEU_SUMS[2:], 0)
         for hyp, i in zip(predictions, index):
-            stats = self._bleu.sentence_score(hyp, self.test[i][1])
+            stats = self._bleu.sentence_score(hyp, self.held(split)[i][1])
             s["sentences"] += 1
             s["sys_len"] += stats.sys_len
             s["ref_len"] += stats.ref_len

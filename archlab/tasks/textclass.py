@@ -2,7 +2,7 @@
 
 A text becomes token ids x_1..x_T behind a ``<bos>`` token x_0 (the [CLS] position BERT pools);
 the model maps them to logits z (K,); the loss is the cross-entropy ``L = -log softmax(z)_y``
-averaged over the batch. Metrics on the evaluation split:
+averaged over the batch. Metrics on a held-out split (validation during training, test at the end):
 
     loss       mean cross-entropy (nats)
     accuracy   mean(argmax z == y)
@@ -34,11 +34,10 @@ import torch.nn.functional as F
 
 from archlab.errors import check
 from archlab.models.interfaces import LabelledTokens, TokenClassifier
-from archlab.tasks.base import Batch, EpochOrder, Task, count_from_sums, register_task
+from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, register_task
 from archlab.utils.io import write_text_atomic
 
 LABELS_FILE = "labels.json"
-SPLITS = ("val", "test")
 
 
 @dataclass
@@ -47,7 +46,7 @@ class TextClassConfig:
     max_length: int = 128          # tokens per text, <bos> included; longer texts are cut
     bpe_vocab_size: int = 1000     # tokenizer="bpe": the vocabulary it trains up to
     min_freq: int = 1              # tokenizer="word": rarer words become <unk>
-    eval_split: str = "test"       # the split evaluate reports: "val" | "test"
+    eval_split: str = "test"       # kept for older task.json files; the trainer asks for each split by name
     val_fraction: float = 0.1      # text<TAB>label files: shares held out (named sets have fixed splits)
     test_fraction: float = 0.1
 
@@ -114,9 +113,8 @@ class TextClassTask(Task):
             ids = [self.encode(text) for text, _ in examples]
             labels = torch.tensor([index[label] for _, label in examples], dtype=torch.long)
             self.splits[split] = (ids, labels)
-        check(len(self.splits[config.eval_split][1]) > 0,
-              f"--data {self.data!r}: the {config.eval_split} split (eval_split) is empty; "
-              f"give more examples or a larger {config.eval_split}_fraction")
+        check(len(self.splits["test"][1]) > 0,
+              f"--data {self.data!r}: the test split is empty; give more examples or a larger test_fraction")
         self._order = EpochOrder(self.num_train_samples)
 
     def encode(self, text: str) -> list[int]:
@@ -141,10 +139,15 @@ class TextClassTask(Task):
         check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training texts")
         return self._batch("train", self._order.batch(position, batch_size, seed)[shard])
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        n = len(self.splits[self.config.eval_split][1])
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return tuple(split for split in SPLITS if len(self.splits[split][1]) > 0)
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        n = len(self.splits[split][1])
         for i in range(0, n, batch_size):
-            yield self._batch(self.config.eval_split, torch.arange(i, min(i + batch_size, n)))
+            yield self._batch(split, torch.arange(i, min(i + batch_size, n)))
 
     @property
     def sum_keys(self) -> tuple[str, ...]:

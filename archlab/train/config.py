@@ -31,7 +31,7 @@ import yaml
 from archlab.errors import ConfigError, check
 from archlab.utils.fields import check_fields, field_types  # noqa: F401  (field_types: re-exported)
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "sgd", "muon")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -47,13 +47,17 @@ class TrainConfig:
     max_steps: int = 1000           # optimiser steps; replaced by `epochs` when that is > 0
     epochs: float = 0.0
     max_seconds: float = 0.0        # also stop once training (not evaluation) has taken this long; 0 = no cap
-    # Optimiser: AdamW (decay only on tensors with 2+ dims) or SGD with momentum / Nesterov.
+    # Optimiser: AdamW (decay only on tensors with 2+ dims), SGD with momentum / Nesterov, or Muon
+    # (orthogonalised momentum for the hidden matrices at muon_lr, AdamW at lr for everything else).
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
     nesterov: bool = False
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95     # Nesterov momentum of the Muon matrices
+    ns_steps: int = 5               # Newton-Schulz iterations per Muon step
     # Schedule: linear warmup, then cosine to min_lr_ratio * lr, step decay, or constant.
     schedule: str = "cosine"
     warmup_steps: int = 0
@@ -71,6 +75,7 @@ class TrainConfig:
     # Evaluation, early stopping, checkpoints, logging.
     eval_every: int = 0             # steps between evaluations; 0 = only at the end
     eval_batches: int = 0           # batches per evaluation; 0 = the whole evaluation split
+    eval_batch_size: int = 0        # examples per evaluation batch; 0 = the training micro-batch
     early_stop_metric: str = ""     # e.g. "loss" or "accuracy" of the evaluation split
     early_stop_patience: int = 0    # evaluations without improvement before stopping
     save_every: int = 0             # steps between checkpoints; 0 = only at the end
@@ -85,7 +90,7 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "keep_last", "log_every", "step_size"):
             value = getattr(self, name)
             check(value > 0, f"{name} must be a positive integer, got {value}")
-        for name in ("max_steps", "eval_every", "save_every", "eval_batches", "warmup_steps",
+        for name in ("max_steps", "eval_every", "save_every", "eval_batches", "eval_batch_size", "warmup_steps",
                      "early_stop_patience"):
             value = getattr(self, name)
             check(value >= 0, f"{name} must be >= 0, got {value}")
@@ -99,6 +104,9 @@ class TrainConfig:
         check(not self.nesterov or self.momentum > 0,
               f"nesterov=true needs a momentum > 0, got momentum={self.momentum}")
         check(0.0 < self.gamma <= 1.0, f"gamma (the step schedule's decay factor) must be in (0, 1], got {self.gamma}")
+        check(self.muon_lr > 0, f"muon_lr must be positive, got {self.muon_lr}")
+        check(0.0 <= self.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        check(self.ns_steps >= 1, f"ns_steps must be >= 1, got {self.ns_steps}")
         check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")

@@ -8,7 +8,8 @@ One optimiser step of a global batch of ``batch_size`` examples::
     stop unless loss and gradient norm are finite    # before the update: the weights stay finite
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
-Around it: evaluation every ``eval_every`` steps with the task's metrics and early stopping;
+Around it: evaluation of the validation split every ``eval_every`` steps (logged as split "val")
+and early stopping on it; at the end the validation split, then the test split, once;
 checkpoints every ``save_every`` steps (and on SIGINT / SIGTERM) that resume bit-exactly, because
 every source of randomness is either saved (RNG states) or a function of ``(seed, position)`` (the
 data); progress, ``metrics.jsonl`` and MFU. The final model lands in ``OUT/model.safetensors`` +
@@ -37,6 +38,7 @@ from safetensors.torch import load_model
 
 from archlab.checkpoint import unwrap
 from archlab.errors import CheckpointError, ConfigError, TrainingError, check
+from archlab.registry import model_info
 from archlab.tasks import Task
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
@@ -106,6 +108,11 @@ class Stopped(Exception):
         super().__init__(f"stopped by signal {signum}; checkpoint {checkpoint}")
 
 
+# What a forward pass raises when the model does not fit the task's batches (shapes, dtypes, a
+# missing method); a ConfigError (the model's own clear message) passes through as it is.
+_MISMATCH = (RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+
+
 class NonFinite(TrainingError):
     """A non-finite loss or gradient, found before the optimiser applied it."""
 
@@ -120,6 +127,10 @@ class NonFinite(TrainingError):
 
 def train(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final evaluation metrics and where things are."""
+    if model_info(spec.model).fitted:  # fitted (trees), not stepped: their own path, the same run directory
+        from archlab.train import boosting
+
+        return boosting.train(spec)
     world = distributed.world_from_env()
     settings_device = spec.settings.get("device", "auto")
     device = distributed.device_for(world, resolve_device(parse_value("device", settings_device, str)))
@@ -129,7 +140,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
         run = Run(spec, world, device)
         return run.execute()
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
+        if torch.are_deterministic_algorithms_enabled() != deterministic_before:  # the call imports torch's
+            torch.use_deterministic_algorithms(deterministic_before)             # compiler: only when needed
         distributed.teardown()
 
 
@@ -150,7 +162,6 @@ class Run:
         self.directory = RunDirectory(spec, world)
         self.step = self.position = 0
         self.early: dict[str, Any] = {"best": None, "bad_evals": 0}
-        self.metrics: dict[str, float] = {}
         self.stopped_early = False
         self.train_seconds = 0.0  # time in optimiser steps only: evaluation and checkpoints excluded
         self.last_saved: Path | None = None
@@ -158,6 +169,10 @@ class Run:
 
     def _check_settings(self) -> None:
         cfg, task = self.cfg, self.task
+        self.has_val = "val" in task.eval_splits
+        check(self.has_val or not (cfg.eval_every or cfg.early_stop_metric),
+              f"eval_every and early stopping evaluate the validation split, and task {task.name!r} on --data "
+              f"{task.data!r} has none (is val_fraction 0?)")
         check(cfg.precision != "fp16" or self.device.type == "cuda",
               f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {self.device.type!r}; "
               "use bf16")
@@ -234,8 +249,9 @@ class Run:
         report.set_step(self.step)
 
     def prepare_step(self) -> None:
-        """torch.compile (optional) and DDP around the model; one forward pass to count FLOPs,
-        which is also where a model that does not fit the task's batches is found."""
+        """torch.compile (optional) and DDP around the model; where MFU can be reported (a known
+        peak), one forward pass to count FLOPs. A model that does not fit the task's batches is
+        found there, or else on the first step (``_cannot_run``)."""
         cfg, task, model = self.cfg, self.task, self.model
         self.core = model
         if cfg.compile:
@@ -245,17 +261,24 @@ class Run:
                 self.report.message(f"warning: torch.compile failed ({type(e).__name__}: {e}); training without it")
         self.train_model = _wrap_ddp(self.core, self.task, self.world, self.device)
         self.guard_compile = cfg.compile and self.core is not model
-        example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), self.device)
-        try:
-            flops = forward_flops(model, lambda: task.step(model, example))
-        except ConfigError:
-            raise
-        except (RuntimeError, TypeError, ValueError, IndexError, AttributeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ConfigError(f"--model {self.spec.model!r} cannot run task {task.name!r} on --data "
-                              f"{task.data!r}: {first[:300]}") from e
-        self.flops_per_example = 3 * flops  # fwd + bwd (2x fwd)
+        self.first_step = self.step  # the step a mismatch between model and data would fail on
         self.peak = cfg.peak_flops or peak_flops(self.device, cfg.precision)
+        self.flops_per_example = 0.0  # counted only where MFU can be reported: counting takes a forward
+        if self.peak:
+            example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), self.device)
+            try:
+                flops = forward_flops(model, lambda: task.step(model, example))
+            except ConfigError:
+                raise
+            except _MISMATCH as e:
+                raise self._cannot_run(e) from e
+            self.flops_per_example = 3 * flops  # fwd + bwd (2x fwd)
+
+    def _cannot_run(self, e: Exception) -> ConfigError:
+        """The error of a model whose forward fails on the task's first batch: one line naming both."""
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return ConfigError(f"--model {self.spec.model!r} cannot run task {self.task.name!r} on --data "
+                           f"{self.task.data!r}: {first[:300]}")
 
     def announce(self) -> None:
         """One summary of the run before its first step."""
@@ -318,6 +341,8 @@ class Run:
             raise NonFinite(f"step {self.step + 1}: {e.what}") from None
         except Exception as e:
             if not self.guard_compile:
+                if self.step == self.first_step and isinstance(e, _MISMATCH) and not isinstance(e, ConfigError):
+                    raise self._cannot_run(e) from e
                 raise
             # torch.compile fails lazily, on the first call: redo this step without it.
             self.report.message(f"warning: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); "
@@ -358,16 +383,17 @@ class Run:
         self.loss_sum.zero_()
         self.window_steps, self.window_start = 0, time.perf_counter()
 
-    def evaluate(self) -> dict[str, float]:
-        self.metrics = evaluate_model(self.core, self.task, self.device, self.cfg.precision, self.micro_batch,
-                                      self.cfg.eval_batches, self.world)
-        self.report.log({"step": self.step, "split": "eval", **self.metrics})
-        return self.metrics
+    def evaluate(self, split: str) -> dict[str, float]:
+        """The task's metrics on the held-out ``split`` ("val" or "test"), logged under that name."""
+        metrics = evaluate_model(self.core, self.task, self.device, self.cfg.precision,
+                                 self.cfg.eval_batch_size or self.micro_batch, self.cfg.eval_batches, self.world, split)
+        self.report.log({"step": self.step, "split": split, **metrics})
+        return metrics
 
     def evaluate_and_maybe_stop(self) -> bool:
-        """A periodic evaluation; True when early stopping ends the run here."""
-        metrics = self.evaluate()
-        self.report.message(f"eval @ step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        """A periodic evaluation of the validation split; True when early stopping ends the run here."""
+        metrics = self.evaluate("val")
+        self.report.message(f"val @ step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         self.window_start = time.perf_counter()  # evaluation time is not training throughput
         if _early_stop(self.cfg, self.task, metrics, self.early):
             self.report.message(f"early stop at step {self.step}: {self.cfg.early_stop_metric} did not improve "
@@ -392,16 +418,19 @@ class Run:
         return path
 
     def finish(self) -> dict[str, Any]:
-        """The final evaluation, checkpoint and model; the metrics are for the caller to print."""
-        metrics = self.evaluate()
+        """The final evaluations (validation, then the test split's one look, after every choice is
+        made), checkpoint and model; the test metrics are for the caller to print."""
+        val_metrics = self.evaluate("val") if self.has_val else {}
+        metrics = self.evaluate("test")
         last = self.save()
         if self.world.is_main:
             ckpt.publish_final(self.out, self.model, self.task)
         self.world.barrier()
         self.report.close()
         self.report.message(f"done: step {self.step}, {self.train_seconds:.1f} s of training; model in {self.out}")
-        return {"step": self.step, "metrics": metrics, "out": str(self.out), "checkpoint": str(last) if last else None,
-                "early_stopped": self.stopped_early, "train_seconds": self.train_seconds}
+        return {"step": self.step, "metrics": metrics, "val_metrics": val_metrics, "out": str(self.out),
+                "checkpoint": str(last) if last else None, "early_stopped": self.stopped_early,
+                "train_seconds": self.train_seconds}
 
     def _diverged(self, e: NonFinite) -> TrainingError:
         saved = [p for p in ckpt.list_checkpoints(self.out)] if self.out.is_dir() else []
@@ -497,16 +526,17 @@ def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
 
 
 def _split_sizes(task: Task, batch_size: int) -> dict[str, int]:
-    """Examples (or tokens) of the training split and of the evaluation split."""
+    """Examples (or tokens) of the training split and of each held-out split ("val", "test")."""
     per = task.items_per_sample if task.unit == "tokens" else 1
     sizes = {"train": task.num_train_samples * per}
-    rows = 0
-    for batch in task.eval_batches(max(1, batch_size)):
-        first = batch
-        while isinstance(first, (tuple, list, dict)) and first:
-            first = next(iter(first.values())) if isinstance(first, dict) else first[0]
-        rows += int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1
-    sizes["evaluation"] = rows * per
+    for split in task.eval_splits:
+        rows = 0
+        for batch in task.eval_batches(max(1, batch_size), split):
+            first = batch
+            while isinstance(first, (tuple, list, dict)) and first:
+                first = next(iter(first.values())) if isinstance(first, dict) else first[0]
+            rows += int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1
+        sizes[split] = rows * per
     return sizes
 
 

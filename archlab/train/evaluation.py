@@ -1,7 +1,8 @@
-"""Evaluating a model: the task's metrics on its evaluation split, and loading saved runs for it.
+"""Evaluating a model: the task's metrics on a held-out split, and loading saved runs for it.
 
-``evaluate_model`` runs a task's evaluation split through a model (shared out among DDP
-processes, summed exactly); ``load_for_evaluation`` rebuilds the model and the task of a run or
+``evaluate_model`` runs a task's held-out split -- ``"val"`` (during training, for curves and early
+stopping) or ``"test"`` (once, at the end) -- through a model (shared out among DDP processes,
+summed exactly); ``load_for_evaluation`` rebuilds the model and the task of a run or
 checkpoint directory (the same tokenizers and normalisation it was trained with);
 ``evaluate(checkpoint)`` is the two together. A Hugging Face GPT-2 folder (``config.json`` with
 ``model_type: gpt2``, its weights and its tokenizer) is read as a language model too.
@@ -44,14 +45,16 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def evaluate_model(model, task: Task, device: torch.device, precision: str, batch_size: int,
-                   max_batches: int = 0, world: distributed.World | None = None) -> dict[str, float]:
-    """The task's metrics on its evaluation split; batches are shared out among the processes."""
+                   max_batches: int = 0, world: distributed.World | None = None,
+                   split: str = "test") -> dict[str, float]:
+    """The task's metrics on its held-out ``split``; batches are shared out among the processes."""
     world = world or distributed.World()
+    task.check_split(split)
     was_training = model.training
     model.eval()
     totals = torch.zeros(len(task.sum_keys), dtype=torch.float64)
     with torch.no_grad():
-        for i, batch in enumerate(task.eval_batches(batch_size)):
+        for i, batch in enumerate(task.eval_batches(batch_size, split)):
             if max_batches and i >= max_batches:
                 break
             if i % world.size != world.rank:
@@ -205,9 +208,9 @@ def load_for_generation(checkpoint: str | Path):
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
-             precision: str = "fp32") -> dict[str, float]:
-    """The task's metrics of a saved model on the evaluation split of its (or another) data set."""
+             precision: str = "fp32", split: str = "test") -> dict[str, float]:
+    """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data set."""
     check(isinstance(batch_size, int) and batch_size > 0, f"batch_size must be a positive integer, got {batch_size!r}")
     model, task = load_for_evaluation(checkpoint, data)
     dev = resolve_device(device)
-    return evaluate_model(model.to(dev), task, dev, precision, batch_size)
+    return evaluate_model(model.to(dev), task, dev, precision, batch_size, split=split)

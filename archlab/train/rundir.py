@@ -32,10 +32,10 @@ LOCK_FILE = ".lock"
 # Settings that may change when a run is resumed; every other setting must match the saved run.
 RESUMABLE_CHANGES = {"max_steps", "epochs", "max_seconds", "save_every", "eval_every", "eval_batches", "keep_last",
                      "log_every", "device", "compile", "compile_backend", "tensorboard", "peak_flops",
-                     "early_stop_metric", "early_stop_patience"}
+                     "early_stop_metric", "early_stop_patience", "eval_batch_size"}
 # What --overwrite removes from an existing run directory (and nothing else).
 RUN_OUTPUTS = ("checkpoints", "tensorboard", METRICS_FILE, RUN_FILE, ckpt.MANIFEST_FILE, "config.json",
-               "model.safetensors", ckpt.TASK_FILE)
+               "model.safetensors", ckpt.TASK_FILE, "report.html")  # report.html: `archlab report RUN_DIR`
 
 
 def run_record(spec: RunSpec, r: Resolved) -> dict[str, Any]:

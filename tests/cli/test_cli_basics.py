@@ -1,4 +1,11 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
 import archlab
+from tests.conftest import REPO
 
 
 def test_version_and_help(cli):
@@ -40,3 +47,45 @@ def test_list_settings_shows_a_variants_own_defaults(cli):
 def test_bad_choice_exits_2(cli):
     r = cli("list", "--family", "nope")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+# What each command imports before it answers, in a fresh interpreter: --help, --version and
+# `list` must answer without torch (importing it takes seconds; these take a fraction of one).
+NO_TORCH = """
+import sys
+from archlab.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("TORCH" if "torch" in sys.modules else "NO TORCH", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["list"], ["list", "--family", "rnn"],
+                                  ["list", "--task", "lm"]],
+                         ids=" ".join)
+def test_help_version_and_list_answer_without_importing_torch(argv):
+    r = subprocess.run([sys.executable, "-c", NO_TORCH.format(argv=argv)], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip(), "printed nothing"
+    assert r.stderr.strip().splitlines()[-1] == "NO TORCH"
+
+
+def test_list_prints_what_the_live_registry_holds(cli):
+    r = cli("list", "--family", "transformer")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()[1:]
+    names = [line.split()[0] for line in lines]
+    assert names == archlab.list_models("transformer")
+    for name, line in zip(names, lines):
+        entry = archlab.model_info(name)
+        assert line.split(None, 1)[1].startswith(", ".join(entry.tasks)) and line.endswith(f"  {entry.description}")
+
+
+def test_a_command_chosen_builds_its_full_parser_the_others_stay_listed(cli):
+    r = cli("train", "--help")
+    assert r.returncode == 0 and "--max-steps" in r.stdout and "lm" in r.stdout  # tasks listed
+    r = cli("nosuchcommand")
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "train" in r.stderr

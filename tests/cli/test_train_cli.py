@@ -53,6 +53,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         (["--set", "lr"], "--set takes key=value, got 'lr'"),
         (["--data", str(tmp_path / "missing")], "missing' does not exist (expected a folder with one subfolder per class"),
         (["--config", str(tmp_path / "nope.yaml")], "is not a readable file"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--set", "optimizer=muon", "--set", "ns_steps=0"], "ns_steps must be >= 1, got 0"),
     ]
     for extra, message in cases:
         assert main(["train", *ARGS, *extra, "--out", str(out)]) == 2
@@ -110,10 +112,33 @@ def test_a_language_model_trains_offline_with_one_summary_and_the_metrics_once(t
     err = captured.err.splitlines()
     summary = [line for line in err if line.startswith("train gpt (")]
     assert len(summary) == 1, err
-    for part in ("parameters) on task lm", "data pythondocs (train ", "tokens, evaluation ", "cpu, ",
+    for part in ("parameters) on task lm", "data pythondocs (train ", "tokens, val ", "tokens, test ", "cpu, ",
                  "threads, fp32; 4 steps of 8 (", f"writing to {out}"):
         assert part in summary[0], (part, summary[0])
     progress = [line for line in err if line.startswith("step ")]
     assert [p.split(" | ")[:2] for p in progress][-1][0] == "step 4/4" and all(" | epoch 0.0" in p for p in progress)
     assert sum(line.startswith("done: step 4") for line in err) == 1
     assert [line.split()[0] for line in captured.out.splitlines()] == ["loss", "perplexity", "bpc"]
+
+
+# A run that does not compile never imports torch's compiler (torch._dynamo): importing it takes
+# about as long as importing torch, before the first step. Checked in a fresh interpreter.
+NO_COMPILER = """
+import sys
+from archlab.cli import main
+code = main({argv!r})
+print("exit", code, "COMPILER" if "torch._dynamo" in sys.modules else "NO COMPILER")
+"""
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "muon"])
+def test_a_training_run_does_not_import_the_compiler(tmp_path, optimizer):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    argv = ["train", *ARGS, "--set", f"optimizer={optimizer}", "--threads", "1", "--out", str(tmp_path / "run")]
+    r = subprocess.run([sys.executable, "-c", NO_COMPILER.format(argv=argv)], capture_output=True, text=True,
+                       timeout=300, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert r.stdout.strip().splitlines()[-1] == "exit 0 NO COMPILER", r.stderr[-2000:]

@@ -1,14 +1,19 @@
-"""The bake-off: budgets, row selection, a real (small) run through the trainer, and its reports."""
+"""The bake-off: plans, budgets, statistics, a real (small) run through the trainer, and its reports."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import shlex
 
 import pytest
 
-from archlab.compare import ROWS, Cell, Row, matrix_text, parse_budget, run_compare, select_archs, select_rows
-from archlab.compare.runner import MIN_CELL_SECONDS, cell_budget, check_budget
+from archlab.compare import (PLANS, ROWS, Cell, Row, matrix_text, parse_budget, parse_plan, run_compare, select_archs,
+                             select_rows, verdicts)
 from archlab.compare.report import write_reports
+from archlab.compare.runner import build_jobs, check_budget, plan_estimate
+from archlab.compare.stats import ranking, summarize, tied_with_best
 from archlab.errors import ConfigError
 
 
@@ -18,10 +23,39 @@ def test_budgets_parse_as_durations():
     for bad in ("soon", "5x", "0s", "m"):
         with pytest.raises(ConfigError, match="--budget"):
             parse_budget(bad)
+    with pytest.raises(ConfigError, match="too small to train anything"):
+        check_budget(5, n_runs=22)
+
+
+def test_plans_fix_every_cells_steps():
+    default, long = PLANS["default"], PLANS["long"]
+    for row in ROWS:
+        for cell in row.cells:
+            assert cell.steps > 0 and cell.seconds > 0, (row.key, cell.arch)
+            assert default.steps(row, cell) == cell.steps
+            assert long.steps(row, cell) > cell.steps
+    tenth = parse_plan("0.1")
+    images = ROWS[0]
+    assert tenth.steps(images, images.cells[1]) == round(images.cells[1].steps / 10)
+    assert parse_plan("x3").scale == 3 and parse_plan("LONG") is long
+    for bad in ("huge", "0", "-1", "nan"):
+        with pytest.raises(ConfigError, match="--plan"):
+            parse_plan(bad)
+
+
+def test_the_default_plan_is_estimated_at_five_minutes_or_less_on_two_cores(tmp_path):
+    jobs = build_jobs(list(ROWS), {r.key: list(r.cells) for r in ROWS}, tmp_path, plan=PLANS["default"], seeds=[0])
+    assert len(jobs) == sum(len(r.cells) for r in ROWS) + sum(bool(r.baselines) for r in ROWS)
+    estimate = plan_estimate(jobs, workers=2)
+    assert 120 < estimate <= 300, estimate
+    # Seeds multiply the work, workers divide it.
+    three = build_jobs(list(ROWS), {r.key: list(r.cells) for r in ROWS}, tmp_path, plan=PLANS["default"],
+                       seeds=[0, 1, 2])
+    assert plan_estimate(three, 2) > 2.5 * estimate and plan_estimate(jobs, 1) > 1.8 * estimate
 
 
 def test_rows_and_columns_are_chosen_by_name():
-    assert [r.key for r in select_rows(None)] == ["images", "series", "text"]
+    assert [r.key for r in select_rows(None)] == ["images", "series", "sunspots", "text", "tabular"]
     assert [r.key for r in select_rows(["co2", "images"])] == ["series", "images"]  # data set names work too
     with pytest.raises(ConfigError, match="rows: images"):
         select_rows(["audio"])
@@ -31,45 +65,70 @@ def test_rows_and_columns_are_chosen_by_name():
         select_archs(text, ["svm"])
 
 
-def test_every_row_spends_its_share_and_the_default_leaves_time_for_evaluation():
-    assert sum(r.share for r in ROWS) == pytest.approx(1.0)
-    training = sum(cell_budget(300, r, c) for r in ROWS for c in r.cells)
-    assert 0.5 * 300 < training < 0.8 * 300
-    with pytest.raises(ConfigError, match="too small to train anything"):
-        check_budget(5, list(ROWS))
-    smallest = min(cell_budget(300, r, c) for r in ROWS for c in r.cells)
-    assert smallest > 2 * MIN_CELL_SECONDS
+def test_intervals_are_student_t_and_a_winner_must_clear_the_runner_up():
+    s = summarize([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.3027
+    assert s.mean == 2.0 and s.ci95 == pytest.approx([2 - 4.302653 / math.sqrt(3), 2 + 4.302653 / math.sqrt(3)])
+    assert summarize([0.5]).ci95 is None
+    with pytest.raises(ConfigError, match="finite"):
+        summarize([1.0, math.nan])
+    apart = {"CNN": summarize([0.98, 0.981, 0.982]), "MLP": summarize([0.96, 0.962, 0.961])}
+    assert ranking(apart, higher_is_better=True) == (["CNN", "MLP"], "CNN")
+    close = {"CNN": summarize([0.98, 0.97, 0.99]), "MLP": summarize([0.975, 0.965, 0.985])}
+    assert ranking(close, True) == (["CNN", "MLP"], None) and tied_with_best(close, True) == ["CNN", "MLP"]
+    lower = {"GRU": summarize([0.45, 0.46, 0.44]), "RNN": summarize([0.52, 0.53, 0.51])}
+    assert ranking(lower, higher_is_better=False) == (["GRU", "RNN"], "GRU")
+    single = {"CNN": summarize([0.99]), "MLP": summarize([0.5])}
+    assert ranking(single, True) == (["CNN", "MLP"], None)  # one seed: no interval, no verdict
 
 
 def _digits_row(cells):
-    return Row("images", "images", "digits", "classify", "accuracy", True, 1.0, cells=tuple(cells),
-               settings={"batch_size": 32, "lr": 3e-3})
+    return Row("images", "images", "digits", "classify", "accuracy", True, cells=tuple(cells),
+               settings={"batch_size": 32, "lr": 3e-3}, baselines=("majority_class",))
 
 
 @pytest.mark.slow
-def test_a_real_run_trains_every_cell_and_reports_it(tmp_path):
-    row = _digits_row([Cell("MLP", "mlp", {"hidden": (64,)}), Cell("CNN", "lenet5", {"input_size": 28})])
-    # lenet5 cannot read 8x8 digits: the cell fails, the run goes on and says it is incomplete.
-    result = run_compare([row], {"images": list(row.cells)}, budget=8.0, out=tmp_path, log=lambda s: None)
+def test_a_real_run_trains_every_seed_of_every_cell_and_reports_it(tmp_path, cli):
+    row = _digits_row([Cell("MLP", "mlp", {"hidden": (64,)}, steps=40, seconds=1.0),
+                       Cell("CNN", "lenet5", {"input_size": 28}, steps=40, seconds=1.0)])
+    # lenet5 cannot read 8x8 digits with input_size=28: the cell fails, the run goes on and says it is incomplete.
+    result = run_compare([row], {"images": list(row.cells)}, tmp_path, plan=PLANS["default"], seeds=[0, 1],
+                         log=lambda s: None)
     mlp, cnn = result.rows[0].cells
-    assert mlp.status == "ok" and cnn.status == "failed" and "lenet5" in cnn.error.lower() + cnn.model
-    assert mlp.value == mlp.metrics["accuracy"] > 0.5  # 10 classes: chance is 0.1
-    assert mlp.params == 64 * 64 + 64 + 64 * 10 + 10
-    assert 0 < mlp.train_seconds < 30 and mlp.steps >= 10 and mlp.curve
+    assert mlp.status == "ok" and cnn.status == "failed" and "seed 0" in cnn.error
+    assert len(mlp.values) == 2 and mlp.value == pytest.approx(sum(mlp.values) / 2) and mlp.value > 0.5
+    low, high = mlp.summary.ci95
+    assert low < mlp.value < high
+    assert mlp.params == 64 * 64 + 64 + 64 * 10 + 10 and mlp.steps == 40
+    first = mlp.first
+    assert [step for step, _ in first.val_curve] == [5, 10, 15, 20, 25, 30, 35, 40]  # 8 validation points
+    assert first.curve and first.samples["n_test"] == 359 and len(first.samples["wrong"]) <= 12
     assert result.rows[0].baselines["majority_class"] == pytest.approx(0.1, abs=0.02)
-    assert len(mlp.samples) == 16 and not result.complete
+    assert not result.complete
 
     paths = write_reports(result, tmp_path)
     data = json.loads(paths["json"].read_text())
     row_json = data["rows"][0]
     assert row_json["dataset"] == "digits" and row_json["metric"] == "accuracy" and row_json["higher_is_better"]
-    assert set(row_json["results"]["MLP"]) >= {"value", "params", "train_seconds"}
+    entry = row_json["results"]["MLP"]
+    assert set(entry) >= {"value", "params", "train_seconds", "values", "ci95", "steps"}
+    assert entry["values"] == mlp.values and entry["ci95"] == [low, high] and entry["steps"] == 40
     assert row_json["results"]["CNN"]["status"] == "failed" and data["complete"] is False
+    assert data["mode"] == "fixed" and data["seeds"] == [0, 1]
     md, page = paths["markdown"].read_text(), paths["html"].read_text()
     assert "INCOMPLETE" in md and "INCOMPLETE" in page and "INCOMPLETE" in matrix_text(result)
-    assert "data:image/png;base64," in page and "images_curves.png" in md
-    assert (tmp_path / "images_predictions.png").stat().st_size > 1000
-    assert mlp.command.startswith("archlab train --task classify --model mlp --data digits")
+    assert "data:image/png;base64," in page and "images_curves.png" in md and "images_misclassified.png" in md
+    assert "±" in matrix_text(result) and "fixed work: plan default" in matrix_text(result)
+    assert any("images (digits)" in v for v in verdicts(result))
+
+    # The reproduce command is exact: run again, it gives the very same number.
+    command = first.command
+    assert command.startswith("archlab train --task classify --model mlp --data digits") and "--threads 1" in command
+    args = shlex.split(command)[1:]
+    args[args.index("--out") + 1] = str(tmp_path / "again")
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    printed = dict(line.split() for line in r.stdout.splitlines())
+    assert float(printed["accuracy"]) == pytest.approx(first.value, abs=1e-6)
 
 
 def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
@@ -81,9 +140,38 @@ def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
         (["--budget", "3s"], "too small to train anything"),
         (["--only", "audio"], "is not a row of the bake-off"),
         (["--archs", "svm"], "unknown architecture"),
+        (["--archs", ","], "names no architecture"),
         (["--budget", "a while"], "--budget takes a duration"),
+        (["--budget", "5m", "--plan", "long"], "exclude each other"),
+        (["--plan", "forever"], "--plan takes"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
         (["--out", str(tmp_path / "full")], "is not an empty directory"),
     ]:
         assert main(["compare", *args]) == 2, args
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err, (args, err)
     assert (tmp_path / "full" / "x").read_text() == "keep me"
+
+
+def test_the_table_fits_800_pixels_and_numbers_have_one_format(tmp_path):
+    from archlab.compare.plan import Plan
+    from archlab.compare.results import CellResult, CompareResult, RowResult, SeedRun
+
+    row = ROWS[0]
+    cells = []
+    for arch, values in (("MLP", [0.961, 0.964, 0.958]), ("CNN", [0.982, 0.985, 0.983])):
+        cell = CellResult("images", arch, "m", expected_runs=3)
+        cell.runs = [SeedRun(s, "ok", v, {"accuracy": v, "loss": 0.1}, steps=2000, params=61_706,
+                             command=f"archlab train ... --seed {s}") for s, v in enumerate(values)]
+        cells.append(cell)
+    result = CompareResult([RowResult(row, cells, {"svm": 0.968, "majority_class": 0.1})], "fixed",
+                           Plan("default").name, [0, 1, 2], str(tmp_path), "cpu", 1, 2, 0.0, estimate_seconds=280,
+                           wall_seconds=290)
+    page = write_reports(result, tmp_path)["html"].read_text()
+    main = re.search(r"<table class='main'>.*?</table>", page, re.S).group(0)
+    assert main.count("<th") <= 9 and "max-width:800px" in page  # a fixed-layout table no wider than 800 px
+    assert "98.3% ±0.4 *" in main and "RBF SVM 96.8%" in main  # accuracy as a percentage, the winner marked
+    assert re.search(r"\b0\.98\d\b", page) is None  # never a raw fraction
+    text = matrix_text(result)
+    assert "98.3% ±0.4 *" in text and "0.97x" not in text and "1.04x" in text  # time against the estimate

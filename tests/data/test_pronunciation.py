@@ -63,3 +63,17 @@ def test_symbol_tokenizers_for_the_task(cmu):
     assert restored == phonemes
     with pytest.raises(ConfigError, match="encodes a sequence of symbols, got the str"):
         phonemes.encode("T AH")
+
+
+def test_the_edit_alignment_lists_the_fewest_edits_in_order():
+    from archlab.data.pronunciation import edit_alignment, edit_distance
+
+    pred, ref = ("T", "AH0", "M", "EY1", "T"), ("T", "AH0", "M", "AA1", "T", "OW2")
+    pairs = edit_alignment(pred, ref)
+    assert pairs == [("=", "T", "T"), ("=", "AH0", "AH0"), ("=", "M", "M"), ("~", "EY1", "AA1"), ("=", "T", "T"),
+                     ("-", None, "OW2")]
+    assert [p for _, p, _ in pairs if p is not None] == list(pred)  # reading the pairs gives both sides back
+    assert [r for _, _, r in pairs if r is not None] == list(ref)
+    for a, b in [("kitten", "sitting"), ("", "abc"), ("abc", ""), ("abcdef", "azced"), ("aaa", "aaa")]:
+        assert sum(op != "=" for op, _, _ in edit_alignment(a, b)) == edit_distance(a, b)
+    assert edit_alignment(("X", "A"), ("A",)) == [("+", "X", None), ("=", "A", "A")]

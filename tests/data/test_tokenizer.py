@@ -130,3 +130,17 @@ def test_fit_tokenizer_by_name_with_a_mask_token():
         fit_tokenizer("unigram", texts)
     with pytest.raises(ConfigError, match="specials must be among <pad>, <bos>, <eos>, <unk>, <mask>, got"):
         fit_tokenizer("char", texts, specials=("<cls>",))
+
+
+def test_char_encoding_is_vectorised_and_equal_to_the_lookup_character_by_character():
+    text = "Ünïcödé — and ASCII, tabs\tand\nnewlines; 😀 too"
+    tok = CharTokenizer.fit(text)
+    ids = tok.encode_array(text)
+    assert ids is not None and ids.tolist() == [tok.token_to_id(ch) for ch in text] == tok.encode(text)
+    assert tok.decode(tok.encode(text)) == text
+    # A character outside the vocabulary: no fast path; <unk> where the tokenizer has one, else an error.
+    assert tok.encode_array("a?") is None and tok.encode_array("\u2603") is None
+    with_unk = CharTokenizer.fit("abc", specials=["<unk>"])
+    assert with_unk.encode("abz") == [1, 2, 0]
+    with pytest.raises(ConfigError, match="'z' is not in the vocabulary"):
+        CharTokenizer.fit("abc").encode("abz")

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 import archlab.nn as anl
+from archlab.errors import ConfigError
 from archlab.inspect import example_inputs, summarize
 from archlab.registry import create_model
 from archlab.utils.runtime import count_parameters
@@ -123,6 +124,9 @@ def test_example_inputs_follow_each_kind_of_model():
         (create_model("rnn_forecaster", hidden_size=8), "window", [(1, 48, 1)]),
         (create_model("rnn_classifier", hidden_size=8), "sequence", [(1, 64, 28)]),
         (create_model("rnn_classifier", hidden_size=8, vocab_size=30), "tokens", [(1, 64)]),
+        (create_model("ft_transformer", num_numeric=3, cat_cardinalities=(4, 2), num_layers=1, d_token=8,
+                      num_heads=2), "table", [(1, 3), (1, 2)]),
+        (create_model("tabular_mlp", num_numeric=5), "table", [(1, 5), (1, 0)]),
     ]
     for model, kind, shapes in cases:
         example = example_inputs(model)
@@ -135,3 +139,9 @@ def test_example_inputs_follow_each_kind_of_model():
     src, tgt = example_inputs(cases[6][0]).args
     assert int(src.min()) > 2 and int(tgt.min()) > 2  # no pad, bos or eos ids
     assert example_inputs(cases[0][0], shape=(2, 1, 28, 28)).shapes == [(2, 1, 28, 28)]
+    table = cases[-1][0]  # a table model's columns fix its inputs
+    assert example_inputs(table, batch_size=4).shapes == [(4, 5), (4, 0)]
+    with pytest.raises(ConfigError, match="--input-size does not apply to tabular_mlp"):
+        example_inputs(table, shape=(2, 5))
+    with pytest.raises(ConfigError, match="--seq-len is for sequence models; a table model reads rows"):
+        example_inputs(table, seq_len=4)

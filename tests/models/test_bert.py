@@ -47,6 +47,23 @@ def test_outputs_and_shapes():
     assert tiny(pooler=False)(ids).pooler_output is None
 
 
+def test_inference_on_padded_batches_skips_the_padding_and_gives_the_same_states():
+    # In eval mode a padded batch runs its layers on the real tokens only; in training mode (dropout
+    # 0: the same function) every position is computed. Real tokens agree; padding comes out as zeros.
+    model = tiny(dropout=0.0, attention_dropout=0.0).double()
+    ids = torch.randint(1, 50, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 4:] = 0
+    mask[2, 1:] = 0
+    full = model.train()(ids, attention_mask=mask).last_hidden_state
+    packed = model.eval()(ids, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    torch.testing.assert_close(packed[real], full[real], atol=1e-12, rtol=0)
+    assert (packed[~real] == 0).all()
+    # The pooled sentence embedding only reads real tokens, so it is the same either way.
+    torch.testing.assert_close(mean_pool(packed, mask), mean_pool(full, mask), atol=1e-12, rtol=0)
+
+
 def test_mlm_decoder_is_tied_to_the_word_embeddings():
     model = tiny(head="mlm", pooler=False)
     names = [n for n, _ in model.named_parameters()]

@@ -1,5 +1,7 @@
 """Every registered model, built small: it declares its capabilities, runs forward and backward on
-the input its interface declares, and every parameter gets a gradient."""
+the input its interface declares, and every parameter gets a gradient. A model fitted by its own
+algorithm (its class declares ``fitted = True``: gradient-boosted trees) has no parameter to check:
+it fits its example input and must then predict it."""
 
 from __future__ import annotations
 
@@ -55,8 +57,8 @@ def tensors(x):
     return []
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_every_model_runs_forward_and_backward_and_every_parameter_learns(name):
+def declared(name):
+    """The model of ``name`` built small, after checking what its registry entry declares."""
     entry = model_info(name)
     assert entry.interfaces, f"{name} declares no capability"
     assert all(issubclass(i, Capability) for i in entry.interfaces)
@@ -64,11 +66,40 @@ def test_every_model_runs_forward_and_backward_and_every_parameter_learns(name):
     torch.manual_seed(0)
     model = create_model(name, **small_config(name)).train()
     assert type(model) is entry.model_class and type(model.config) is entry.config_class
+    assert model.fitted is entry.fitted
+    return model
+
+
+STEPPED = [n for n in list_models() if not model_info(n).fitted]
+FITTED = [n for n in list_models() if model_info(n).fitted]
+
+
+@pytest.mark.parametrize("name", STEPPED)
+def test_every_model_runs_forward_and_backward_and_every_parameter_learns(name):
+    model = declared(name)
     out = model(*model.example_input(batch_size=2))
     loss = sum(t.float().pow(2).mean() for t in tensors(out))
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"{name}: no gradient for {missing}"
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("name", FITTED)
+def test_every_fitted_model_fits_its_example_input_and_predicts_it(name):
+    model = declared(name)
+    assert not list(model.parameters())  # nothing for an optimiser: the model is fitted instead
+    args = model.example_input(batch_size=64)
+    y = (args[0].flatten(1)[:, 0] > 0).long()  # two classes that the first input decides
+    model.fit((*args, y), seed=0)
+    out = model(*args)
+    assert out.shape[0] == 64 and torch.isfinite(out).all()
+    assert (out.argmax(-1) == y).float().mean() >= 0.9
+    assert model.num_parameters() > 0  # what the fit learned (thresholds and leaf values for trees)
+
+
+def test_some_model_is_fitted_and_some_is_trained_by_steps():
+    assert STEPPED and FITTED
 
 
 def test_every_interface_has_its_task_and_every_task_its_models():

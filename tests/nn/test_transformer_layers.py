@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from archlab.errors import ConfigError
 from archlab.nn import (
-    FeedForward, LayerNorm, LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TransformerDecoderLayer,
-    TransformerEncoderLayer, set_impl,
+    FeedForward, LayerNorm, LearnedPositionalEmbedding, PackedTokens, SinusoidalPositionalEncoding,
+    TransformerDecoderLayer, TransformerEncoderLayer, set_impl,
 )
 
 D, NH, FF, N, T, S = 16, 4, 24, 3, 5, 6
@@ -143,6 +143,26 @@ def test_encoder_layer_matches_torch(impl, norm_first, activation, batch_first):
         torch.testing.assert_close(out_o, out_t, atol=TOL, rtol=0)
         for a, b in zip(_grads(out_o, [x, *ours.parameters()]), _grads(out_t, [x, *ref.parameters()])):
             torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_on_packed_real_tokens_equals_the_padded_batch(impl, norm_first):
+    layer = set_impl(TransformerEncoderLayer(D, NH, FF, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                             dtype=f64), impl).eval()
+    x = torch.randn(4, T, D, dtype=f64)
+    keep = torch.ones(4, T, dtype=torch.bool)
+    keep[1, 3:] = False
+    keep[2, 1:] = False  # a one-token sentence
+    keep[3, :] = False   # an empty one: no real token, nothing to compute, no NaN anywhere
+    tokens = PackedTokens(keep)
+    assert tokens.index.tolist() == [b * T + t for b in range(4) for t in range(T) if keep[b, t]]
+    packed = layer.forward_packed(tokens.pack(x), tokens)  # (N, D)
+    assert packed.shape == (int(keep.sum()), D)
+    padded = layer(x, src_key_padding_mask=~keep)
+    torch.testing.assert_close(packed, padded[keep], atol=1e-12, rtol=0)  # float64: the same sums
+    back = tokens.unpack(packed)
+    assert back.shape == x.shape and (back[~keep] == 0).all() and torch.equal(back[keep], packed)
 
 
 @pytest.mark.parametrize("impl", ["reference", "fused"])

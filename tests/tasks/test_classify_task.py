@@ -65,7 +65,7 @@ def test_epochs_set_the_number_of_steps_and_other_data_is_refused(tmp_path):
     out = tmp_path / "run"
     settings = {"hidden": "16", "batch_size": 100, "epochs": 1.5, "max_steps": 0, "log_every": 100}
     result = train(RunSpec(task="classify", model="mlp", data="digits", out=out, settings=settings))
-    assert result["step"] == 22  # ceil(1.5 * 1437 training images / 100)
+    assert result["step"] == 20  # ceil(1.5 * 1,295 training images / 100): 1,438 less 143 for validation
     # A model trained on the 10 digit classes cannot be evaluated on a folder of 3 classes.
     from PIL import Image
 
@@ -100,3 +100,16 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
     assert torch.equal(torch.cat(halves), x1)  # two processes see the one global batch
     with pytest.raises(ConfigError, match="shift must be an integer >= 0"):
         ClassifyConfig(shift=-1)
+
+
+def test_the_validation_images_are_a_fixed_stratified_share_of_the_training_split(task):
+    assert len(task.val_y) == 143 and len(task.train_y) == 1_438 - 143 and len(task.test_y) == 359
+    rows = lambda x: {tuple(r) for r in x.flatten(1).tolist()}  # noqa: E731
+    assert not rows(task.val_x) & rows(task.train_x)  # held out: never trained on
+    counts = torch.bincount(task.val_y, minlength=10)
+    assert counts.min() >= 13 and counts.max() <= 16  # every digit about 10% of its training images
+    assert torch.equal(ClassifyTask(ClassifyConfig(), "digits").val_y, task.val_y)  # the same for every run
+    none = ClassifyTask(ClassifyConfig(val_fraction=0.0), "digits")
+    assert none.eval_splits == ("test",) and len(none.train_y) == 1_438
+    with pytest.raises(ConfigError, match="has no val split"):
+        next(none.eval_batches(8, "val"))

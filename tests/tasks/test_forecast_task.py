@@ -87,8 +87,10 @@ def known_forecaster(task, slope: float):
 def test_metrics_are_exact_where_the_answer_is_known(linear, toy):
     # On v_t = t, a forecaster of x_t + k is exact everywhere, its horizon 3 rolled over the 4 test values.
     task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), linear)
-    m = evaluate_model(known_forecaster(task, 1.0), task, torch.device("cpu"), "fp32", batch_size=3)
-    assert m == pytest.approx({"rmse": 0.0, "mae": 0.0, "rmse_1step": 0.0, "mae_1step": 0.0, "loss": 0.0}, abs=1e-9)
+    for split in ("test", "val"):
+        m = evaluate_model(known_forecaster(task, 1.0), task, torch.device("cpu"), "fp32", batch_size=3, split=split)
+        assert m == pytest.approx({"rmse": 0.0, "mae": 0.0, "rmse_1step": 0.0, "mae_1step": 0.0, "loss": 0.0},
+                                  abs=1e-9)
     # With slope 0 it is the naive forecast: the same scores as the baseline, whatever the batching.
     task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), toy)
     model = known_forecaster(task, 0.0)
@@ -96,8 +98,15 @@ def test_metrics_are_exact_where_the_answer_is_known(linear, toy):
         m = evaluate_model(model, task, torch.device("cpu"), "fp32", batch_size=batch_size)
         naive = task.baselines()["naive"]
         assert {k: m[k] for k in naive} == pytest.approx(naive, abs=1e-9)
+    # The validation split is forecast from the training part alone: the naive forecast repeats its last value.
+    val = evaluate_model(model, task, torch.device("cpu"), "fp32", batch_size=3, split="val")
+    lo, hi = task.split_bounds("val")
+    errors = task.values[lo:hi] - task.values[lo - 1]
+    assert val["mae"] == pytest.approx(abs(errors).mean(), abs=1e-6)
     dates, actual, predicted = task.forecast_test(model)
     assert dates.tolist() == [36, 37, 38, 39] and actual.tolist() == [36, 39, 37, 40]
+    # The one-step forecasts behind rmse_1step, for plots: here the naive ones.
+    assert task.one_step_test(model) == pytest.approx(task.baseline_forecasts(one_step=True)["naive"])
     assert predicted == pytest.approx([36.0] * 4)
 
 

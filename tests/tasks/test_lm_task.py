@@ -27,7 +27,10 @@ def text_file(tmp_path):
 def test_blocks_are_next_token_pairs_from_the_text(text_file):
     task = LMTask(LMConfig(block_size=16), text_file)
     assert task.tokenizer.vocab_size == len(set(TEXT))
-    assert len(task.val_tokens) == int(len(TEXT) * 0.1)  # the 10% tail
+    assert len(task.test_tokens) == int(len(TEXT) * 0.1)  # the 10% tail: test
+    assert len(task.val_tokens) == int(len(TEXT) * 0.05)  # the 5% before it: validation
+    assert torch.equal(torch.cat([task.train_tokens, task.val_tokens, task.test_tokens]),
+                       torch.tensor(task.tokenizer.encode(TEXT)))
     x, y = task.train_batch(position=3, batch_size=8, seed=0, shard=slice(0, 8))
     assert x.shape == y.shape == (8, 16) and x.dtype == torch.long
     assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
@@ -37,10 +40,11 @@ def test_blocks_are_next_token_pairs_from_the_text(text_file):
     x2, _ = task.train_batch(3, 8, 0, slice(4, 8))
     assert torch.equal(x2, x[4:])
     assert not torch.equal(task.train_batch(4, 8, 0, slice(0, 8))[0], x)
-    # Validation: consecutive non-overlapping blocks, the same every time.
-    blocks = [b[0] for b in task.eval_batches(batch_size=4)]
-    assert sum(len(b) for b in blocks) == (len(task.val_tokens) - 1) // 16
-    assert torch.equal(torch.cat(blocks).flatten(), task.val_tokens[: 16 * sum(len(b) for b in blocks)])
+    # Held-out text: consecutive non-overlapping blocks, the same every time.
+    for split, tokens in (("test", task.test_tokens), ("val", task.val_tokens)):
+        blocks = [b[0] for b in task.eval_batches(batch_size=4, split=split)]
+        assert sum(len(b) for b in blocks) == (len(tokens) - 1) // 16
+        assert torch.equal(torch.cat(blocks).flatten(), tokens[: 16 * sum(len(b) for b in blocks)])
 
 
 def test_model_fields_and_metrics(text_file):
@@ -51,8 +55,13 @@ def test_model_fields_and_metrics(text_file):
     m = task.metrics({"loss_sum": 2.0 * 50, "count": 50.0})
     assert m["loss"] == pytest.approx(2.0) and m["perplexity"] == pytest.approx(math.exp(2.0))
     assert m["bpc"] == pytest.approx(2.0 / math.log(2))
-    with pytest.raises(ConfigError, match="the validation text has 270 tokens, block_size=400 needs at least 401"):
+    with pytest.raises(ConfigError, match="the test text has 270 tokens, block_size=400 needs at least 401"):
         LMTask(LMConfig(block_size=400), text_file)
+    with pytest.raises(ConfigError, match="the validation text has 135 tokens, block_size=200 needs at least 201"):
+        LMTask(LMConfig(block_size=200), text_file)
+    assert LMTask(LMConfig(block_size=200, val_fraction=0), text_file).eval_splits == ("test",)
+    with pytest.raises(ConfigError, match="task 'lm' on --data .* has no val split"):
+        LMTask(LMConfig(block_size=200, val_fraction=0), text_file).check_split("val")
 
 
 @pytest.mark.parametrize("model, sizes", [

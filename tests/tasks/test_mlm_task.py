@@ -71,12 +71,15 @@ def test_masks_depend_only_on_seed_and_position(task):
     assert torch.equal(xs, x[4:]) and torch.equal(ys, y[4:])
     assert not torch.equal(task.train_batch(6, 8, 3, slice(0, 8))[1], y)
     assert not torch.equal(task.train_batch(5, 8, 4, slice(0, 8))[1], y)
-    # Validation: fixed masks, whatever the batch size.
-    by3 = [torch.cat(parts) for parts in zip(*task.eval_batches(3))]
-    by7 = [torch.cat(parts) for parts in zip(*task.eval_batches(7))]
-    assert all(torch.equal(a, b) for a, b in zip(by3, by7))
-    n_blocks = len(task.val_tokens) // 32  # consecutive blocks of the validation text
-    assert torch.equal(originals(*by3).flatten(), task.val_tokens[: 32 * n_blocks])
+    # Held-out text: fixed masks, whatever the batch size; consecutive blocks of each split's text.
+    for split, tokens in (("test", task.test_tokens), ("val", task.val_tokens)):
+        by3 = [torch.cat(parts) for parts in zip(*task.eval_batches(3, split))]
+        by7 = [torch.cat(parts) for parts in zip(*task.eval_batches(7, split))]
+        assert all(torch.equal(a, b) for a, b in zip(by3, by7))
+        n_blocks = len(tokens) // 32
+        assert n_blocks > 0 and torch.equal(originals(*by3).flatten(), tokens[: 32 * n_blocks])
+    # train | val | test in order, nothing lost or shared.
+    assert len(task.test_tokens) == int(0.1 * sum(map(len, (task.train_tokens, task.val_tokens, task.test_tokens))))
 
 
 def test_model_fields_and_metrics(task, prose):
@@ -85,8 +88,11 @@ def test_model_fields_and_metrics(task, prose):
         "vocab_size": V, "pad_token_id": 0, "head": "mlm"}
     m = task.metrics({"loss_sum": 1.5 * 40, "correct": 10.0, "count": 40.0})
     assert m == pytest.approx({"loss": 1.5, "accuracy": 0.25, "perplexity": math.exp(1.5)})
-    with pytest.raises(ConfigError, match="the validation text has .* tokens, block_size=5000 needs at least 5000"):
+    with pytest.raises(ConfigError, match="the test text has .* tokens, block_size=5000 needs at least 5000"):
         MLMTask(MLMConfig(block_size=5000), prose)
+    with pytest.raises(ConfigError, match="the validation text has .* tokens, block_size=500 needs at least 500"):
+        MLMTask(MLMConfig(block_size=500, val_fraction=0.01), prose)
+    assert MLMTask(MLMConfig(block_size=500, val_fraction=0.0), prose).eval_splits == ("test",)
     with pytest.raises(ConfigError, match=r"mlm_probability must be in \(0, 1\), got 1.5"):
         MLMConfig(mlm_probability=1.5)
 

@@ -186,12 +186,16 @@ def test_the_loss_is_teacher_forced_cross_entropy(g2p, name, config):
     assert sums["words"] == 16
 
 
-def test_evaluation_batches_cover_the_test_words_once_shortest_first(g2p):
-    batches = list(g2p.eval_batches(128))
-    index = torch.cat([i for _, _, i in batches]).tolist()
-    assert sorted(index) == list(range(300))
-    lengths = [len(g2p.test[i][0]) for i in index]
-    assert lengths == sorted(lengths)
+def test_evaluation_batches_cover_the_held_out_words_once_shortest_first(g2p):
+    for split, words, n in (("test", g2p.test, 300), ("val", g2p.val, 3_000)):
+        batches = list(g2p.eval_batches(128, split))
+        index = torch.cat([i for _, _, i, _ in batches]).tolist()
+        assert sorted(index) == list(range(n)) and len(words) == n
+        lengths = [len(words[i][0]) for i in index]
+        assert lengths == sorted(lengths)
+    # The dictionary's validation words are neither trained on nor tested.
+    trained = {source for source, _ in g2p._train_text}
+    assert not trained & {w for w, _ in g2p.val} and not {w for w, _ in g2p.test} & {w for w, _ in g2p.val}
 
 
 def run_g2p(tmp_path, model, config, steps, **extra):

@@ -36,7 +36,7 @@ def test_values_parse_with_the_field_type():
 
 
 def test_trainer_fields_are_checked():
-    with pytest.raises(ConfigError, match="optimizer must be one of \\('adamw', 'sgd'\\), got 'adam'"):
+    with pytest.raises(ConfigError, match="optimizer must be one of \\('adamw', 'sgd', 'muon'\\), got 'adam'"):
         TrainConfig(optimizer="adam")
     with pytest.raises(ConfigError, match="batch_size=10 must be divisible by grad_accum=4"):
         TrainConfig(batch_size=10, grad_accum=4)
@@ -93,3 +93,33 @@ def test_recipe_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="must end in .yaml, .yml or .toml"):
         (tmp_path / "r.json").write_text("{}")
         load_config_file(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize("ours_cls, torch_cls, kw", [
+    ("AdamW", torch.optim.AdamW, dict(lr=0.01, betas=(0.9, 0.95), weight_decay=0.1)),
+    ("SGD", torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+])
+def test_the_trainers_optimisers_step_exactly_as_torchs(ours_cls, torch_cls, kw):
+    # archlab.train.eager's optimisers only skip torch.compile's guards: the same numbers, bit for bit,
+    # the same state_dict, and a closure still runs with gradients enabled.
+    from archlab.train import eager
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 3)
+    b = torch.nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    ours, theirs = getattr(eager, ours_cls)(a.parameters(), **kw), torch_cls(b.parameters(), **kw)
+    assert isinstance(ours, torch_cls)
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        for model, opt in ((a, ours), (b, theirs)):
+            def closure(model=model, opt=opt):
+                opt.zero_grad()
+                loss = model(x).pow(2).mean()
+                loss.backward()
+                return loss
+            loss = opt.step(closure)
+            assert loss.grad_fn is not None  # the closure ran with gradients on
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q) and p.requires_grad
+    assert str(ours.state_dict()) == str(theirs.state_dict())

@@ -41,6 +41,12 @@ def test_classify_learns_and_final_model_loads(tmp_path):
     ckpt.verify(out)
     # evaluate() on the saved model gives exactly the metrics the run reported.
     assert evaluate(out, batch_size=32) == pytest.approx(result["metrics"], rel=1e-12)
+    assert evaluate(out, batch_size=32, split="val") == pytest.approx(result["val_metrics"], rel=1e-12)
+    # Validation during training and at the end; the test split once, at the end.
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [40, 80]
+    assert [r["step"] for r in records if r["split"] == "test"] == [80]
+    assert result["val_metrics"] != result["metrics"]
     # The trainer state is plain tensors and containers: weights-only loading reads it.
     state = torch.load(out / "checkpoints" / "step-00000080" / ckpt.STATE_FILE, weights_only=True)
     assert state["step"] == 80 and state["data_position"] == 80
