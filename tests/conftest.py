@@ -47,3 +47,62 @@ def run_cli(*args: str, cwd=None, timeout: float = 600, env=None) -> subprocess.
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Tiny runs of every task, trained once per test session on first use (a few seconds each), for the
+# tests of commands that read a run directory (archlab explain, its browser test).
+TINY_RUNS = {
+    "lenet": ("classify", "lenet5", "digits", {"input_size": 8, "activation": "relu", "pooling": "max",
+                                               "batch_size": 32, "lr": 3e-3, "max_steps": 30}),
+    "gpt": ("lm", "gpt", "prose", {"n_layer": 2, "n_head": 2, "d_model": 32, "block_size": 32, "batch_size": 16,
+                                   "lr": 1e-2, "max_steps": 30}),
+    "lstm_lm": ("lm", "lstm_lm", "prose", {"embed_dim": 16, "hidden_size": 32, "num_layers": 1, "dropout": 0.0,
+                                           "block_size": 32, "batch_size": 16, "lr": 1e-2, "max_steps": 30}),
+    "g2p_rnn": ("seq2seq", "seq2seq_rnn", "cmudict", {"cell": "lstm", "embed_dim": 16, "hidden_size": 32,
+                                                      "dropout": 0.0, "train_words": 500, "eval_words": 20,
+                                                      "batch_size": 32, "lr": 3e-3, "max_steps": 20}),
+    "g2p_transformer": ("seq2seq", "transformer", "cmudict", {"d_model": 32, "nhead": 2, "num_encoder_layers": 1,
+                                                              "num_decoder_layers": 1, "dim_feedforward": 64,
+                                                              "dropout": 0.0, "train_words": 500, "eval_words": 20,
+                                                              "batch_size": 32, "lr": 3e-3, "max_steps": 20}),
+    "bert_textclass": ("textclass", "bert", None, {"hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                                                   "intermediate_size": 64, "max_position_embeddings": 32,
+                                                   "max_length": 24, "batch_size": 32, "lr": 1e-3, "max_steps": 20}),
+    "bert_mlm": ("mlm", "bert", "prose", {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                                          "max_position_embeddings": 32, "block_size": 32, "batch_size": 16,
+                                          "lr": 1e-3, "max_steps": 20}),
+    "gru_forecaster": ("forecast", "gru_forecaster", "co2", {"batch_size": 32, "lr": 1e-2, "max_steps": 20}),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``tiny_run(name)``: the run directory of ``TINY_RUNS[name]``, trained on first use.
+
+    "prose" is scikit-learn's data set descriptions (real English, installed with the package)."""
+    root = tmp_path_factory.mktemp("tiny_runs")
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            import sklearn
+
+            from archlab.train import RunSpec, train
+
+            task, model, data, settings = TINY_RUNS[name]
+            if data == "prose":
+                data = root / "prose.txt"
+                if not data.exists():
+                    descr = sorted((Path(sklearn.__file__).parent / "datasets" / "descr").glob("*.rst"))
+                    data.write_text("\n".join(p.read_text(encoding="utf-8") for p in descr), encoding="utf-8")
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                train(RunSpec(task=task, model=model, data=str(data) if data else None, out=root / name,
+                              settings={**settings, "log_every": 1000}))
+            finally:
+                torch.set_num_threads(threads)
+            made[name] = root / name
+        return made[name]
+
+    return get

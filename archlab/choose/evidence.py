@@ -142,23 +142,24 @@ def pick_winner(trials: list[Trial], rule_pick: Candidate, higher: bool, tie: st
     return pick.candidate if pick is not None and pick.value == best.value else best.candidate
 
 
-def compare_table(profile: Profile, evidence: Evidence) -> str:
-    """The evidence as ``archlab compare`` prints a row (its matrix: metric, parameters, seconds)."""
-    from archlab.compare import Cell, CellResult, CompareResult, Row, RowResult, matrix_text
+def compare_table(profile: Profile, evidence: Evidence, seed: int = 0) -> str:
+    """The evidence as ``archlab compare`` prints a row (its matrix: metric, parameters, steps, seconds)."""
+    from archlab.compare import Cell, CellResult, CompareResult, Row, RowResult, SeedRun, matrix_text
 
     cells, results = [], []
     for t in evidence.trials:
         arch = ARCH_OF_FAMILY[t.candidate.family]
-        cells.append(Cell(arch, t.candidate.model, t.candidate.settings))
-        results.append(CellResult(profile.kind, arch, t.candidate.model, status="failed" if t.error else "ok",
-                                  value=t.value, metrics=t.metrics, params=t.params, train_seconds=t.train_seconds,
-                                  steps=t.steps, error=t.error))
-    # The winner first: on a tie of the metric, the matrix marks the first cell (the tie-break picked it).
-    order = sorted(range(len(results)), key=lambda i: evidence.trials[i].candidate is not evidence.winner)
+        cells.append(Cell(arch, t.candidate.model, t.candidate.settings, t.steps))
+        run = SeedRun(seed, status="failed" if t.error else "ok", value=t.value, metrics=t.metrics, steps=t.steps,
+                      train_seconds=t.train_seconds, params=t.params, error=t.error)
+        results.append(CellResult(profile.kind, arch, t.candidate.model, runs=[run]))
+    order = range(len(results))  # the matrix puts the columns in compare's order of architectures
     row = Row(profile.kind, profile.kind, f"{Path(profile.data).name} (validation)", profile.task, evidence.metric,
-              evidence.higher_is_better, 1.0, tuple(cells[i] for i in order))
-    table = CompareResult([RowResult(row, [results[i] for i in order])], 0.0, "", 0, "", 0.0,
-                          wall_seconds=evidence.seconds)
+              evidence.higher_is_better, tuple(cells[i] for i in order))
+    table = CompareResult([RowResult(row, [results[i] for i in order])], "fixed", "evidence", [seed], "", "", 1, 1,
+                          0.0, wall_seconds=evidence.seconds)
     text = matrix_text(table)
-    # compare's footer speaks of its budget; here every candidate had a fixed number of steps.
-    return text.rsplit("\n", 1)[0] + f"* best on the validation split · {evidence.seconds:.0f} s in all"
+    # compare's footer speaks of seeds and its plan; here every candidate had one seed and fixed steps.
+    text = text.rsplit("\n", 3)[0]
+    best = f"{evidence.winner.model} is best on the validation split" if evidence.winner else "no candidate finished"
+    return f"{text}\n{best} · {evidence.seconds:.0f} s in all"

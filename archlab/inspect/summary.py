@@ -24,10 +24,12 @@ Totals are the model's, not sums of rows: ``total_params`` is ``count_parameters
 forward pass, ``param_bytes`` the memory of the parameters (each tensor once) and
 ``buffer_bytes`` that of the buffers (running statistics, position tables).
 
-A module the forward pass did not call -- unused, or used through a method other than
-``forward`` (``attn.attend(...)``), whose work then counts in its caller -- is listed with
-``calls == 0`` at the end of its parent's rows; containers whose children run (``ModuleList``)
-are left out.
+A module counts as called whether it ran through ``forward`` or through one of the other entry
+points of ``archlab.inspect.calls`` (``attn.attend(...)`` in GPT, ViT and BERT). A module the forward
+pass did not call is listed with ``calls == 0`` at the end of its parent's rows; containers whose
+children run (``ModuleList``) are left out.
+
+``Summary.to_dict()`` is the table as plain JSON-able data (``archlab summary --json``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
 from archlab.errors import check
+from archlab.inspect.calls import watch_calls
 from archlab.utils.flops import counting_flops
 from archlab.utils.runtime import count_parameters
 
@@ -88,6 +91,15 @@ class Summary:
             if info.name == name:
                 return info
         raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain data (lists for shapes), in table order; what ``--json`` writes."""
+        return {"model_type": self.model_type, "input_shapes": [list(s) for s in self.input_shapes],
+                "total_params": self.total_params, "trainable_params": self.trainable_params,
+                "non_trainable_params": self.non_trainable_params, "flops": self.flops,
+                "param_bytes": self.param_bytes, "buffer_bytes": self.buffer_bytes,
+                "layers": [{**dataclasses.asdict(r), "output_shapes": [list(s) for s in r.output_shapes]}
+                           for r in self.layers]}
 
     def to_text(self, depth: int = 3) -> str:
         """A table of the rows nested ``depth`` deep or less (0: the model only), then the totals."""
@@ -164,15 +176,8 @@ def summarize(model: nn.Module, inputs: Any, **forward_kwargs: Any) -> Summary:
             if info.calls == 1 and not info.output_shapes:
                 info.output_shapes = tensor_shapes(output)
 
-        handles = []
-        try:
-            for m in modules.values():
-                handles.append(m.register_forward_pre_hook(pre_hook))
-                handles.append(m.register_forward_hook(post_hook))
+        with watch_calls(model, pre_hook, post_hook):
             model(*args, **forward_kwargs)
-        finally:
-            for h in handles:
-                h.remove()
         total_flops = counter.get_total_flops()
 
     layers = _tree_order(model, modules, names, rows, parents)

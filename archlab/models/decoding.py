@@ -35,6 +35,29 @@ def check_sampling_args(temperature: float, top_k: int | None, top_p: float | No
     check(top_p is None or 0.0 < top_p <= 1.0, f"top_p must be in (0, 1] or None, got {top_p}")
 
 
+def next_token_probs(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> torch.Tensor:
+    """The distribution ``sample_next`` draws from: softmax(logits / T) cut to the top-k and to the
+    nucleus of top-p, renormalised; logits (..., V) -> probabilities (..., V) in fp32.
+
+    temperature: p_i ∝ exp(z_i / T);  top_k: keep the k largest;  top_p (nucleus): keep the smallest
+    set of tokens whose probabilities add up to at least p (applied after top-k).
+    """
+    check_sampling_args(temperature, top_k, top_p)
+    z = logits.float() / temperature
+    if top_k is not None and top_k < z.size(-1):
+        kth = torch.topk(z, top_k, dim=-1).values[..., -1:]  # (..., 1)
+        z = z.masked_fill(z < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_z, order = torch.sort(z, dim=-1, descending=True)
+        cum = sorted_z.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a token when the tokens before it already reach top_p (the first one always stays).
+        drop_sorted = (cum - sorted_z.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        z = z.masked_fill(drop, float("-inf"))
+    return z.softmax(dim=-1)
+
+
 def sample_next(
     logits: torch.Tensor,
     *,
@@ -44,26 +67,12 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Pick the next token from ``logits`` (B, V): argmax, or a sample from the filtered softmax.
-
-    temperature: p_i ∝ exp(z_i / T);  top_k: keep the k largest;  top_p (nucleus): keep the smallest
-    set of tokens whose probabilities add up to at least p. Returns (B,) token ids.
-    """
+    """Pick the next token from ``logits`` (B, V): argmax, or a sample from ``next_token_probs``
+    (temperature, top-k, top-p). Returns (B,) token ids."""
     check_sampling_args(temperature, top_k, top_p)
     if not do_sample:
         return logits.argmax(dim=-1)
-    z = logits.float() / temperature
-    if top_k is not None and top_k < z.size(-1):
-        kth = torch.topk(z, top_k, dim=-1).values[..., -1:]  # (B, 1)
-        z = z.masked_fill(z < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_z, order = torch.sort(z, dim=-1, descending=True)
-        cum = sorted_z.softmax(dim=-1).cumsum(dim=-1)
-        # Drop a token when the tokens before it already reach top_p (the first one always stays).
-        drop_sorted = (cum - sorted_z.softmax(dim=-1)) >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        z = z.masked_fill(drop, float("-inf"))
-    probs = z.softmax(dim=-1)
+    probs = next_token_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 

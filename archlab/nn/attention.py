@@ -17,15 +17,24 @@ Masks. Inside archlab a mask is boolean, ``True`` = may attend, broadcastable to
 float mask is added to the scores (0 keeps, -inf removes). ``MultiHeadAttention.forward`` mirrors
 ``torch.nn.MultiheadAttention``, whose boolean masks mean the opposite (``True`` = masked out); it
 converts at that boundary only. A query row with nothing to attend to yields zeros, never NaN.
+
+Looking inside: ``MultiHeadAttention.register_weights_hook(fn)`` calls ``fn(module, weights)`` with
+the per-head weights (B, nh, T, S) of every call, whichever entry point (``forward`` or ``attend``)
+made it. Only while a hook is set are the weights materialised (the reference path); the fused
+kernel serves every other call.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch.utils.hooks import RemovableHandle
 
 from archlab.errors import ConfigError, check
 from archlab.nn.checks import check_input, check_mask, check_module_type, check_sizes
@@ -257,6 +266,7 @@ class MultiHeadAttention(TwoPath, nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.bias_k = self.bias_v = None  # torch's attribute names, for code that inspects them
         self.add_zero_attn = False
+        self._weights_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -314,8 +324,17 @@ class MultiHeadAttention(TwoPath, nn.Module):
         v = self._split_heads(F.linear(value, self.W_v, self._bias(2)))  # (B, nh, S, hs)
         return q, k, v
 
+    def register_weights_hook(self, fn: Callable[[nn.Module, torch.Tensor], None]) -> RemovableHandle:
+        """Call ``fn(module, weights)`` with the attention weights (B, nh, T, S) of every call (each
+        head's own, after dropout). While any hook is set the weights are computed explicitly, on
+        the reference path; returns a handle whose ``remove()`` unregisters ``fn``."""
+        handle = RemovableHandle(self._weights_hooks)
+        self._weights_hooks[handle.id] = fn
+        return handle
+
     def _attention(self, q, k, v, mask, is_causal, need_weights, average_attn_weights):
         """Heads attend, are concatenated and mixed by W_o: (B, T, E), weights or None."""
+        observed = bool(self._weights_hooks)
         B, _, T, _ = q.shape
         S = k.size(-2)
         if mask is not None:
@@ -325,8 +344,12 @@ class MultiHeadAttention(TwoPath, nn.Module):
                 raise ConfigError(f"mask must broadcast to (batch, heads, T, S) = {(B, self.num_heads, T, S)}, "
                                   f"got shape {tuple(mask.shape)}") from None
         y, weights = scaled_dot_product_attention(
-            q, k, v, mask=mask, dropout_p=self.dropout, is_causal=is_causal, need_weights=need_weights,
+            q, k, v, mask=mask, dropout_p=self.dropout, is_causal=is_causal, need_weights=need_weights or observed,
             impl=self.impl, training=self.training)
+        for fn in list(self._weights_hooks.values()):
+            fn(self, weights)  # (B, nh, T, S)
+        if not need_weights:
+            weights = None
         y = y.transpose(1, 2).reshape(B, T, self.embed_dim)  # (B, T, E): heads side by side again
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)  # (B, T, S)

@@ -115,6 +115,11 @@ class ClassifyTask(Task):
         std = torch.tensor(self.std, dtype=x.dtype).clamp_min(1e-8).view(1, -1, 1, 1)
         return (x - mean) / std
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) of the data's shape, pixels in [0, 1], as the model reads them: resized
+        to its input shape when that differs, standardised with the training split's statistics."""
+        return self._normalize(x)
+
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         n = len(self.train_y)
         check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training images")

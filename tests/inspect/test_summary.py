@@ -145,3 +145,28 @@ def test_example_inputs_follow_each_kind_of_model():
         example_inputs(table, shape=(2, 5))
     with pytest.raises(ConfigError, match="--seq-len is for sequence models; a table model reads rows"):
         example_inputs(table, seq_len=4)
+
+
+def test_attention_called_through_attend_counts_as_called_with_its_flops():
+    # GPT, ViT and BERT call attn.attend(...), not forward: the row must show the call and its work.
+    gpt = create_model("gpt", vocab_size=50, block_size=8, n_layer=2, n_head=2, d_model=16)
+    s = summarize(gpt, torch.randint(0, 50, (1, 8)))
+    attn = s.layer("h.0.attn")
+    assert attn.calls == 1 and attn.output_shapes[0] == (1, 8, 16)
+    # W_q, W_k, W_v and W_o (4 * 2*8*16*16) plus Q K^T and weights @ V (2 * 2*8*8*16), per layer
+    assert attn.flops == 4 * 2 * 8 * 16 * 16 + 2 * 2 * 8 * 8 * 16
+    assert "not called" not in s.to_text()
+    assert s.layer("h.0").flops == attn.flops + s.layer("h.0.mlp").flops
+    assert "attend" not in vars(gpt.h[0].attn)  # unwrapped again
+    vit = create_model("vit_tiny", num_layers=1)
+    assert summarize(vit, torch.zeros(1, 1, 28, 28)).layer("encoder.layers.encoder_layer_0.self_attention").calls == 1
+
+
+def test_to_dict_is_the_table_as_json():
+    import json
+
+    s = summarize(create_model("lenet5"), torch.zeros(2, 1, 32, 32))
+    d = json.loads(json.dumps(s.to_dict()))
+    assert d["total_params"] == 61_706 and d["flops"] == s.flops and d["input_shapes"] == [[2, 1, 32, 32]]
+    assert [r["name"] for r in d["layers"]] == [r.name for r in s.layers]
+    assert d["layers"][2]["output_shapes"] == [[2, 6, 28, 28]] and d["layers"][2]["params"] == 156

@@ -267,3 +267,30 @@ def test_kv_cache_reorder_keeps_the_chosen_rows():
     assert torch.equal(cache.k, k[[2, 2, 0]]) and torch.equal(cache.v, v[[2, 2, 0]])
     cache.update(k, v)
     assert len(cache) == 4
+
+
+def test_weights_hook_sees_every_call_and_the_fused_kernel_serves_the_rest(monkeypatch):
+    import archlab.nn.attention as attention
+
+    fused_calls = []
+    kernel = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: fused_calls.append(1) or kernel(*a, **kw))
+    m = MultiHeadAttention(E, NH, batch_first=True).to(f64).eval()
+    x, ctx = torch.randn(2, L, E, dtype=f64), torch.randn(2, S, E, dtype=f64)
+    plain = m.attend(x, is_causal=True)[0]
+    assert len(fused_calls) == 1  # no hook: the fused kernel
+
+    seen = []
+    handle = m.register_weights_hook(lambda module, w: seen.append((module, w)))
+    watched, none = m.attend(x, is_causal=True)
+    assert none is None and len(fused_calls) == 1  # the weights were computed, on the reference path
+    torch.testing.assert_close(watched, plain, rtol=0, atol=1e-12)  # float64: the same function
+    _, expected = m.attend(x, is_causal=True, need_weights=True, average_attn_weights=False)
+    assert seen[0][0] is m and seen[0][1].shape == (2, NH, L, L)
+    torch.testing.assert_close(seen[0][1], expected, rtol=0, atol=0)
+    m(x, ctx, ctx, need_weights=False)  # torch's entry point, cross-attention
+    assert seen[-1][1].shape == (2, NH, L, S) and len(seen) == 3
+    handle.remove()
+    m.attend(x)
+    assert len(seen) == 3 and len(fused_calls) == 2

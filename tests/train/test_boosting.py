@@ -32,6 +32,7 @@ def test_a_fit_writes_a_run_directory_that_evaluate_reads(tmp_path):
     rounds = [r for r in records if r["split"] == "train"]
     assert rounds[0]["step"] == 10 and rounds[-1]["loss"] < rounds[0]["loss"] and "val_loss" in rounds[0]
     assert [r["split"] for r in records[-2:]] == ["val", "test"] and records[-1]["step"] == result["step"]
+    assert records[-2]["accuracy"] == pytest.approx(result["val_metrics"]["accuracy"])
     # Early stopping on the validation rows kept the best round, well before the 1000 allowed.
     assert result["early_stopped"] and 10 <= result["step"] < 1000
     assert from_pretrained(out).best_round == result["step"]
@@ -47,7 +48,7 @@ def test_max_steps_are_boosting_rounds_and_fits_repeat_exactly(tmp_path):
                     bagging_fraction=0.8, bagging_freq=1)
     assert a["step"] == 12 and not a["early_stopped"]
     steps = [json.loads(line)["step"] for line in (out_a / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [4, 8, 12, 12, 12]  # three logged rounds, then the val and test metrics
+    assert steps == [4, 8, 12, 12, 12]  # rounds 4, 8, 12, then the validation and test rows
     assert (out_b / "model.txt").read_text() == (out_c / "model.txt").read_text()  # the seed fixes the bagging
     assert json.loads((out_a / "config.json").read_text())["config"]["num_rounds"] == 12
 

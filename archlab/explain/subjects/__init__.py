@@ -1,0 +1,42 @@
+"""What goes in and comes out of each kind of model (see ``base``); ``subject_for`` picks one.
+
+A run's task decides (``classify``, ``lm``, ``seq2seq``, ``mlm``, ``textclass``, ``forecast``);
+without a task (a saved model, a Hugging Face folder, a registry name) the model's main interface
+does, and for BERT its head.
+"""
+
+from __future__ import annotations
+
+from archlab.errors import ConfigError
+from archlab.explain.subjects.base import Example, Subject, read_input
+from archlab.explain.subjects.image import ImageSubject
+from archlab.explain.subjects.seq2seq import Seq2SeqSubject
+from archlab.explain.subjects.series import ForecastSubject
+from archlab.explain.subjects.text import EncoderSubject, LanguageSubject, MaskedSubject, TokenClassSubject
+from archlab.models.interfaces import (Forecaster, ImageClassifier, LanguageModel, MaskedLM, Seq2SeqModel,
+                                       TokenClassifier, capabilities)
+
+BY_TASK = {"classify": ImageSubject, "lm": LanguageSubject, "seq2seq": Seq2SeqSubject, "mlm": MaskedSubject,
+           "textclass": TokenClassSubject, "forecast": ForecastSubject}
+BY_INTERFACE = {ImageClassifier: ImageSubject, LanguageModel: LanguageSubject, Seq2SeqModel: Seq2SeqSubject,
+                MaskedLM: MaskedSubject, TokenClassifier: TokenClassSubject, Forecaster: ForecastSubject}
+
+
+def subject_for(target, *, resize: bool = False) -> Subject:
+    """The subject that explains ``target`` (an ``archlab.inspect.target.Target``)."""
+    model = target.model
+    if target.task is not None:
+        return BY_TASK[target.task.name](target, resize=resize)
+    head = getattr(model.config, "head", None)
+    if head is not None:  # BERT: its head says what it does
+        cls = {"mlm": MaskedSubject, "classification": TokenClassSubject}.get(head, EncoderSubject)
+        return cls(target, resize=resize)
+    if getattr(model.config, "vocab_size", None) == 0 and isinstance(model, ImageClassifier):
+        return ImageSubject(target, resize=resize)  # a recurrent classifier of feature rows: read as an image
+    for interface in capabilities(type(model)):
+        return BY_INTERFACE[interface](target, resize=resize)
+    raise ConfigError(f"{target.name} ({type(model).__name__}) declares no interface archlab can explain")
+
+
+__all__ = ["subject_for", "Subject", "Example", "read_input", "ImageSubject", "LanguageSubject", "Seq2SeqSubject",
+           "MaskedSubject", "TokenClassSubject", "EncoderSubject", "ForecastSubject"]
