@@ -72,6 +72,9 @@ TINY_RUNS = {
                                           "max_position_embeddings": 32, "block_size": 32, "batch_size": 16,
                                           "lr": 1e-3, "max_steps": 20}),
     "gru_forecaster": ("forecast", "gru_forecaster", "co2", {"batch_size": 32, "lr": 1e-2, "max_steps": 20}),
+    "ft_transformer": ("tabular", "ft_transformer", "wine", {"d_token": 16, "num_layers": 1, "num_heads": 2,
+                                                             "batch_size": 32, "lr": 3e-3, "max_steps": 20}),
+    "lightgbm": ("tabular", "lightgbm", "wine", {"max_steps": 10}),
 }
 
 

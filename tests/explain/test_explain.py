@@ -26,6 +26,7 @@ EXPECTED = {  # run -> the sections its page has besides COMMON, and phrases it 
     "bert_textclass": ({"attention"}, ["encoder.layers.N.self_attn: self-attention"]),
     "bert_mlm": ({"attention"}, ["most likely (probability)"]),
     "gru_forecaster": ({"gates", "states"}, ["reset gate r_t", "update gate z_t"]),
+    "ft_transformer": ({"attention"}, ["[CLS]", "alcohol", "class probabilities"]),
 }
 
 
@@ -104,3 +105,10 @@ def test_readme_links_a_screenshot_of_every_model_type():
     for link in links:
         png = root / link
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000, link
+
+
+def test_gradient_boosted_trees_are_refused_in_one_line(tiny_run):
+    from archlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gradient-boosted trees have no layers, activations or gradients to show"):
+        explain(load_target(str(tiny_run("lightgbm")), with_task=True))

@@ -1,6 +1,7 @@
 """What goes in and comes out of each kind of model (see ``base``); ``subject_for`` picks one.
 
-A run's task decides (``classify``, ``lm``, ``seq2seq``, ``mlm``, ``textclass``, ``forecast``);
+A run's task decides (``classify``, ``lm``, ``seq2seq``, ``mlm``, ``textclass``, ``forecast``,
+``tabular``);
 without a task (a saved model, a Hugging Face folder, a registry name) the model's main interface
 does, and for BERT its head.
 """
@@ -12,14 +13,16 @@ from archlab.explain.subjects.base import Example, Subject, read_input
 from archlab.explain.subjects.image import ImageSubject
 from archlab.explain.subjects.seq2seq import Seq2SeqSubject
 from archlab.explain.subjects.series import ForecastSubject
+from archlab.explain.subjects.tabular import TabularSubject
 from archlab.explain.subjects.text import EncoderSubject, LanguageSubject, MaskedSubject, TokenClassSubject
 from archlab.models.interfaces import (Forecaster, ImageClassifier, LanguageModel, MaskedLM, Seq2SeqModel,
-                                       TokenClassifier, capabilities)
+                                       TabularModel, TokenClassifier, capabilities)
 
 BY_TASK = {"classify": ImageSubject, "lm": LanguageSubject, "seq2seq": Seq2SeqSubject, "mlm": MaskedSubject,
-           "textclass": TokenClassSubject, "forecast": ForecastSubject}
+           "textclass": TokenClassSubject, "forecast": ForecastSubject, "tabular": TabularSubject}
 BY_INTERFACE = {ImageClassifier: ImageSubject, LanguageModel: LanguageSubject, Seq2SeqModel: Seq2SeqSubject,
-                MaskedLM: MaskedSubject, TokenClassifier: TokenClassSubject, Forecaster: ForecastSubject}
+                MaskedLM: MaskedSubject, TokenClassifier: TokenClassSubject, Forecaster: ForecastSubject,
+                TabularModel: TabularSubject}
 
 
 def subject_for(target, *, resize: bool = False) -> Subject:
@@ -39,4 +42,4 @@ def subject_for(target, *, resize: bool = False) -> Subject:
 
 
 __all__ = ["subject_for", "Subject", "Example", "read_input", "ImageSubject", "LanguageSubject", "Seq2SeqSubject",
-           "MaskedSubject", "TokenClassSubject", "EncoderSubject", "ForecastSubject"]
+           "MaskedSubject", "TokenClassSubject", "EncoderSubject", "ForecastSubject", "TabularSubject"]
