@@ -81,7 +81,7 @@ def run(args) -> int:
     archs = None
     if args.archs is not None:
         archs = [a.strip() for a in args.archs.split(",") if a.strip()]
-        check(archs, f"--archs takes architecture names separated by commas (e.g. cnn,lstm), got {args.archs!r}")
+        check(archs, f"--archs {args.archs!r} names no architecture: give names separated by commas (e.g. cnn,lstm)")
     cells = {r.key: select_archs(r, archs) for r in rows}
     rows = [r for r in rows if cells[r.key]]
     check(rows, f"--archs {args.archs!r} leaves no cell in the chosen rows")
