@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,8 +101,9 @@ def load_tensors(model: torch.nn.Module, path: Path, name: str) -> None:
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_NAME}") from e
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path / WEIGHTS_NAME} is unreadable (truncated or corrupted?): {e}") from e
-    except RuntimeError as e:
-        raise CheckpointError(f"{path / WEIGHTS_NAME} does not fit model {name!r}: {e}") from e
+    except RuntimeError as e:  # torch's many-line list of mismatched keys, on one line
+        raise CheckpointError(f"{path / WEIGHTS_NAME} does not fit model {name!r}: {' '.join(str(e).split())[:400]}") \
+            from None
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -112,9 +114,25 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not cfg_file.is_file():
         raise CheckpointError(f"{str(path)!r} is not a checkpoint: it has no {CONFIG_NAME}")
     try:
-        return json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_file} is not valid JSON ({e})") from e
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is not valid JSON ({' '.join(str(e).split())})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_file} must hold a JSON object (a model's config), got a {type(config).__name__}"
+                              f" ({_json_kind(config)})")
+    if "archlab_model" in config:
+        if not isinstance(config["archlab_model"], str):
+            raise CheckpointError(f"{cfg_file}: archlab_model must be a registered model's name, got "
+                                  f"{config['archlab_model']!r}")
+        if not isinstance(config.get("config", {}), dict):
+            raise CheckpointError(f"{cfg_file}: config must be a JSON object of the model's fields, got "
+                                  f"{_json_kind(config['config'])}")
+    return config
+
+
+def _json_kind(value) -> str:
+    return {list: "list", str: "str", int: "number", float: "number", bool: "true/false",
+            type(None): "null", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -126,8 +144,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(st))
         if binf.is_file():
             return torch.load(binf, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object: never executed
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(f"{binf} holds more than tensors (a pickled object, refused without running it: "
+                              f"{first}); convert the checkpoint to model.safetensors") from None
     except (SafetensorError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"weights in {str(path)!r} are unreadable (truncated or corrupted?): {e}") from e
+        raise CheckpointError(f"weights in {str(path)!r} are unreadable (truncated or corrupted?): "
+                              f"{' '.join(str(e).split())[:300]}") from None
     raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_NAME} (or pytorch_model.bin)")
 
 

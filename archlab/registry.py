@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from archlab.errors import ConfigError
+from archlab.utils.fields import check_values
 
 FAMILIES = ("cnn", "rnn", "transformer", "mlp", "boosting")
 
@@ -161,11 +162,23 @@ def model_config(name: str, **config: Any):
 
 
 def create_model(name: str, **config: Any):
-    """Build the architecture registered as ``name``; ``config`` overrides its config fields."""
-    model = model_info(name).builder(**config)
+    """Build the architecture registered as ``name``; ``config`` overrides its config fields.
+
+    A config whose model would be absurdly large is refused before any memory is allocated."""
+    from archlab.utils.size import check_model_size  # here: it imports torch, which `archlab list` never needs
+
+    builder = model_info(name).builder
+    check_model_size(lambda: builder(**config), f"model {name!r} with {_sizes(config)}")
+    model = builder(**config)
     # The registry name travels with the model so save_pretrained can write it to config.json.
     model.model_name = name
     return model
+
+
+def _sizes(config: dict[str, Any]) -> str:
+    """The integer settings given, the likeliest cause of a model too large (for the message)."""
+    ints = [f"{k}={v:,}" for k, v in config.items() if isinstance(v, int) and not isinstance(v, bool)]
+    return ", ".join(ints) if ints else "its default config"
 
 
 def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]):
@@ -185,6 +198,7 @@ def build_config(config_cls, defaults: dict[str, Any], overrides: dict[str, Any]
         # JSON has no tuples: a config read back from config.json gives lists where tuples were.
         if isinstance(values.get(f.name), list) and str(f.type).startswith("tuple"):
             values[f.name] = _to_tuple(values[f.name])
+    check_values(config_cls, values)  # a wrong type names the field here, not deep inside torch
     config = config_cls(**values)
     if _config_only.get():
         raise _ConfigOnly(config)

@@ -3,7 +3,10 @@
 Each command lives in its own module of this package and exposes ``register(subparsers)``, which
 adds its parser and sets ``func=run`` (``run(args) -> int`` exit status), and ``HELP``, its line in
 ``archlab --help``. Modules are found by name, so a new command is a new file. ``ConfigError``
-(bad input) exits with status 2 and a one-line message; nothing is overwritten.
+(bad input) and an ``OSError`` on a path the user gave (a folder that cannot be written, a disk
+that is full) exit with status 2 and a one-line message; nothing is overwritten. A
+``TrainingError`` (a run that cannot go on, such as a non-finite loss) exits with status 1, also
+in one line.
 
 Start-up is kept short: a command module imports torch (and anything heavy) inside ``register``
 or ``run``, never at its top, and only the command being run is registered in full; the others
@@ -16,10 +19,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from archlab import __version__
-from archlab.errors import ConfigError
+from archlab.errors import ConfigError, TrainingError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(message: object) -> str:
+    """An error message on one line: a library's multi-line detail joined with '; '."""
+    return "; ".join(part.strip() for part in str(message).strip().splitlines() if part.strip())
 
 
 def command_names() -> list[str]:
@@ -32,7 +48,7 @@ def command_names() -> list[str]:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line; only the command named in ``argv`` (all of them if None) is built in
     full, the others are listed by their ``HELP`` line."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="archlab",
         description="Read, train, verify and understand CNNs, RNNs and Transformers.",
         epilog="Run `archlab COMMAND --help` for the options of one command.",
@@ -48,7 +64,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             module.register(sub)
         else:
             sub.add_parser(name, help=module.HELP)
+    for command in sub.choices.values():  # help is read in a terminal: no reStructuredText markup
+        command.description = plain(command.description)
+        command.epilog = plain(command.epilog)
+        for action in command._actions:
+            action.help = plain(action.help)
     return parser
+
+
+def plain(text: str | None) -> str | None:
+    """Docstring markup out of help text: ``code`` and `code` become code."""
+    if not text:
+        return text
+    return re.sub(r"`{1,2}([^`]+)`{1,2}", r"\1", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
-        print(f"archlab {args.command}: error: {e}", file=sys.stderr)
+        print(f"archlab {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"archlab {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `archlab list | head`: the reader has gone, nothing to report
+        sys.stderr.close()
+        return 0
+    except OSError as e:
+        where = f": {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"archlab {args.command}: error: {one_line(e.strerror or e)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"archlab {args.command}: interrupted", file=sys.stderr)

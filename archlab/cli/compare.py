@@ -78,8 +78,10 @@ def run(args) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     check(jobs >= 1, f"--jobs must be >= 1, got {jobs}")
     rows = select_rows(args.only)
-    archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs is not None else None
-    check(archs is None or archs, f"--archs {args.archs!r} names no architecture")
+    archs = None
+    if args.archs is not None:
+        archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+        check(archs, f"--archs {args.archs!r} names no architecture: give names separated by commas (e.g. cnn,lstm)")
     cells = {r.key: select_archs(r, archs) for r in rows}
     rows = [r for r in rows if cells[r.key]]
     check(rows, f"--archs {args.archs!r} leaves no cell in the chosen rows")

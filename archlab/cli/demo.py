@@ -87,8 +87,11 @@ def run(args) -> int:
     from archlab.registry import create_model
     from archlab.utils.runtime import count_parameters, resolve_device, seed_everything
 
-    check(args.seconds > 0, f"--seconds must be > 0, got {args.seconds}")
-    check(args.max_new_tokens >= 0, f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    check(0 < args.seconds <= 3600, f"--seconds must be in (0, 3600], got {args.seconds}")  # NaN fails too
+    check(0 <= args.max_new_tokens <= 100_000, f"--max-new-tokens must be in [0, 100,000], got {args.max_new_tokens}")
+    check(math.isfinite(args.temperature) and args.temperature > 0,
+          f"--temperature must be a finite number > 0, got {args.temperature}")
+    check(args.top_k >= 1, f"--top-k must be >= 1, got {args.top_k}")
     from tqdm import tqdm
 
     seed_everything(args.seed)

@@ -11,7 +11,8 @@ HELP = "print a trained model's metrics"  # the line `archlab --help` shows
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="a run directory (archlab train --out) or one of its checkpoints/step-N")
+                   help="a run directory (archlab train --out), one of its checkpoints/step-N, or a Hugging Face "
+                        "GPT-2 folder (then --data names the text)")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="the held-out split: test (default) or the validation split carved from the training data; "

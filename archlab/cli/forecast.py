@@ -17,6 +17,7 @@ import csv
 from pathlib import Path
 
 METRICS = ("rmse", "mae", "rmse_1step", "mae_1step")
+MAX_HORIZON_FACTOR = 10  # --horizon at most 10x the series' length
 
 
 HELP = "forecast a series with a trained forecaster, beside naive baselines"  # the line `archlab --help` shows
@@ -47,6 +48,8 @@ def run(args) -> int:
     check(args.horizon is None or args.horizon >= 1, f"--horizon must be >= 1, got {args.horizon}")
     check(args.csv is None or Path(args.csv).expanduser().parent.is_dir(),
           f"--csv {args.csv!r}: its folder does not exist")
+    check(args.csv is None or not Path(args.csv).expanduser().is_dir(),
+          f"--csv {args.csv!r} is a folder, expected the name of a CSV file to write")
     overrides = {k: v for k, v in (("value_column", args.value_column), ("date_column", args.date_column))
                  if v is not None}
     model, task = load_for_evaluation(args.checkpoint, args.data, overrides)
@@ -57,6 +60,9 @@ def run(args) -> int:
     model = model.to(device).eval()
     horizon = args.horizon or task.config.horizon
     series = task.series
+    longest = MAX_HORIZON_FACTOR * len(series.values)
+    check(horizon <= longest, f"--horizon must be at most {longest:,} ({MAX_HORIZON_FACTOR}x the {len(series.values)} "
+                              f"values of {series.name}; a forecast that far out means little), got {horizon}")
     name = getattr(model, "model_name", type(model).__name__)
     unit = f" ({series.unit})" if series.unit else ""
 

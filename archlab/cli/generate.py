@@ -1,4 +1,5 @@
-"""``archlab generate``: continue a prompt with a language model trained by ``archlab train --task lm``.
+"""``archlab generate``: continue a prompt with a language model trained by ``archlab train --task lm``
+(or a Hugging Face GPT-2 folder).
 
 Loads the model (GPT or RNN language model) and the tokenizer saved beside it, encodes the prompt,
 and prints the prompt followed by ``--max-new-tokens`` generated tokens. Sampling draws from the
@@ -9,9 +10,11 @@ every time. The same ``--seed`` gives the same text.
 
 from __future__ import annotations
 
+import math
 import sys
 
 DEFAULT_PROMPT = "\n"
+MAX_NEW_TOKENS = 100_000  # a bound, so that a typo cannot ask for hours of generation
 
 
 HELP = "continue a prompt with a trained language model"  # the line `archlab --help` shows
@@ -20,7 +23,8 @@ HELP = "continue a prompt with a trained language model"  # the line `archlab --
 def register(sub) -> None:
     p = sub.add_parser("generate", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="a run directory of `archlab train --task lm` or one of its checkpoints/step-N")
+                   help="a run directory of `archlab train --task lm`, one of its checkpoints/step-N, or a Hugging "
+                        "Face GPT-2 folder (config.json, weights, tokenizer.json or vocab.json + merges.txt)")
     p.add_argument("--prompt", help="the text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=200, metavar="N", help="tokens to generate (default 200)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature (default 1)")
@@ -62,10 +66,12 @@ def generate_text(checkpoint, prompt: str | None = None, *, max_new_tokens: int 
     from archlab.train import load_for_generation
     from archlab.utils.runtime import resolve_device
 
-    check(max_new_tokens >= 0, f"--max-new-tokens must be >= 0, got {max_new_tokens}")
-    check(temperature > 0, f"--temperature must be > 0, got {temperature}")
+    check(0 <= max_new_tokens <= MAX_NEW_TOKENS,
+          f"--max-new-tokens must be in [0, {MAX_NEW_TOKENS:,}], got {max_new_tokens}")
+    check(math.isfinite(temperature) and temperature > 0, f"--temperature must be a finite number > 0, got {temperature}")
+    check(seed >= 0, f"--seed must be >= 0, got {seed}")
     check(top_k is None or top_k >= 1, f"--top-k must be >= 1, got {top_k}")
-    check(top_p is None or 0.0 < top_p <= 1.0, f"--top-p must be in (0, 1], got {top_p}")
+    check(top_p is None or 0.0 < top_p <= 1.0, f"--top-p must be in (0, 1], got {top_p}")  # NaN fails too
     model, tokenizer = load_for_generation(checkpoint)
     prompt = DEFAULT_PROMPT if prompt is None else prompt
     ids = encode_prompt(tokenizer, prompt)

@@ -12,7 +12,12 @@ its checkpoints), a folder written by ``save_pretrained``, or a Hugging Face fol
 
 from __future__ import annotations
 
+import math
+import sys
+
 from archlab.errors import ConfigError, check
+
+MAX_INPUT_VALUES = 2**27  # 0.5 GiB of float32: a summary's example input, not a data set
 
 
 HELP = "layers, output shapes, parameters and FLOPs of a model"  # the line `archlab --help` shows
@@ -44,6 +49,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = ()
     check(bool(shape) and all(s >= 1 for s in shape),
           f"--input-size takes positive integers separated by commas (e.g. 1,3,224,224), got {text!r}")
+    check(math.prod(shape) <= MAX_INPUT_VALUES,
+          f"--input-size {text} has {math.prod(shape):,} values, more than the {MAX_INPUT_VALUES:,} a summary runs on")
     return shape
 
 
@@ -52,7 +59,7 @@ def model_settings(target: str, sets: list[str]) -> dict:
     from pathlib import Path
 
     from archlab.registry import model_info
-    from archlab.train.config import parse_set, split_keys
+    from archlab.train.config import parse_set, route_settings
     from archlab.train.resolve import model_config_class
 
     if not sets:
@@ -60,7 +67,10 @@ def model_settings(target: str, sets: list[str]) -> dict:
     check(not Path(target).exists(), f"--set changes a registry model's config; {target!r} is a saved model, "
                                      "whose config is fixed by its weights")
     model_info(target)  # an unknown name: a clear error with suggestions
-    return split_keys(parse_set(sets), {"model": model_config_class(target)})["model"]
+    routed = route_settings(parse_set(sets), {"model": model_config_class(target)})
+    for note in routed.notes:  # a setting given under another family's name: say how it was read
+        print(f"note: {note}", file=sys.stderr)
+    return routed.groups["model"]
 
 
 def run(args) -> int:
@@ -71,6 +81,8 @@ def run(args) -> int:
     from archlab.inspect.target import load_target
 
     check(args.depth >= 0, f"--depth must be >= 0, got {args.depth}")
+    check(args.seq_len is None or args.seq_len >= 1, f"--seq-len must be >= 1, got {args.seq_len}")
+    check(args.batch_size is None or args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     shape = parse_shape(args.input_size) if args.input_size else None
     if shape is not None and args.batch_size is not None:
         check(shape[0] == args.batch_size,

@@ -2,7 +2,7 @@
 
     load_image_data(name_or_path)    "digits", "mnist5k" (offline), "mnist", "fashion_mnist", "cifar10"
                                      (downloaded), or a folder of class subfolders -> ImageData
-    load_text(name_or_path)          "tinyshakespeare" (downloaded) or a text file -> str
+    load_text(name_or_path)          "pythondocs" (offline), "tinyshakespeare" (downloaded) or a text file -> str
     load_sentence_pairs(path)        source<TAB>target lines -> SentencePairs (train / val / test)
     load_labelled_text(name_or_path) "cmudict-syllables" (offline) or text<TAB>label lines -> LabelledText
     load_cmudict()                   CMU Pronouncing Dictionary, spelling -> phonemes -> PronunciationData

@@ -28,6 +28,8 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                 "Fashion-MNIST 28x28 clothing images, 60,000/10,000 (downloaded)"),
     DatasetInfo("cifar10", "image", "load_image_data", False,
                 "CIFAR-10 32x32 colour images, 50,000/10,000 (downloaded)"),
+    DatasetInfo("pythondocs", "text", "load_text", True,
+                "the Python language reference's help topics, shipped with Python (~465,000 characters)"),
     DatasetInfo("tinyshakespeare", "text", "load_text", False, "1.1 MB of Shakespeare's plays (downloaded)"),
     DatasetInfo("cmudict-words", "text", "load_text", True,
                 "the CMU dictionary's ~126,000 words in a fixed shuffled order, space-separated (~1 MB)"),

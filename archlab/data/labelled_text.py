@@ -175,6 +175,8 @@ def load_labelled_text(name_or_path: str | os.PathLike, *, val_fraction: float =
           f"val_fraction + test_fraction must be in [0, 1), got {val_fraction} + {test_fraction}")
     examples = read_labelled_csv(name) if Path(name).suffix.lower() == ".csv" else read_labelled_tsv(name)
     labels = np.array([label for _, label in examples])
+    check(len(set(labels.tolist())) >= 2,
+          f"{name}: every example has the label {labels[0]!r}; a classifier needs at least 2 labels")
     rest, test = stratified_split(labels, test_fraction, seed)
     # val_fraction of the whole is val_fraction / (1 - test_fraction) of what test left.
     train, val = stratified_split(labels[rest], val_fraction / (1 - test_fraction), seed + 1)

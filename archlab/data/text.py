@@ -1,5 +1,10 @@
-"""Text: corpora (Tiny Shakespeare, downloaded and verified; the CMU dictionary's words, offline; or any
-UTF-8 file) and TSV sentence pairs."""
+"""Text: corpora and TSV sentence pairs.
+
+Corpora: ``"pythondocs"`` (offline: the help topics of the Python language reference, which every
+Python ships in its standard library as ``pydoc_data.topics`` -- about 465,000 characters of English
+technical prose with code, what ``help("assignment")`` prints), ``"cmudict-words"`` (offline: the
+CMU dictionary's words), ``"tinyshakespeare"`` (downloaded and verified), or any UTF-8 file.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +20,44 @@ from archlab.data.download import fetch
 from archlab.errors import ConfigError, check
 
 TEXT_SETS = {"tinyshakespeare": "input.txt"}  # name -> file of the remote set
-OFFLINE_TEXT_SETS = ("cmudict-words",)
+
+
+def python_docs() -> str:
+    """The Python language reference's help topics, in the order of their names (offline: they ship
+    with Python). The text differs a little between Python versions."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name].strip() for name in sorted(topics)) + "\n"
+
+
+OFFLINE_TEXTS = {"pythondocs": python_docs, "cmudict-words": lambda: cmudict_words_text()}
 
 
 def read_text_file(path: str | os.PathLike) -> str:
-    """A UTF-8 text file; a missing or undecodable file is a ``ConfigError`` naming it (and the line)."""
+    """A UTF-8 text file; a missing, empty, binary or undecodable file is a ``ConfigError`` naming it
+    (and the line and column of the first bad byte)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{str(path)!r} is a folder, expected a text file")
     if not path.is_file():
         raise ConfigError(f"text file {str(path)!r} does not exist")
     data = path.read_bytes()
+    if not data.strip():
+        raise ConfigError(f"{path} is empty, expected UTF-8 text")
+
+    def where(i: int) -> str:
+        newline = b"\n"
+        line, line_start = data.count(newline, 0, i) + 1, data.rfind(newline, 0, i) + 1
+        return f"line {line}, column {i - line_start + 1}"
+
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}, line {line}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        raise ConfigError(f"{path}, {where(e.start)}: not UTF-8 text ({e.reason}); a binary file?") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ConfigError(f"{path}, {where(nul)}: a NUL byte; this is a binary file, expected UTF-8 text")
+    return text
 
 
 def load_text(
@@ -38,20 +67,20 @@ def load_text(
     download: bool = True,
     **download_options,
 ) -> str:
-    """The text of ``"tinyshakespeare"`` (downloaded once into the cache), ``"cmudict-words"``
-    (offline) or a text file.
+    """The text of ``"pythondocs"`` or ``"cmudict-words"`` (offline), ``"tinyshakespeare"`` (downloaded
+    once into the cache) or of a text file.
 
     ``base_url``/``checksums`` (keywords) point the download at a mirror.
     """
     name = str(name_or_path)
-    if name == "cmudict-words":
-        return cmudict_words_text()
+    if name in OFFLINE_TEXTS:
+        return OFFLINE_TEXTS[name]()
     if name in TEXT_SETS:
         paths = fetch(name, root=root, download=download, **download_options)
         return read_text_file(paths[TEXT_SETS[name]])
-    if Path(name).expanduser().is_file():
-        return read_text_file(name)
-    raise unknown_name("text data set", name, (*TEXT_SETS, *OFFLINE_TEXT_SETS), extra=", or the path of a text file")
+    if Path(name).expanduser().exists() or os.sep in name or name.endswith(".txt"):
+        return read_text_file(name)  # a path: a clear error if it is missing, a folder or not text
+    raise unknown_name("text data set", name, [*OFFLINE_TEXTS, *TEXT_SETS], extra=", or the path of a text file")
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,45 +113,55 @@ def load_csv_series(path: str | os.PathLike, value_column: str, date_column: str
     increasing; anything else is a ``ConfigError`` naming the file and line. By default the last
     10% (at least one value) is the test set and the 10% before it validation.
     """
+    from archlab.data.text import read_text_file
+
     path = Path(path).expanduser()
     check(path.is_file(), f"CSV file {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        check(header is not None, f"{path}: empty file, expected a header row naming the columns")
-        header = [h.strip() for h in header]
-        for wanted, what in ((value_column, "value_column"), (date_column, "date_column")):
-            check(wanted is None or wanted in header,
-                  f"{path}: {what}={wanted!r} is not a column; the header has {', '.join(map(repr, header))}")
-        vi = header.index(value_column)
-        di = None if date_column is None else header.index(date_column)
-        values, dates = [], []
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue  # blank line
-            check(len(row) == len(header), f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+    text = read_text_file(path).lstrip("\ufeff")  # UTF-8 (a byte-order mark allowed), not binary, not empty
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    check(header is not None, f"{path}: empty file, expected a header row naming the columns")
+    header = [h.strip() for h in header]
+    for wanted, what in ((value_column, "value_column"), (date_column, "date_column")):
+        check(wanted is None or wanted in header,
+              f"{path}: {what}={wanted!r} is not a column; the header has {', '.join(map(repr, header))}")
+    vi = header.index(value_column)
+    di = None if date_column is None else header.index(date_column)
+    values, dates = [], []
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        check(len(row) == len(header), f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+        values.append(_finite_value(path, line, value_column, row[vi]))
+        if di is not None:
             try:
-                values.append(float(row[vi]))
+                date = np.datetime64(row[di].strip(), "D")
             except ValueError:
-                raise ConfigError(f"{path}, line {line}: column {value_column!r} holds {row[vi]!r}, "
-                                  f"expected a number") from None
-            if di is not None:
-                try:
-                    date = np.datetime64(row[di].strip(), "D")
-                except ValueError:
-                    raise ConfigError(f"{path}, line {line}: column {date_column!r} holds {row[di]!r}, "
-                                      f"expected an ISO date such as 2001-12-31") from None
-                if dates and not date > dates[-1]:
-                    raise ConfigError(f"{path}, line {line}: date {row[di].strip()} does not come after "
-                                      f"{dates[-1]}; rows must be in increasing time order")
-                dates.append(date)
+                raise ConfigError(f"{path}, line {line}: column {date_column!r} holds {row[di]!r}, "
+                                  f"expected an ISO date such as 2001-12-31") from None
+            if dates and not date > dates[-1]:
+                raise ConfigError(f"{path}, line {line}: date {row[di].strip()} does not come after "
+                                  f"{dates[-1]}; rows must be in increasing time order")
+            dates.append(date)
     n = len(values)
     check(n >= 4, f"{path}: {n} values, a series needs at least 4")
     n_test = max(1, n // 10) if n_test is None else n_test
     n_val = max(1, n // 10) if n_val is None else n_val
     return split_series(path.stem, values, dates if di is not None else None, n_val, n_test, frequency="",
                         source=str(path))
+
+
+def _finite_value(path: Path, line: int, column: str, cell: str) -> float:
+    """The number in ``cell``; text, NaN and infinities are a ``ConfigError`` naming file, line and column."""
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ConfigError(f"{path}, line {line}: column {column!r} holds {cell!r}, expected a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{path}, line {line}: column {column!r} holds {cell.strip()!r}, expected a finite number "
+                          "(fill or drop missing values first)")
+    return value
 
 
 SERIES = {"co2": load_co2, "sunspots": load_sunspots}
@@ -162,8 +174,11 @@ def load_series(name_or_path: str | os.PathLike, value_column: str | None = None
     if name in SERIES:
         return SERIES[name](**split)
     if Path(name).expanduser().is_file():
-        check(value_column is not None, "a CSV series needs value_column (the name of a column), got None")
+        check(value_column is not None, f"a CSV series ({name}) needs value_column (the name of a column; "
+                                        "--set value_column=NAME, or --value-column in archlab forecast), got None")
         return load_csv_series(name, value_column, date_column, **split)
+    if Path(name).expanduser().is_dir():
+        raise ConfigError(f"{name!r} is a folder, expected a CSV file or one of {', '.join(SERIES)}")
     raise unknown_name("time series", name, SERIES, extra=", or the path of a CSV file")
 
 

@@ -349,17 +349,54 @@ def fit_tokenizer(kind: str, texts: str | Iterable[str], *, specials: Iterable[s
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
     """Rebuild whichever tokenizer ``to_dict`` stored."""
-    kind = d.get("type") if isinstance(d, dict) else None
+    check(isinstance(d, dict), f"a tokenizer is stored as a JSON object with a type, got a {type(d).__name__}")
+    kind = d.get("type")
     check(kind in TOKENIZERS, f"tokenizer type must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
-    return TOKENIZERS[kind].from_dict(d)
+    try:
+        return TOKENIZERS[kind].from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"a stored {kind} tokenizer is damaged ({type(e).__name__}: {e})") from None
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
-    """Read the ``tokenizer.json`` that ``save`` wrote into ``directory``."""
-    path = Path(directory) / TOKENIZER_FILE
+    """Read the ``tokenizer.json`` that ``save`` wrote into ``directory`` -- or a Hugging Face
+    GPT-2 tokenizer there (the ``tokenizers`` library's ``tokenizer.json``, or ``vocab.json`` +
+    ``merges.txt``), as a byte-level ``BPETokenizer`` without archlab's special tokens."""
+    directory = Path(directory)
+    path = directory / TOKENIZER_FILE
+    if not path.is_file() and (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+        return _hf_bpe_from_files(directory)
     check(path.is_file(), f"no {TOKENIZER_FILE} in {str(directory)!r}")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
-    return tokenizer_from_dict(d)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason}); a binary file?") from None
+    if isinstance(d, dict) and "type" not in d and "model" in d:  # the tokenizers library's own file
+        from tokenizers import Tokenizer as Backend
+
+        try:
+            return BPETokenizer(Backend.from_str(text), specials=())
+        except Exception as e:
+            raise ConfigError(f"{path}: not a tokenizer the tokenizers library can read ({e})") from None
+    try:
+        return tokenizer_from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _hf_bpe_from_files(directory: Path) -> BPETokenizer:
+    """GPT-2's byte-level BPE from ``vocab.json`` and ``merges.txt``."""
+    from tokenizers import Tokenizer as Backend, decoders, models, pre_tokenizers
+
+    try:
+        backend = Backend(models.BPE.from_file(str(directory / "vocab.json"), str(directory / "merges.txt")))
+    except Exception as e:
+        raise ConfigError(f"{directory}: vocab.json and merges.txt are not a BPE vocabulary ({e})") from None
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return BPETokenizer(backend, specials=())

@@ -225,6 +225,11 @@ class Bert(MaskedLM, TokenClassifier, PretrainedMixin, nn.Module):
             if t is not None:
                 check(tuple(t.shape) == tuple(input_ids.shape),
                       f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(t.shape)}")
+        if attention_mask is not None and attention_mask.dtype != torch.bool:
+            # HF's convention: 1 = a real token, 0 = padding; anything else would be read as padding.
+            check(bool(((attention_mask == 0) | (attention_mask == 1)).all()),
+                  f"attention_mask must hold 0 (padding) and 1 (a real token) only, or be boolean, got values "
+                  f"{sorted(set(attention_mask.flatten().tolist()))[:5]}")
         if token_type_ids is not None and token_type_ids.numel():
             lo, hi = int(token_type_ids.min()), int(token_type_ids.max())
             check(lo >= 0 and hi < c.type_vocab_size,

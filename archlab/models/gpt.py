@@ -30,7 +30,7 @@ from archlab.models.decoding import check_sampling_args, sample_next
 from archlab.models.interfaces import LanguageModel
 from archlab.nn import FeedForward, KVCache, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention
 from archlab.nn.activations import HF_ACTIVATIONS, check_activation
-from archlab.registry import build_config, register_model
+from archlab.registry import build_config, create_model, register_model
 
 
 @dataclass
@@ -217,6 +217,9 @@ def gpt_config_from_hf(hf: dict) -> dict:
     act = hf.get("activation_function", "gelu_new")
     if act not in HF_ACTIVATIONS:
         raise CheckpointError(f"GPT-2 activation_function must be one of {sorted(HF_ACTIVATIONS)}, got {act!r}")
+    missing = [k for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd") if k not in hf]
+    if missing:
+        raise CheckpointError(f"GPT-2 config.json lacks {', '.join(missing)}")
     return dict(vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
                 n_head=hf["n_head"], d_model=hf["n_embd"], d_ff=hf.get("n_inner"),
                 dropout=hf.get("resid_pdrop", 0.1), activation=HF_ACTIVATIONS[act],
@@ -277,6 +280,5 @@ def load_hf_gpt2_state_dict(model: GPT, hf_state: dict[str, torch.Tensor]) -> GP
 @register_checkpoint_format("gpt2")
 def load_hf_gpt2(path: Path, hf_config: dict, **overrides) -> GPT:
     """A Hugging Face GPT-2 directory (config.json + model.safetensors or pytorch_model.bin) as our GPT."""
-    model = gpt(**{**gpt_config_from_hf(hf_config), **overrides})
-    model.model_name = "gpt"
+    model = create_model("gpt", **{**gpt_config_from_hf(hf_config), **overrides})
     return load_hf_gpt2_state_dict(model, load_state_dict(path))

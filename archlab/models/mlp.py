@@ -23,6 +23,7 @@ from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, example_floats
 from archlab.nn import BatchNorm1d
+from archlab.nn.checks import check_input
 from archlab.registry import build_config, register_model
 
 
@@ -61,6 +62,7 @@ class MLP(ImageClassifier, PretrainedMixin, nn.Module):
         self.head = nn.Linear(width, config.num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "MLP", self.head.weight)
         x = x.flatten(1)  # (B, in_features)
         check(
             x.shape[1] == self.config.in_features,

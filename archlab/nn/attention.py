@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.hooks import RemovableHandle
 
 from archlab.errors import ConfigError, check
+from archlab.nn.checks import check_input, check_mask, check_module_type, check_sizes
 from archlab.nn.twopath import IMPLS, TwoPath
 
 
@@ -111,6 +112,14 @@ def scaled_dot_product_attention(
     """
     if impl not in IMPLS:
         raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_input(t, "scaled_dot_product_attention", q, name=name)
+    check(q.dim() == k.dim() == v.dim() and q.dim() >= 2 and q.size(-1) == k.size(-1) and k.shape[-2] == v.shape[-2],
+          f"scaled_dot_product_attention: q (..., T, hs), k (..., S, hs) and v (..., S, hs_v) must agree, got "
+          f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    check(isinstance(dropout_p, (int, float)) and 0.0 <= dropout_p < 1.0,
+          f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    check_mask(mask, "mask")
     T, S = q.size(-2), k.size(-2)
     use_fused = impl == "fused" and not need_weights
     # The fused kernel knows the plain causal mask (S == T) without materialising it.
@@ -231,8 +240,8 @@ class MultiHeadAttention(TwoPath, nn.Module):
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
                  vdim: int | None = None, batch_first: bool = False, device=None, dtype=None):
         super().__init__()
-        check(embed_dim > 0, f"embed_dim must be positive, got {embed_dim}")
-        check(num_heads > 0 and embed_dim % num_heads == 0,
+        check_sizes("MultiHeadAttention", embed_dim=embed_dim, num_heads=num_heads)
+        check(embed_dim % num_heads == 0,
               f"num_heads must divide embed_dim={embed_dim}, got num_heads={num_heads}")
         check(0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")
         check(not add_bias_kv, "add_bias_kv=True is not supported by archlab's MultiHeadAttention, got True")
@@ -362,8 +371,12 @@ class MultiHeadAttention(TwoPath, nn.Module):
         computed on the first call and reused after. Returns (out (B, T, E), weights (B, T, S)
         averaged over heads or (B, nh, T, S), or None).
         """
+        check_input(x, "MultiHeadAttention", self.out_proj.weight, name="x")
         check(x.dim() == 3 and x.size(-1) == self.embed_dim,
               f"x must be (batch, length, embed_dim={self.embed_dim}), got shape {tuple(x.shape)}")
+        check_mask(mask, "mask")
+        if context is not None:
+            check_input(context, "MultiHeadAttention", self.out_proj.weight, name="context")
         if context is not None:
             check(context.dim() == 3 and context.size(0) == x.size(0) and context.size(-1) == self.kdim
                   and self.kdim == self.vdim,
@@ -420,6 +433,10 @@ class MultiHeadAttention(TwoPath, nn.Module):
         call's K, V; cross-attention computes K, V from ``key``/``value`` on the first call and
         reuses them after. S then counts the cached positions too.
         """
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            check_input(t, "MultiHeadAttention", self.out_proj.weight, name=name)
+        check_mask(key_padding_mask, "key_padding_mask", true_means="masked out")
+        check_mask(attn_mask, "attn_mask", true_means="masked out")
         unbatched = query.dim() == 2
         check(query.dim() in (2, 3), f"query must be 2-D (unbatched) or 3-D, got shape {tuple(query.shape)}")
         check(key.dim() == query.dim() and value.dim() == query.dim(),
@@ -478,6 +495,7 @@ class MultiHeadAttention(TwoPath, nn.Module):
     @classmethod
     def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadAttention":
         """The same attention, weights copied, from a ``torch.nn.MultiheadAttention``."""
+        check_module_type(cls, m, nn.MultiheadAttention)
         check(m.bias_k is None and not m.add_zero_attn,
               "from_torch: add_bias_kv / add_zero_attn are not supported, got a module that uses them")
         p = m.out_proj.weight

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import check
+from archlab.nn.checks import check_input, check_module_type, check_sizes
 from archlab.nn.twopath import TwoPath
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "batch_norm_reference"]
@@ -58,7 +59,16 @@ def batch_norm_reference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -
 
 
 class _BatchNorm(TwoPath):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, *args, **kwargs):
+        name = type(self).__name__
+        check_sizes(name, num_features=num_features)
+        check(isinstance(eps, (int, float)) and eps > 0, f"{name}: eps must be > 0, got {eps!r}")
+        check(momentum is None or (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0),
+              f"{name}: momentum must be in [0, 1] or None (a cumulative average), got {momentum!r}")
+        super().__init__(num_features, eps, momentum, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, type(self).__name__, self.weight if self.affine else self.running_mean)
         self._check_input_dim(x)
         check(
             x.shape[1] == self.num_features,
@@ -83,6 +93,7 @@ class _BatchNorm(TwoPath):
 
     @classmethod
     def from_torch(cls, m: nn.modules.batchnorm._BatchNorm):
+        check_module_type(cls, m, nn.BatchNorm2d if issubclass(cls, nn.BatchNorm2d) else nn.BatchNorm1d)
         new = cls(
             m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
             track_running_stats=m.track_running_stats, device=_device_of(m), dtype=_dtype_of(m),

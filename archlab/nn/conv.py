@@ -28,11 +28,14 @@ K = (C_in/G)*kh*kw values in one receptive field.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from archlab.errors import check
+from archlab.errors import ConfigError, check
+from archlab.nn.checks import check_input, check_module_type, check_sizes, torch_class
 from archlab.nn.twopath import TwoPath
 
 __all__ = [
@@ -48,6 +51,8 @@ def _pair(v) -> tuple[int, int]:
 def _check_image(x: torch.Tensor, module: nn.Module, spatial_dims: int, channels: int | None = None) -> bool:
     """Validate a (B, C, *spatial) or unbatched (C, *spatial) input; returns True when batched."""
     name = type(module).__name__
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"{name}: input must be a torch.Tensor, got {type(x).__name__}")
     check(
         x.dim() in (spatial_dims + 1, spatial_dims + 2),
         f"{name} expects a {spatial_dims + 2}-D (batched) or {spatial_dims + 1}-D (unbatched) input, "
@@ -134,13 +139,33 @@ def _explicit_padding(module) -> tuple[int, ...]:
     return tuple(v for lo_hi in reversed(pads) for v in lo_hi)
 
 
+def _bound_args(module, args, kwargs) -> dict:
+    """The constructor's arguments by name, as the torch class it derives from names them."""
+    init = torch_class(module).__init__
+    try:
+        bound = inspect.signature(init).bind(module, *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{type(module).__name__}: {e}") from None
+    bound.apply_defaults()
+    return bound.arguments
+
+
 class _Conv(TwoPath):
-    """What Conv1d and Conv2d share: the input check both paths run first."""
+    """What Conv1d and Conv2d share: the constructor's checks and the input check both paths run first."""
+
+    def __init__(self, *args, **kwargs):
+        a, name = _bound_args(self, args, kwargs), type(self).__name__
+        check_sizes(name, in_channels=a["in_channels"], out_channels=a["out_channels"],
+                    kernel_size=a["kernel_size"], stride=a["stride"], dilation=a["dilation"], groups=a["groups"])
+        if not isinstance(a["padding"], str):
+            check_sizes(name, minimum=0, padding=a["padding"])
+        super().__init__(*args, **kwargs)
 
     def _check_input(self, x: torch.Tensor) -> bool:
-        """ConfigError for a wrong rank, channel count or an input smaller than the kernel; True if batched."""
+        """ConfigError for a wrong rank, channel count, dtype or an input smaller than the kernel; True if batched."""
         spatial = len(self.kernel_size)
         batched = _check_image(x, self, spatial, self.in_channels)
+        check_input(x, type(self).__name__, self.weight)
         pads = _explicit_padding(self)[::-1]  # (hi, lo) per dim, first spatial dim first
         sizes = tuple(x.shape[-spatial:])
         padded = tuple(n + pads[2 * i] + pads[2 * i + 1] for i, n in enumerate(sizes))
@@ -201,6 +226,7 @@ class Conv1d(_Conv, nn.Conv1d):
 
 
 def _conv_from_torch(cls, m):
+    check_module_type(cls, m, nn.Conv2d if issubclass(cls, nn.Conv2d) else nn.Conv1d)
     new = cls(
         m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
         dilation=m.dilation, groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode,
@@ -231,6 +257,17 @@ def _pool_geometry(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> t
 
 class _Pool2d(TwoPath):
     """Shared window bookkeeping of MaxPool2d and AvgPool2d."""
+
+    def __init__(self, *args, **kwargs):
+        a, name = _bound_args(self, args, kwargs), type(self).__name__
+        check_sizes(name, kernel_size=a["kernel_size"], dilation=a.get("dilation", 1))
+        if a["stride"] is not None:
+            check_sizes(name, stride=a["stride"])
+        check_sizes(name, minimum=0, padding=a["padding"])
+        k, p = _pair(a["kernel_size"]), _pair(a["padding"])
+        check(all(pi <= ki // 2 for pi, ki in zip(p, k)),
+              f"{name}: padding must be at most half the kernel size {k}, got padding={a['padding']!r}")
+        super().__init__(*args, **kwargs)
 
     def _geometry(self, x: torch.Tensor):
         """Check ``x`` (both paths) and return the output size and the padding the windows need.
@@ -304,6 +341,7 @@ class MaxPool2d(_Pool2d, nn.MaxPool2d):
 
     @classmethod
     def from_torch(cls, m: nn.MaxPool2d) -> "MaxPool2d":
+        check_module_type(cls, m, nn.MaxPool2d)
         return cls(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
 
 
@@ -340,6 +378,7 @@ class AvgPool2d(_Pool2d, nn.AvgPool2d):
 
     @classmethod
     def from_torch(cls, m: nn.AvgPool2d) -> "AvgPool2d":
+        check_module_type(cls, m, nn.AvgPool2d)
         return cls(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
 
 
@@ -351,6 +390,13 @@ class AvgPool2d(_Pool2d, nn.AvgPool2d):
 def adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
     """[start, end) of each of the ``n_out`` windows over ``n_in`` positions (they may overlap)."""
     return [((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def _check_output_size(module, output_size) -> None:
+    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
+    check(all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in sizes),
+          f"{type(module).__name__}: output_size must be a positive integer, None or a tuple of them, "
+          f"got {output_size!r}")
 
 
 def _adaptive_size(module, x: torch.Tensor) -> tuple[int, int]:
@@ -366,6 +412,10 @@ class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
 
         y = P_h . x . P_w^T      P[i, h] = 1/len(window i) if h in window i else 0
     """
+
+    def __init__(self, output_size, *args, **kwargs):
+        _check_output_size(self, output_size)
+        super().__init__(output_size, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x, self, 2)
@@ -389,6 +439,7 @@ class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
 
     @classmethod
     def from_torch(cls, m: nn.AdaptiveAvgPool2d) -> "AdaptiveAvgPool2d":
+        check_module_type(cls, m, nn.AdaptiveAvgPool2d)
         return cls(m.output_size)
 
 
@@ -398,6 +449,10 @@ class AdaptiveMaxPool2d(TwoPath, nn.AdaptiveMaxPool2d):
     As for ``MaxPool2d``, the max over a window is the max over its rows of the max over its
     columns: one pass over the column windows, one over the row windows.
     """
+
+    def __init__(self, output_size, *args, **kwargs):
+        _check_output_size(self, output_size)
+        super().__init__(output_size, *args, **kwargs)
 
     def forward(self, x: torch.Tensor):
         batched = _check_image(x, self, 2)
@@ -419,4 +474,5 @@ class AdaptiveMaxPool2d(TwoPath, nn.AdaptiveMaxPool2d):
 
     @classmethod
     def from_torch(cls, m: nn.AdaptiveMaxPool2d) -> "AdaptiveMaxPool2d":
+        check_module_type(cls, m, nn.AdaptiveMaxPool2d)
         return cls(m.output_size, m.return_indices)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from archlab.errors import check
 from archlab.nn.activations import ACTIVATIONS, check_activation
 from archlab.nn.batchnorm import BatchNorm2d
+from archlab.nn.checks import check_sizes
 from archlab.nn.conv import AdaptiveAvgPool2d, Conv2d, MaxPool2d
 
 SHORTCUTS = ("projection", "zero_pad")
@@ -226,6 +227,7 @@ class SqueezeExcitation(nn.Module):
 
     def __init__(self, in_channels: int, squeeze_channels: int, activation: str = "silu"):
         super().__init__()
+        check_sizes("SqueezeExcitation", in_channels=in_channels, squeeze_channels=squeeze_channels)
         self.avgpool = AdaptiveAvgPool2d(1)
         self.fc1 = Conv2d(in_channels, squeeze_channels, 1)  # W_1 (1x1 conv = dense layer on channels)
         self.fc2 = Conv2d(squeeze_channels, in_channels, 1)  # W_2
@@ -248,7 +250,7 @@ class StochasticDepth(nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
-        check(0.0 <= p < 1.0, f"stochastic depth p must be in [0, 1), got {p}")
+        check(isinstance(p, (int, float)) and 0.0 <= p < 1.0, f"stochastic depth p must be in [0, 1), got {p!r}")
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

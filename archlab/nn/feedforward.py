@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from archlab.errors import check
 from archlab.nn.activations import ACTIVATIONS, make_activation  # noqa: F401  (re-exported)
+from archlab.nn.checks import check_input, check_sizes
 
 
 class FeedForward(nn.Sequential):
@@ -31,8 +32,7 @@ class FeedForward(nn.Sequential):
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.0,
                  activation: str | nn.Module | Callable = "gelu", bias: bool = True, device=None, dtype=None):
-        check(d_model > 0, f"d_model must be positive, got {d_model}")
-        check(dim_feedforward > 0, f"dim_feedforward must be positive, got {dim_feedforward}")
+        check_sizes("FeedForward", d_model=d_model, dim_feedforward=dim_feedforward)
         check(0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")
         factory = {"device": device, "dtype": dtype}
         super().__init__(
@@ -42,6 +42,10 @@ class FeedForward(nn.Sequential):
             nn.Linear(dim_feedforward, d_model, bias=bias, **factory),  # W_2, b_2
             nn.Dropout(dropout),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "FeedForward", self.W_1.weight)
+        return super().forward(x)
 
     @property
     def W_1(self) -> nn.Linear:

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
+from archlab.nn.checks import check_input, check_module_type, check_sizes
 from archlab.nn.twopath import TwoPath
 
 
@@ -70,9 +71,9 @@ class LayerNorm(TwoPath, nn.Module):
         super().__init__()
         if isinstance(normalized_shape, numbers.Integral):
             normalized_shape = (normalized_shape,)
+        check_sizes("LayerNorm", normalized_shape=tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list, torch.Size)) else normalized_shape)
         self.normalized_shape = tuple(int(n) for n in normalized_shape)
-        check(all(n > 0 for n in self.normalized_shape), f"normalized_shape must be positive, got {normalized_shape}")
-        check(eps > 0, f"eps must be > 0, got {eps}")
+        check(isinstance(eps, (int, float)) and eps > 0, f"LayerNorm: eps must be > 0, got {eps!r}")
         self.eps, self.elementwise_affine = eps, elementwise_affine
         factory = {"device": device, "dtype": dtype}
         if elementwise_affine:
@@ -86,6 +87,7 @@ class LayerNorm(TwoPath, nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "LayerNorm", self.weight)
         n = len(self.normalized_shape)
         check(tuple(x.shape[-n:]) == self.normalized_shape,
               f"input's last dims are {tuple(x.shape[-n:])}, "
@@ -99,6 +101,7 @@ class LayerNorm(TwoPath, nn.Module):
 
     @classmethod
     def from_torch(cls, m: nn.LayerNorm) -> "LayerNorm":
+        check_module_type(cls, m, nn.LayerNorm)
         p = m.weight
         new = cls(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
                   bias=getattr(m, "bias", None) is not None,

@@ -61,6 +61,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from torch.utils.hooks import RemovableHandle
 
 from archlab.errors import check
+from archlab.nn.checks import check_module_type
 from archlab.nn.bptt import StepRecord
 from archlab.nn.twopath import TwoPath
 
@@ -241,6 +242,7 @@ class RecurrentCell(TwoPath, nn.Module):
     @classmethod
     def from_torch(cls, m: nn.Module) -> "RecurrentCell":
         """Build the archlab cell equal to the torch cell ``m`` (same parameters, copied)."""
+        check_module_type(cls, m, getattr(nn, cls.__name__))
         kwargs = {"nonlinearity": m.nonlinearity} if isinstance(m, nn.RNNCell) else {}
         cell = cls(m.input_size, m.hidden_size, bias=m.bias, device=m.weight_ih.device,
                    dtype=m.weight_ih.dtype, **kwargs)
@@ -582,6 +584,7 @@ class RecurrentLayer(TwoPath, nn.Module):
     @classmethod
     def from_torch(cls, m: nn.RNNBase) -> "RecurrentLayer":
         """Build the archlab layer equal to ``torch.nn.RNN/LSTM/GRU`` ``m`` (parameters copied)."""
+        check_module_type(cls, m, getattr(nn, cls.__name__))
         kw = dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first,
                   dropout=m.dropout, bidirectional=m.bidirectional)
         if isinstance(m, nn.RNN):

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from archlab.errors import check
 from archlab.nn.attention import KVCache, MultiHeadAttention, PackedTokens
+from archlab.nn.checks import check_module_type
 from archlab.nn.feedforward import make_activation
 from archlab.nn.norm import LayerNorm
 
@@ -116,6 +117,7 @@ class TransformerEncoderLayer(nn.Module):
 
     @classmethod
     def from_torch(cls, m: nn.TransformerEncoderLayer) -> "TransformerEncoderLayer":
+        check_module_type(cls, m, nn.TransformerEncoderLayer)
         new = cls(**_layer_kwargs(m))
         new.load_state_dict(m.state_dict())
         return new.train(m.training)
@@ -181,6 +183,7 @@ class TransformerDecoderLayer(nn.Module):
 
     @classmethod
     def from_torch(cls, m: nn.TransformerDecoderLayer) -> "TransformerDecoderLayer":
+        check_module_type(cls, m, nn.TransformerDecoderLayer)
         new = cls(**_layer_kwargs(m))
         new.load_state_dict(m.state_dict())
         return new.train(m.training)
@@ -218,6 +221,7 @@ class TransformerEncoder(nn.Module):
 
     @classmethod
     def from_torch(cls, m: nn.TransformerEncoder) -> "TransformerEncoder":
+        check_module_type(cls, m, nn.TransformerEncoder)
         new = cls(TransformerEncoderLayer.from_torch(m.layers[0]), len(m.layers), norm=_norm_from_torch(m.norm))
         new.load_state_dict(m.state_dict())
         return new.train(m.training)
@@ -253,6 +257,7 @@ class TransformerDecoder(nn.Module):
 
     @classmethod
     def from_torch(cls, m: nn.TransformerDecoder) -> "TransformerDecoder":
+        check_module_type(cls, m, nn.TransformerDecoder)
         new = cls(TransformerDecoderLayer.from_torch(m.layers[0]), len(m.layers), norm=_norm_from_torch(m.norm))
         new.load_state_dict(m.state_dict())
         return new.train(m.training)

@@ -12,7 +12,7 @@ A task is a class registered by name::
         name = "lm"
         Config = LMConfig           # a dataclass of the task's own keys (e.g. block_size)
         requires = LanguageModel    # the interface (archlab.models.interfaces) a model must implement
-        default_data = "tinyshakespeare"
+        default_data = "pythondocs"
         metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
 
 and provides, in the order the trainer calls them:
@@ -79,6 +79,7 @@ class Task:
     unit: ClassVar[str] = "samples"   # what throughput counts: "samples" or "tokens"
     sum_keys: ClassVar[tuple[str, ...]] = ("loss_sum", "count")  # the keys ``step`` returns
     evaluates_train: ClassVar[bool] = False  # eval_batches(n, "train"): the training examples, unaugmented
+    saved_files: ClassVar[tuple[str, ...]] = ()  # what ``save`` writes; evaluating a checkpoint needs them
 
     def __init__(self, config: Any, data: str | None = None, saved: Path | None = None):
         self.config = config

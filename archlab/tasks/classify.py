@@ -78,6 +78,7 @@ class ClassifyTask(Task):
     metric_modes = {"loss": "min", "accuracy": "max"}
     sum_keys = ("loss_sum", "correct", "count")
     evaluates_train = True
+    saved_files = (CLASSES_FILE,)
 
     def __init__(self, config: ClassifyConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

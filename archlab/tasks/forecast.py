@@ -116,6 +116,7 @@ class ForecastTask(Task):
     metric_modes = {"rmse": "min", "mae": "min", "rmse_1step": "min", "mae_1step": "min", "loss": "min"}
     sum_keys = ("loss_sum", "count", "sq_err_multi", "abs_err_multi", "n_multi",
                 "sq_err_1step", "abs_err_1step", "n_1step")
+    saved_files = (SERIES_FILE,)
 
     def __init__(self, config: ForecastConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

@@ -62,17 +62,18 @@ class LMTask(Task):
     name = "lm"
     Config = LMConfig
     requires = LanguageModel
-    default_data = "tinyshakespeare"
+    default_data = "pythondocs"  # offline; --data tinyshakespeare downloads Karpathy's text
     metric_modes = {"loss": "min", "perplexity": "min", "bpc": "min"}
     unit = "tokens"
+    saved_files = (TOKENIZER_FILE,)
 
     def __init__(self, config: LMConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)
         from archlab.data import CharTokenizer, load_text, load_tokenizer
 
         text = load_text(self.data)
-        if saved is not None and (Path(saved) / TOKENIZER_FILE).is_file():
-            self.tokenizer = load_tokenizer(saved)  # the model's own vocabulary, not a new one
+        if saved is not None:
+            self.tokenizer = load_tokenizer(saved)  # the model's own vocabulary, never a new one
         else:
             self.tokenizer = CharTokenizer.fit(text)
         try:

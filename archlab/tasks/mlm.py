@@ -7,15 +7,16 @@ with no causal mask and predicts the original token at the chosen positions M on
 
     L = -1/|M| * sum_{t in M} log p(x_t | corrupted x_1..x_T)
 
-Metrics on a held-out text (validation during training, test once at the end): that loss (nats per masked token), ``accuracy`` -- the share of
-masked positions whose most likely token is the original -- and ``perplexity`` exp(L).
+Metrics on a held-out text (validation during training, test once at the end): that loss (nats
+per masked token), ``accuracy`` -- the share of masked positions whose most likely token is the
+original -- and ``perplexity`` exp(L).
 
-The text (``"tinyshakespeare"``, downloaded, by default, or any text file) is cut in order into
-train | val | test as for ``lm``: the last ``test_fraction`` (10%) is the test text, the
-``val_fraction`` (5%) before it the validation text. Training blocks start at random offsets and
-are masked, both drawn from ``(seed, position)``, so a resumed run sees the same corrupted blocks; a
-held-out text is read as consecutive non-overlapping blocks masked once with a fixed seed, the same
-whatever the batch size.
+The text (``"pythondocs"``, offline, by default; ``"tinyshakespeare"``, downloaded; or any text
+file) is cut in order into train | val | test as for ``lm``: the last ``test_fraction`` (10%) is
+the test text, the ``val_fraction`` (5%) before it the validation text. Training blocks start at
+random offsets and are masked, both drawn from ``(seed, position)``, so a resumed run sees the same
+corrupted blocks; a held-out text is read as consecutive non-overlapping blocks masked once with a
+fixed seed, the same whatever the batch size.
 The tokenizer (characters by default; "word" or "bpe") has the specials <pad>, <unk> and <mask>, and
 is saved beside the checkpoint as ``tokenizer.json``. Works with ``bert`` (head="mlm").
 """
@@ -64,10 +65,11 @@ class MLMTask(Task):
     name = "mlm"
     Config = MLMConfig
     requires = MaskedLM
-    default_data = "tinyshakespeare"
+    default_data = "pythondocs"  # offline; --data tinyshakespeare downloads Karpathy's text
     metric_modes = {"loss": "min", "accuracy": "max", "perplexity": "min"}
     unit = "tokens"
     sum_keys = ("loss_sum", "correct", "count")
+    saved_files = ("tokenizer.json",)
 
     def __init__(self, config: MLMConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

@@ -114,6 +114,7 @@ class Seq2SeqTask(Task):
     default_data = G2P_DATA
     metric_modes = {"loss": "min", "wer": "min", "per": "min", "wer_nostress": "min", "per_nostress": "min",
                     "bleu": "max"}
+    saved_files = (SYMBOLS_FILE,)
 
     def __init__(self, config: Seq2SeqConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

@@ -79,6 +79,7 @@ class TextClassTask(Task):
     requires = TokenClassifier
     default_data = "cmudict-syllables"
     metric_modes = {"loss": "min", "accuracy": "max", "macro_f1": "max"}
+    saved_files = (LABELS_FILE, "tokenizer.json")
 
     def __init__(self, config: TextClassConfig, data: str | None = None, saved: Path | None = None):
         super().__init__(config, data, saved)

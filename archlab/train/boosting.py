@@ -48,7 +48,7 @@ def train(spec) -> dict[str, Any]:
     from archlab.train.evaluation import evaluate_model
     from archlab.train.progress import Reporter
     from archlab.train.resolve import check_trainable, resolve
-    from archlab.train.rundir import prepare_out, run_record
+    from archlab.train.rundir import RunDirectory, run_record
     from archlab.utils.runtime import seed_everything
 
     entry = model_info(spec.model)
@@ -77,47 +77,55 @@ def train(spec) -> dict[str, Any]:
     out = Path(spec.out)
     world = World()
     record = {**run_record(spec, r), "fit": "boosting"}
-    prepare_out(spec, record, world)
-    report = Reporter(out, total_steps=model.config.num_rounds, start_step=0, unit="samples", enabled=True)
-    lr = model.config.learning_rate
-    start = last = time.perf_counter()
+    directory = RunDirectory(spec, world)  # the trainer's lock; a fit that fails leaves nothing behind
+    directory.claim(record)
+    report = None
+    try:
+        report = Reporter(out, total_steps=model.config.num_rounds, start_step=0, unit="samples", enabled=True)
+        lr = model.config.learning_rate
+        start = last = time.perf_counter()
 
-    loss_name = model.config.loss_name
+        loss_name = model.config.loss_name
 
-    def on_round(t: int, losses: dict[str, float]) -> None:
-        nonlocal last
-        report.advance()
-        if t % cfg.log_every == 0 or t == model.config.num_rounds:
-            now = time.perf_counter()
-            rec = {"step": t, "split": "train", "loss": losses["train"], "lr": lr, "elapsed_s": now - last}
-            shown = {"loss": f"{losses['train']:.4f}"}
-            if "valid" in losses:
-                rec["val_loss"] = shown["val_loss"] = losses["valid"]
-                shown["val_loss"] = f"{losses['valid']:.4f}"
-            report.log(rec)
-            if report.bar is not None:
-                report.bar.set_postfix(shown, refresh=False)
-            else:
-                report.message(f"round {t}/{model.config.num_rounds} | train {loss_name} {losses['train']:.4f}"
-                               + (f" | validation {losses['valid']:.4f}" if "valid" in losses else ""))
-            last = now
-        return bool(cfg.max_seconds) and time.perf_counter() - start >= cfg.max_seconds  # a time cap stops the fit
+        def on_round(t: int, losses: dict[str, float]) -> None:
+            nonlocal last
+            report.advance()
+            if t % cfg.log_every == 0 or t == model.config.num_rounds:
+                now = time.perf_counter()
+                rec = {"step": t, "split": "train", "loss": losses["train"], "lr": lr, "elapsed_s": now - last}
+                shown = {"loss": f"{losses['train']:.4f}"}
+                if "valid" in losses:
+                    rec["val_loss"] = shown["val_loss"] = losses["valid"]
+                    shown["val_loss"] = f"{losses['valid']:.4f}"
+                report.log(rec)
+                if report.bar is not None:
+                    report.bar.set_postfix(shown, refresh=False)
+                else:
+                    report.message(f"round {t}/{model.config.num_rounds} | train {loss_name} {losses['train']:.4f}"
+                                   + (f" | validation {losses['valid']:.4f}" if "valid" in losses else ""))
+                last = now
+            return bool(cfg.max_seconds) and time.perf_counter() - start >= cfg.max_seconds  # a time cap stops the fit
 
-    train_part, val_part = task.arrays("train"), task.arrays("val")
-    model.fit(train_part, val_part if len(val_part[2]) else None, seed=cfg.seed, on_round=on_round)
-    train_seconds = time.perf_counter() - start
-    val_metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024, split="val") \
-        if "val" in task.eval_splits else {}
-    if val_metrics:
-        report.log({"step": model.best_round, "split": "val", **val_metrics})
-    metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024)  # the test rows' one look
-    report.log({"step": model.best_round, "split": "test", **metrics})
-    ckpt.publish_final(out, model, task)
-    stopped = model.best_round < model.config.num_rounds
-    report.message(f"done: {model.best_round} rounds{' (early stop on the validation rows)' if stopped else ''}; "
-                   + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; model in {out}")
-    report.close()
-    return {"step": model.best_round, "metrics": metrics, "val_metrics": val_metrics, "out": str(out),
-            "checkpoint": None,
-            "early_stopped": stopped, "train_seconds": train_seconds}
-
+        train_part, val_part = task.arrays("train"), task.arrays("val")
+        model.fit(train_part, val_part if len(val_part[2]) else None, seed=cfg.seed, on_round=on_round)
+        train_seconds = time.perf_counter() - start
+        val_metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024, split="val") \
+            if "val" in task.eval_splits else {}
+        if val_metrics:
+            report.log({"step": model.best_round, "split": "val", **val_metrics})
+        metrics = evaluate_model(model, task, torch.device("cpu"), "fp32", 1024)  # the test rows' one look
+        report.log({"step": model.best_round, "split": "test", **metrics})
+        ckpt.publish_final(out, model, task)
+        stopped = model.best_round < model.config.num_rounds
+        report.message(f"done: {model.best_round} rounds{' (early stop on the validation rows)' if stopped else ''}, "
+                       f"{train_seconds:.1f} s of fitting; model in {out}")  # the metrics: printed by the caller
+        report.close()
+        return {"step": model.best_round, "metrics": metrics, "val_metrics": val_metrics, "out": str(out),
+                "checkpoint": None, "early_stopped": stopped, "train_seconds": train_seconds}
+    except BaseException:
+        if report is not None:
+            report.close()
+        directory.abandon(made_progress=False)
+        raise
+    finally:
+        directory.release()

@@ -13,7 +13,9 @@ A run directory holds::
 A checkpoint is written into a hidden temporary directory, every file fsynced, and renamed into
 place in one step, so a kill mid-write leaves only a temporary directory (removed on the next start)
 and the previous checkpoints untouched. ``latest_checkpoint`` checks the manifest of the newest
-checkpoint and falls back to the one before it when a file is missing, truncated or altered.
+checkpoint and falls back to the one before it when a file is missing, truncated or altered;
+a resumed run sets the damaged ones after it aside (``checkpoints/damaged/``), so that pruning,
+which keeps the ``keep_last`` newest, only ever weighs checkpoints of the run's own history.
 """
 
 from __future__ import annotations
@@ -92,16 +94,25 @@ def write_manifest(directory: Path) -> None:
     write_text_atomic(directory / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def verify(directory: str | os.PathLike) -> None:
-    """Raise ``CheckpointError`` naming the first file of ``directory`` that fails its manifest."""
+def verify(directory: str | os.PathLike, required: tuple[str, ...] = ()) -> None:
+    """Raise ``CheckpointError`` naming the first file of ``directory`` that fails its manifest, or
+    the first of ``required`` that the manifest does not vouch for."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise CheckpointError(f"checkpoint {str(directory)!r} has no {MANIFEST_FILE} (an unfinished write?)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{manifest_path} is corrupted: {e}") from e
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{manifest_path} is corrupted: {' '.join(str(e).split())}") from None
+    well_formed = isinstance(manifest, dict) and all(
+        isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
+        for e in manifest.values())
+    if not well_formed:
+        raise CheckpointError(f"{manifest_path} is corrupted: expected {{file: {{size, sha256}}}} for every file")
+    for name in required:
+        if name not in manifest:
+            raise CheckpointError(f"checkpoint {str(directory)!r} is incomplete: its {MANIFEST_FILE} does not list {name}")
     for name, entry in manifest.items():
         path = directory / name
         if not path.is_file():
@@ -153,7 +164,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, task, stat
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_dir(final.parent)
-    prune(run_dir, keep_last)
+    prune(run_dir, keep_last, newest=final)
     return final
 
 
@@ -198,16 +209,42 @@ def remove_unfinished(run_dir: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def prune(run_dir: Path, keep_last: int) -> None:
+def step_of(checkpoint: Path) -> int:
+    """The step of a checkpoint directory ``.../step-00000100``."""
+    m = _STEP_DIR.match(Path(checkpoint).name)
+    if m is None:
+        raise CheckpointError(f"{str(checkpoint)!r} is not a checkpoint directory (step-NNNNNNNN)")
+    return int(m.group(1))
+
+
+def prune(run_dir: Path, keep_last: int, newest: Path | None = None) -> None:
+    """Keep the ``keep_last`` newest checkpoints; ``newest`` (the one just written) is always kept."""
     for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        if newest is None or old.resolve() != Path(newest).resolve():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def set_aside_after(run_dir: Path, step: int) -> list[Path]:
+    """Move the checkpoints after ``step`` (the damaged ones a resume fell back past) into
+    ``checkpoints/damaged/``, out of the run's history; returns where they went."""
+    moved = []
+    for path in list_checkpoints(run_dir):
+        if step_of(path) > step:
+            target = path.parent / "damaged" / path.name
+            n = 1
+            while target.exists():
+                target, n = path.parent / "damaged" / f"{path.name}.{n}", n + 1
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+            moved.append(target)
+    return moved
 
 
 def latest_checkpoint(run_dir: Path, warn=print) -> Path | None:
     """The newest checkpoint that passes its manifest; damaged ones are reported and skipped."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            verify(path)
+            verify(path, required=(STATE_FILE, "model.safetensors", "config.json"))
             return path
         except CheckpointError as e:
             warn(f"warning: {e}; falling back to the previous checkpoint")
@@ -222,4 +259,6 @@ def load_state(directory: Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint {str(directory)!r} has no {STATE_FILE}") from e
     except Exception as e:  # truncated zip, foreign pickle...: never executed, always refused
-        raise CheckpointError(f"{path} is unreadable (corrupted, or not an archlab trainer state): {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path} is unreadable (corrupted, or not an archlab trainer state: "
+                              f"{type(e).__name__}: {first})") from None

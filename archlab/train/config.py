@@ -18,7 +18,7 @@ land in; an unknown key or a value of the wrong type is a ``ConfigError`` that l
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from archlab.errors import ConfigError, check
+from archlab.utils.fields import check_fields, field_types  # noqa: F401  (field_types: re-exported)
 
 OPTIMIZERS = ("adamw", "sgd", "muon")
 SCHEDULES = ("cosine", "step", "constant")
@@ -84,8 +85,9 @@ class TrainConfig:
     peak_flops: float = 0.0         # per-device peak FLOP/s for MFU; 0 = look the device up
 
     def __post_init__(self):
-        positive = ("batch_size", "grad_accum", "keep_last", "log_every", "step_size")
-        for name in positive:
+        """Every setting checked before training starts: type, finiteness, range."""
+        check_fields(self)  # types, and floats finite (lr=inf is refused here)
+        for name in ("batch_size", "grad_accum", "keep_last", "log_every", "step_size"):
             value = getattr(self, name)
             check(value > 0, f"{name} must be a positive integer, got {value}")
         for name in ("max_steps", "eval_every", "save_every", "eval_batches", "eval_batch_size", "warmup_steps",
@@ -96,6 +98,12 @@ class TrainConfig:
         check(self.max_seconds >= 0, f"max_seconds must be >= 0 (0 = no cap), got {self.max_seconds}")
         check(self.max_steps > 0 or self.epochs > 0, "max_steps or epochs must be > 0, got neither")
         check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(all(0.0 <= b < 1.0 for b in self.betas), f"betas must both be in [0, 1), got {self.betas}")
+        check(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}")
+        check(not self.nesterov or self.momentum > 0,
+              f"nesterov=true needs a momentum > 0, got momentum={self.momentum}")
+        check(0.0 < self.gamma <= 1.0, f"gamma (the step schedule's decay factor) must be in (0, 1], got {self.gamma}")
         check(self.muon_lr > 0, f"muon_lr must be positive, got {self.muon_lr}")
         check(0.0 <= self.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
         check(self.ns_steps >= 1, f"ns_steps must be >= 1, got {self.ns_steps}")
@@ -103,7 +111,17 @@ class TrainConfig:
         check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         check(0.0 <= self.min_lr_ratio <= 1.0, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        check(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}")
+        check(self.peak_flops >= 0, f"peak_flops must be >= 0 (0 = look the device up), got {self.peak_flops}")
+        check(0 <= self.seed < 2**63, f"seed must be an integer in [0, 2**63), got {self.seed}")
+        check(bool(self.compile_backend.strip()), "compile_backend must name a torch.compile backend, got ''")
+        check(not (self.early_stop_patience and not self.early_stop_metric),
+              f"early_stop_patience={self.early_stop_patience} needs early_stop_metric (e.g. loss), got none")
+        check(not (self.early_stop_metric and not self.early_stop_patience),
+              f"early_stop_metric={self.early_stop_metric!r} needs early_stop_patience >= 1, got 0")
+        check(not (self.early_stop_metric and not self.eval_every),
+              f"early_stop_metric={self.early_stop_metric!r} needs eval_every > 0 (early stopping is decided at "
+              "the periodic evaluations), got 0")
         check(
             self.batch_size % self.grad_accum == 0,
             f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}",
@@ -112,15 +130,6 @@ class TrainConfig:
 
 # --------------------------------------------------------------------------------------------
 # Typed values from text
-
-
-def field_types(config_cls) -> dict[str, Any]:
-    """``{field name: resolved type}`` of a dataclass (annotations may be strings)."""
-    try:
-        hints = typing.get_type_hints(config_cls)
-    except Exception:  # an annotation that cannot be resolved: fall back to the raw one
-        hints = {}
-    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(config_cls)}
 
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
@@ -176,11 +185,15 @@ def parse_value(key: str, value: Any, annotation: Any) -> Any:
         raise ConfigError(f"{key} takes an integer, got {value!r}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        try:
-            return float(str(value))
-        except ValueError:
-            raise ConfigError(f"{key} takes a number, got {value!r}") from None
+            number = float(value)
+        else:
+            try:
+                number = float(str(value))
+            except ValueError:
+                raise ConfigError(f"{key} takes a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} takes a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{key} takes a string, got {value!r}")
@@ -204,15 +217,21 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """A flat mapping of keys from a ``.yaml``/``.yml`` or ``.toml`` recipe."""
     path = Path(path)
     check(path.is_file(), f"--config {str(path)!r} is not a readable file")
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"--config must end in .yaml, .yml or .toml, got {str(path)!r}")
+    raw = path.read_bytes()
     try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            raise ConfigError(f"--config must end in .yaml, .yml or .toml, got {str(path)!r}")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"--config {str(path)!r}, line {line}: not UTF-8 text ({e.reason})") from None
+    if "\x00" in text:
+        raise ConfigError(f"--config {str(path)!r} is a binary file (it holds NUL bytes), expected YAML or TOML text")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else (yaml.safe_load(text) or {})
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"--config {str(path)!r} is not valid: {e}") from e
+        detail = " ".join(str(e).split())
+        raise ConfigError(f"--config {str(path)!r} is not valid: {detail}") from None
     check(isinstance(data, dict), f"--config {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 

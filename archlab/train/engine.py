@@ -5,6 +5,7 @@ One optimiser step of a global batch of ``batch_size`` examples::
     for micro in 1..grad_accum:                      # each process takes 1/N of every micro-batch
         loss = task.step(model, batch) / grad_accum  # under autocast for bf16 / fp16 (DDP wraps the step)
         loss.backward()                              # DDP all-reduces only on the last micro-step
+    stop unless loss and gradient norm are finite    # before the update: the weights stay finite
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
 Around it: evaluation of the validation split every ``eval_every`` steps (logged as split "val")
@@ -13,6 +14,12 @@ checkpoints every ``save_every`` steps (and on SIGINT / SIGTERM) that resume bit
 every source of randomness is either saved (RNG states) or a function of ``(seed, position)`` (the
 data); progress, ``metrics.jsonl`` and MFU. The final model lands in ``OUT/model.safetensors`` +
 ``OUT/config.json``, loadable by ``archlab.from_pretrained(OUT)``.
+
+A run holds an OS lock on its directory for its lifetime (a second run there is refused); a new run
+that fails before its first checkpoint removes what it wrote, so a retry needs no ``--overwrite``;
+a non-finite loss or gradient stops the run naming the step, and nothing non-finite is ever saved.
+``Run`` holds a run's parts and state; each phase (set up, resume, step, log, evaluate, save,
+finish) is one of its methods.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ import contextlib
 import math
 import signal
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 
 from archlab.checkpoint import unwrap
-from archlab.errors import CheckpointError, check
+from archlab.errors import CheckpointError, ConfigError, TrainingError, check
 from archlab.registry import model_info
 from archlab.tasks import Task
 from archlab.train import checkpointing as ckpt
@@ -42,8 +48,8 @@ from archlab.train.mfu import forward_flops, mfu, peak_flops
 from archlab.train.optim import build_optimizer, build_scheduler
 from archlab.train.progress import Reporter
 from archlab.train.resolve import RunSpec, resolve
-from archlab.train.rundir import prepare_out, run_record
-from archlab.utils.runtime import resolve_device, seed_everything
+from archlab.train.rundir import RunDirectory, run_record
+from archlab.utils.runtime import count_parameters, resolve_device, seed_everything
 
 
 def measure_step_seconds(spec: RunSpec, steps: int = 5, warmup: int = 2) -> float:
@@ -102,6 +108,19 @@ class Stopped(Exception):
         super().__init__(f"stopped by signal {signum}; checkpoint {checkpoint}")
 
 
+# What a forward pass raises when the model does not fit the task's batches (shapes, dtypes, a
+# missing method); a ConfigError (the model's own clear message) passes through as it is.
+_MISMATCH = (RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+
+
+class NonFinite(TrainingError):
+    """A non-finite loss or gradient, found before the optimiser applied it."""
+
+    def __init__(self, what: str):
+        self.what = what
+        super().__init__(what)
+
+
 # --------------------------------------------------------------------------------------------
 # The run
 
@@ -118,193 +137,313 @@ def train(spec: RunSpec) -> dict[str, Any]:
     world = distributed.setup(device)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(spec, world, device)
+        run = Run(spec, world, device)
+        return run.execute()
     finally:
         if torch.are_deterministic_algorithms_enabled() != deterministic_before:  # the call imports torch's
             torch.use_deterministic_algorithms(deterministic_before)             # compiler: only when needed
         distributed.teardown()
 
 
-def _train(spec: RunSpec, world: distributed.World, device: torch.device) -> dict[str, Any]:
-    seed = parse_value("seed", spec.settings.get("seed", TrainConfig.seed), int)
-    deterministic = parse_value("deterministic", spec.settings.get("deterministic", False), bool)
-    seed_everything(seed, deterministic)
-    r = resolve(spec, world.size)
-    cfg, task = r.train, r.task
-    has_val = "val" in task.eval_splits
-    check(has_val or not (cfg.eval_every or cfg.early_stop_metric),
-          f"eval_every and early stopping evaluate the validation split, and task {task.name!r} on --data "
-          f"{task.data!r} has none (is val_fraction 0?)")
-    check(cfg.precision != "fp16" or device.type == "cuda",
-          f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {device.type!r}; use bf16")
-    out = Path(spec.out)
-    resuming = prepare_out(spec, run_record(spec, r), world)
-    if world.is_main:
-        for note in r.notes:
-            print(f"note: {note}", file=sys.stderr)
+class Run:
+    """One training run: its parts (task, model, optimiser, directory, reporter) and the state the
+    loop changes (step, data position, early-stopping record, timings)."""
 
-    model = r.model.to(device)
-    model.train()
-    optimizer = build_optimizer(model, cfg)
-    total = cfg.max_steps
-    if cfg.epochs > 0:
-        total = max(1, math.ceil(cfg.epochs * task.num_train_samples / cfg.batch_size))
-    scheduler = build_scheduler(optimizer, cfg, total)
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    def __init__(self, spec: RunSpec, world: distributed.World, device: torch.device):
+        self.spec, self.world, self.device, self.out = spec, world, device, Path(spec.out)
+        seed = parse_value("seed", spec.settings.get("seed", TrainConfig.seed), int)
+        check(0 <= seed < 2**63, f"seed must be an integer in [0, 2**63), got {seed}")
+        deterministic = parse_value("deterministic", spec.settings.get("deterministic", False), bool)
+        seed_everything(seed, deterministic)
+        r = resolve(spec, world.size)  # reads the data and builds the model; writes nothing
+        self.cfg, self.task, self.model, self.notes = r.train, r.task, r.model, r.notes
+        self.record = run_record(spec, r)
+        self._check_settings()
+        self.directory = RunDirectory(spec, world)
+        self.step = self.position = 0
+        self.early: dict[str, Any] = {"best": None, "bad_evals": 0}
+        self.stopped_early = False
+        self.train_seconds = 0.0  # time in optimiser steps only: evaluation and checkpoints excluded
+        self.last_saved: Path | None = None
+        self.report: Reporter | None = None
 
-    step, position = 0, 0
-    early = {"best": None, "bad_evals": 0}
-    report = Reporter(out, total_steps=total, start_step=0, unit=task.unit, enabled=world.is_main,
-                      tensorboard=cfg.tensorboard)
-    if resuming:
-        found = ckpt.latest_checkpoint(out, warn=report.message)
-        if found is None:
-            report.message(f"--resume: no usable checkpoint in {str(out)!r} yet: starting from step 0")
-            report.truncate_after(0)
-        else:
-            state = ckpt.load_state(found)
-            try:
-                load_model(model, str(found / "model.safetensors"), strict=True)
-            except (SafetensorError, RuntimeError, OSError) as e:
-                raise CheckpointError(f"{found} does not fit model {spec.model!r}: {e}") from e
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            step, position, early = state["step"], state["data_position"], dict(state["early_stop"])
-            ckpt.set_rng_state(state["rng"])
-            report.truncate_after(step)
-            report.message(f"resumed from {found} (step {step})")
-            if report.bar is not None:
-                report.bar.n = step
-    core = model
-    if cfg.compile:
+    def _check_settings(self) -> None:
+        cfg, task = self.cfg, self.task
+        self.has_val = "val" in task.eval_splits
+        check(self.has_val or not (cfg.eval_every or cfg.early_stop_metric),
+              f"eval_every and early stopping evaluate the validation split, and task {task.name!r} on --data "
+              f"{task.data!r} has none (is val_fraction 0?)")
+        check(cfg.precision != "fp16" or self.device.type == "cuda",
+              f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {self.device.type!r}; "
+              "use bf16")
+        if cfg.early_stop_metric:
+            check(cfg.early_stop_metric in task.metric_modes,
+                  f"early_stop_metric must be one of task {task.name!r}'s metrics ({', '.join(task.metric_modes)}), "
+                  f"got {cfg.early_stop_metric!r}")
+
+    # -- the whole run ---------------------------------------------------------------------------
+    def execute(self) -> dict[str, Any]:
+        """Claim the directory, train, finish; a new run that fails before its first checkpoint
+        leaves the directory as it found it."""
+        resuming = self.directory.claim(self.record)
         try:
-            core = torch.compile(model, backend=cfg.compile_backend)
-        except Exception as e:  # e.g. an unknown backend
-            report.message(f"warning: torch.compile failed ({type(e).__name__}: {e}); training without it")
-    train_model = _wrap_ddp(core, task, world, device)
+            self.build()
+            if resuming:
+                self.resume()
+            self.prepare_step()
+            self.announce()
+            self.loop()
+            return self.finish()
+        except BaseException as e:
+            if self.report is not None:
+                self.report.close()
+            self.directory.abandon(made_progress=self.last_saved is not None or resuming)
+            if isinstance(e, NonFinite):
+                raise self._diverged(e) from None
+            raise
+        finally:
+            self.directory.release()
 
-    micro_batch = cfg.batch_size // cfg.grad_accum          # global examples per micro-step
-    shard = world.shard(micro_batch)                         # this process's rows of it
-    peak = cfg.peak_flops or peak_flops(device, cfg.precision)
-    flops_per_example = 0.0  # counted only where MFU can be reported (a known peak): counting takes a forward
-    if peak:
-        example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), device)
-        flops_per_example = 3 * forward_flops(model, lambda: task.step(model, example))  # fwd + bwd (2x fwd)
+    def build(self) -> None:
+        cfg, task = self.cfg, self.task
+        self.model = self.model.to(self.device)
+        self.model.train()
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.total = cfg.max_steps
+        if cfg.epochs > 0:
+            self.total = max(1, math.ceil(cfg.epochs * task.num_train_samples / cfg.batch_size))
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.total)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.micro_batch = cfg.batch_size // cfg.grad_accum     # global examples per micro-step
+        self.shard = self.world.shard(self.micro_batch)         # this process's rows of it
+        self.report = Reporter(self.out, total_steps=self.total, start_step=0, unit=task.unit,
+                               enabled=self.world.is_main, tensorboard=cfg.tensorboard,
+                               samples_per_epoch=task.num_train_samples, batch_size=cfg.batch_size)
 
-    def save(at_step: int) -> Path | None:
+    def resume(self) -> None:
+        """Load the newest checkpoint that passes its manifest; damaged later ones are set aside."""
+        report = self.report
+        found = ckpt.latest_checkpoint(self.out, warn=report.message if self.world.is_main else (lambda _: None))
+        self.world.barrier()  # every process has chosen before the main one moves damaged checkpoints
+        if self.world.is_main:
+            for path in ckpt.set_aside_after(self.out, -1 if found is None else ckpt.step_of(found)):
+                report.message(f"moved the damaged checkpoint aside to {path}")
+        self.world.barrier()
+        if found is None:
+            report.message(f"--resume: no usable checkpoint in {str(self.out)!r} yet: starting from step 0")
+            report.truncate_after(0)
+            return
+        state = ckpt.load_state(found)
+        try:
+            load_model(self.model, str(found / "model.safetensors"), strict=True)
+        except (SafetensorError, RuntimeError, OSError) as e:
+            raise CheckpointError(f"{found} does not fit model {self.spec.model!r}: {e}") from e
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.position, self.early = state["step"], state["data_position"], dict(state["early_stop"])
+        ckpt.set_rng_state(state["rng"])
+        report.truncate_after(self.step)
+        report.message(f"resumed from {found} (step {self.step})")
+        report.set_step(self.step)
+
+    def prepare_step(self) -> None:
+        """torch.compile (optional) and DDP around the model; where MFU can be reported (a known
+        peak), one forward pass to count FLOPs. A model that does not fit the task's batches is
+        found there, or else on the first step (``_cannot_run``)."""
+        cfg, task, model = self.cfg, self.task, self.model
+        self.core = model
+        if cfg.compile:
+            try:
+                self.core = torch.compile(model, backend=cfg.compile_backend)
+            except Exception as e:  # e.g. an unknown backend
+                self.report.message(f"warning: torch.compile failed ({type(e).__name__}: {e}); training without it")
+        self.train_model = _wrap_ddp(self.core, self.task, self.world, self.device)
+        self.guard_compile = cfg.compile and self.core is not model
+        self.first_step = self.step  # the step a mismatch between model and data would fail on
+        self.peak = cfg.peak_flops or peak_flops(self.device, cfg.precision)
+        self.flops_per_example = 0.0  # counted only where MFU can be reported: counting takes a forward
+        if self.peak:
+            example = to_device(task.train_batch(0, 1, cfg.seed, slice(0, 1)), self.device)
+            try:
+                flops = forward_flops(model, lambda: task.step(model, example))
+            except ConfigError:
+                raise
+            except _MISMATCH as e:
+                raise self._cannot_run(e) from e
+            self.flops_per_example = 3 * flops  # fwd + bwd (2x fwd)
+
+    def _cannot_run(self, e: Exception) -> ConfigError:
+        """The error of a model whose forward fails on the task's first batch: one line naming both."""
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return ConfigError(f"--model {self.spec.model!r} cannot run task {self.task.name!r} on --data "
+                           f"{self.task.data!r}: {first[:300]}")
+
+    def announce(self) -> None:
+        """One summary of the run before its first step."""
+        if not self.world.is_main:
+            return
+        cfg, task = self.cfg, self.task
+        for note in self.notes:  # e.g. a setting given under another name
+            self.report.message(f"note: {note}")
+        sizes = _split_sizes(task, self.micro_batch)
+        data = ", ".join(f"{split} {n:,} {task.unit if task.unit == 'tokens' else 'examples'}"
+                         for split, n in sizes.items())
+        epochs = self.total * cfg.batch_size / max(1, task.num_train_samples)
+        threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
+        world = f" x {self.world.size} processes" if self.world.distributed else ""
+        start = f"from step {self.step} " if self.step else ""
+        self.report.message(
+            f"train {self.spec.model} ({count_parameters(self.model):,} parameters) on task {task.name}, "
+            f"data {task.data} ({data}); {self.device}{world}{threads}, {cfg.precision}; "
+            f"{start}{self.total:,} steps of {cfg.batch_size} ({epochs:.2f} epochs); writing to {self.out}")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def loop(self) -> None:
+        cfg, world = self.cfg, self.world
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.window_steps, self.window_start = 0, time.perf_counter()
+        with _Signals() as signals:
+            while self.step < self.total:
+                if not self.take_step():
+                    continue  # redone without torch.compile
+                if self.step % cfg.log_every == 0 or self.step == self.total:
+                    self.log_window()
+                if self.step >= self.total:
+                    break
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.evaluate_and_maybe_stop():
+                    break
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save()
+                    self.window_start = time.perf_counter()
+                if cfg.max_seconds and world.any(self.train_seconds >= cfg.max_seconds):
+                    self.report.message(f"time cap: {self.train_seconds:.1f} s of training >= "
+                                        f"max_seconds={cfg.max_seconds:g} at step {self.step} of {self.total}")
+                    break
+                if world.any(signals.received is not None):
+                    signum = signals.received or signal.SIGTERM
+                    path = self.save()
+                    self.report.message(f"signal {signum}: checkpoint written at step {self.step}; "
+                                        "resume with --resume")
+                    self.report.close()
+                    raise Stopped(signum, path)
+
+    def take_step(self) -> bool:
+        """One optimiser step; False when torch.compile failed on it and it must be redone eagerly."""
+        rng_before = ckpt.rng_state() if self.guard_compile else None
+        start = time.perf_counter()
+        try:
+            step_loss, self.grad_norm = _optimizer_step(
+                self.train_model, self.task, self.optimizer, self.scaler, self.cfg, self.device, self.world,
+                self.shard, self.micro_batch, self.position)
+        except NonFinite as e:
+            raise NonFinite(f"step {self.step + 1}: {e.what}") from None
+        except Exception as e:
+            if not self.guard_compile:
+                if self.step == self.first_step and isinstance(e, _MISMATCH) and not isinstance(e, ConfigError):
+                    raise self._cannot_run(e) from e
+                raise
+            # torch.compile fails lazily, on the first call: redo this step without it.
+            self.report.message(f"warning: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); "
+                                "training without it")
+            self.optimizer.zero_grad(set_to_none=True)
+            ckpt.set_rng_state(rng_before)
+            self.core, self.guard_compile = self.model, False
+            self.train_model = _wrap_ddp(self.core, self.task, self.world, self.device)
+            return False
+        self.guard_compile = False
+        self.position += self.cfg.grad_accum
+        self.scheduler.step()
+        self.step += 1
+        self.train_seconds += time.perf_counter() - start
+        self.window_steps += 1
+        self.loss_sum += step_loss
+        self.report.advance()
+        return True
+
+    def log_window(self) -> None:
+        """The mean loss, throughput and MFU of the steps since the last log line."""
+        cfg, task, world = self.cfg, self.task, self.world
+        elapsed = time.perf_counter() - self.window_start
+        mean_loss = world.all_reduce_sum(self.loss_sum.cpu().view(1)).item() / (self.window_steps * world.size)
+        examples_per_s = self.window_steps * cfg.batch_size / max(elapsed, 1e-9)
+        rate = examples_per_s * task.items_per_sample
+        util = mfu(self.flops_per_example, examples_per_s, world.size, self.peak)
+        eta = (self.total - self.step) * elapsed / self.window_steps
+        lr = self.scheduler.get_last_lr()[0]
+        record = {"step": self.step, "split": "train", "loss": mean_loss, "lr": lr,
+                  f"{task.unit}_per_s": rate, "elapsed_s": elapsed}
+        if self.grad_norm is not None:
+            record["grad_norm"] = float(self.grad_norm)
+        if util is not None:
+            record["mfu"] = util
+        self.report.log(record)
+        self.report.train_line(self.step, mean_loss, lr, rate, util, eta)
+        self.loss_sum.zero_()
+        self.window_steps, self.window_start = 0, time.perf_counter()
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """The task's metrics on the held-out ``split`` ("val" or "test"), logged under that name."""
+        metrics = evaluate_model(self.core, self.task, self.device, self.cfg.precision,
+                                 self.cfg.eval_batch_size or self.micro_batch, self.cfg.eval_batches, self.world, split)
+        self.report.log({"step": self.step, "split": split, **metrics})
+        return metrics
+
+    def evaluate_and_maybe_stop(self) -> bool:
+        """A periodic evaluation of the validation split; True when early stopping ends the run here."""
+        metrics = self.evaluate("val")
+        self.report.message(f"val @ step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        self.window_start = time.perf_counter()  # evaluation time is not training throughput
+        if _early_stop(self.cfg, self.task, metrics, self.early):
+            self.report.message(f"early stop at step {self.step}: {self.cfg.early_stop_metric} did not improve "
+                                f"for {self.cfg.early_stop_patience} evaluations")
+            self.stopped_early = True
+        return self.stopped_early
+
+    def save(self) -> Path | None:
+        """Checkpoint this step (main process); weights that are not all finite are never written."""
+        _check_finite_weights(self.model, self.step)
         path = None
-        if world.is_main:
+        if self.world.is_main:
             state = {
-                "format": 1, "step": at_step, "data_position": position, "total_steps": total,
-                "world_size": world.size, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-                "rng": ckpt.rng_state(), "early_stop": dict(early),
+                "format": 1, "step": self.step, "data_position": self.position, "total_steps": self.total,
+                "world_size": self.world.size, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
+                "rng": ckpt.rng_state(), "early_stop": dict(self.early),
             }
-            path = ckpt.save_checkpoint(out, at_step, model, task, state, cfg.keep_last)
-        world.barrier()
+            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.task, state, self.cfg.keep_last)
+        self.world.barrier()
+        self.last_saved = path or self.out
         return path
 
-    def evaluate_now(split: str) -> dict[str, float]:
-        return evaluate_model(core, task, device, cfg.precision, cfg.eval_batch_size or micro_batch, cfg.eval_batches,
-                              world, split)
+    def finish(self) -> dict[str, Any]:
+        """The final evaluations (validation, then the test split's one look, after every choice is
+        made), checkpoint and model; the test metrics are for the caller to print."""
+        val_metrics = self.evaluate("val") if self.has_val else {}
+        metrics = self.evaluate("test")
+        last = self.save()
+        if self.world.is_main:
+            ckpt.publish_final(self.out, self.model, self.task)
+        self.world.barrier()
+        self.report.close()
+        self.report.message(f"done: step {self.step}, {self.train_seconds:.1f} s of training; model in {self.out}")
+        return {"step": self.step, "metrics": metrics, "val_metrics": val_metrics, "out": str(self.out),
+                "checkpoint": str(last) if last else None, "early_stopped": self.stopped_early,
+                "train_seconds": self.train_seconds}
 
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    window_steps, window_start = 0, time.perf_counter()
-    guard_compile = cfg.compile and core is not model
-    metrics: dict[str, float] = {}
-    stopped_early = False
-    train_seconds = 0.0  # time in optimiser steps only: evaluation and checkpoints excluded
-    with _Signals() as signals:
-        while step < total:
-            rng_before = ckpt.rng_state() if guard_compile else None
-            position_before = position
-            step_start = time.perf_counter()
-            try:
-                step_loss, grad_norm = _optimizer_step(
-                    train_model, task, optimizer, scaler, cfg, device, world, shard, micro_batch, position)
-            except Exception as e:
-                if not guard_compile:
-                    raise
-                # torch.compile fails lazily, on the first call: redo this step without it.
-                report.message(f"warning: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); "
-                               "training without it")
-                optimizer.zero_grad(set_to_none=True)
-                ckpt.set_rng_state(rng_before)
-                core, guard_compile = model, False
-                train_model = _wrap_ddp(core, task, world, device)
-                continue
-            guard_compile = False
-            position = position_before + cfg.grad_accum
-            scheduler.step()
-            step += 1
-            train_seconds += time.perf_counter() - step_start
-            window_steps += 1
-            loss_sum += step_loss
-            report.advance()
+    def _diverged(self, e: NonFinite) -> TrainingError:
+        saved = [p for p in ckpt.list_checkpoints(self.out)] if self.out.is_dir() else []
+        if saved:
+            kept = f"the last checkpoint, {saved[-1]}, holds finite weights"
+        else:
+            kept = f"no checkpoint was written, so {str(self.out)!r} was left as it was"
+        return TrainingError(f"{e.what}; training stopped before applying it, and {kept}. A smaller lr "
+                             "(or grad_clip, or warmup_steps) usually helps")
 
-            if step % cfg.log_every == 0 or step == total:
-                elapsed = time.perf_counter() - window_start
-                mean_loss = world.all_reduce_sum(loss_sum.cpu().view(1)).item() / (window_steps * world.size)
-                examples_per_s = window_steps * cfg.batch_size / max(elapsed, 1e-9)
-                rate = examples_per_s * task.items_per_sample
-                util = mfu(flops_per_example, examples_per_s, world.size, peak)
-                eta = (total - step) * elapsed / window_steps
-                lr = scheduler.get_last_lr()[0]
-                record = {"step": step, "split": "train", "loss": mean_loss, "lr": lr,
-                          f"{task.unit}_per_s": rate, "elapsed_s": elapsed}
-                if grad_norm is not None:
-                    record["grad_norm"] = float(grad_norm)
-                if util is not None:
-                    record["mfu"] = util
-                report.log(record)
-                report.train_line(step, mean_loss, lr, rate, util, eta)
-                loss_sum.zero_()
-                window_steps, window_start = 0, time.perf_counter()
 
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                metrics = evaluate_now("val")
-                report.log({"step": step, "split": "val", **metrics})
-                report.message(f"val @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                if _early_stop(cfg, task, metrics, early):
-                    report.message(f"early stop at step {step}: {cfg.early_stop_metric} did not improve for "
-                                   f"{cfg.early_stop_patience} evaluations")
-                    stopped_early = True
-                    break
-                window_start = time.perf_counter()  # evaluation time is not training throughput
-
-            if cfg.save_every and step % cfg.save_every == 0 and step < total:
-                save(step)
-                window_start = time.perf_counter()
-
-            if cfg.max_seconds and step < total and world.any(train_seconds >= cfg.max_seconds):
-                report.message(f"time cap: {train_seconds:.1f} s of training >= max_seconds={cfg.max_seconds:g} "
-                               f"at step {step} of {total}")
-                break
-
-            if world.any(signals.received is not None):
-                signum = signals.received or signal.SIGTERM
-                path = save(step)
-                report.message(f"signal {signum}: checkpoint written at step {step}; resume with --resume")
-                report.close()
-                raise Stopped(signum, path)
-
-    val_metrics = evaluate_now("val") if has_val else {}
-    if val_metrics:
-        report.log({"step": step, "split": "val", **val_metrics})
-    metrics = evaluate_now("test")  # the test split's one look, after every choice is made
-    report.log({"step": step, "split": "test", **metrics})
-    last = save(step)
-    if world.is_main:
-        ckpt.publish_final(out, model, task)
-    world.barrier()
-    report.message(f"done: step {step}; test " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                   + f"; model in {out}")
-    report.close()
-    return {"step": step, "metrics": metrics, "val_metrics": val_metrics, "out": str(out),
-            "checkpoint": str(last) if last else None,
-            "early_stopped": stopped_early, "train_seconds": train_seconds}
+# --------------------------------------------------------------------------------------------
+# Pieces of a step
 
 
 class TaskStep(torch.nn.Module):
@@ -336,7 +475,10 @@ def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, devi
                     micro_batch: int, position: int):
     """Forward/backward over ``grad_accum`` micro-batches, then one clipped optimiser step.
 
-    ``model`` is the step module of ``_wrap_ddp``: calling it on a batch gives the loss."""
+    ``model`` is the step module of ``_wrap_ddp``: calling it on a batch gives the loss. Raises
+    ``NonFinite`` (with the optimiser untouched) when the loss or the gradient norm is not finite
+    on any process. Under fp16 the gradient scaler handles overflowing gradients itself (it skips
+    the step and lowers the scale), so only the loss is checked there."""
     step_loss = torch.zeros((), dtype=torch.float64, device=device)
     for micro in range(cfg.grad_accum):
         batch = to_device(task.train_batch(position + micro, micro_batch, cfg.seed, shard), device)
@@ -351,16 +493,51 @@ def _optimizer_step(model, task: Task, optimizer, scaler, cfg: TrainConfig, devi
         step_loss += loss.detach().double() / cfg.grad_accum
     if scaler is not None:
         scaler.unscale_(optimizer)
-    grad_norm = None
+    params = [p for p in unwrap(model).parameters() if p.grad is not None]
     if cfg.grad_clip > 0:
-        grad_norm = torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    else:
+        grad_norm = _grad_norm(params, device)
+    bad_grad = scaler is None and not bool(torch.isfinite(grad_norm))
+    if world.any(not bool(torch.isfinite(step_loss)) or bad_grad):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFinite(f"the training loss is {step_loss.item():g} and the gradient norm {float(grad_norm):g}")
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return step_loss, grad_norm
+    return step_loss, (grad_norm if cfg.grad_clip > 0 else None)
+
+
+def _grad_norm(params, device) -> torch.Tensor:
+    """The global L2 norm of the gradients (what clipping would measure), without changing them."""
+    if not params:
+        return torch.zeros((), device=device)
+    norms = torch.stack([torch.linalg.vector_norm(p.grad.detach().float()) for p in params])
+    return torch.linalg.vector_norm(norms)
+
+
+def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NonFinite(f"step {step}: the weights are no longer finite ({name} holds NaN or inf)")
+
+
+def _split_sizes(task: Task, batch_size: int) -> dict[str, int]:
+    """Examples (or tokens) of the training split and of each held-out split ("val", "test")."""
+    per = task.items_per_sample if task.unit == "tokens" else 1
+    sizes = {"train": task.num_train_samples * per}
+    for split in task.eval_splits:
+        rows = 0
+        for batch in task.eval_batches(max(1, batch_size), split):
+            first = batch
+            while isinstance(first, (tuple, list, dict)) and first:
+                first = next(iter(first.values())) if isinstance(first, dict) else first[0]
+            rows += int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1
+        sizes[split] = rows * per
+    return sizes
 
 
 def _early_stop(cfg: TrainConfig, task: Task, metrics: dict[str, float], early: dict) -> bool:

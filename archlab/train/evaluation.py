@@ -4,7 +4,8 @@
 stopping) or ``"test"`` (once, at the end) -- through a model (shared out among DDP processes,
 summed exactly); ``load_for_evaluation`` rebuilds the model and the task of a run or
 checkpoint directory (the same tokenizers and normalisation it was trained with);
-``evaluate(checkpoint)`` is the two together.
+``evaluate(checkpoint)`` is the two together. A Hugging Face GPT-2 folder (``config.json`` with
+``model_type: gpt2``, its weights and its tokenizer) is read as a language model too.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def evaluate_model(model, task: Task, device: torch.device, precision: str, batc
 def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict[str, Any]:
     """The ``task.json`` of a run or checkpoint directory, after checking its files' manifest."""
     path = Path(checkpoint)
+    check(path.exists(), f"--checkpoint {str(path)!r} does not exist")
     check(path.is_dir(), f"--checkpoint {str(path)!r} is not a directory")
     if (path / ckpt.MANIFEST_FILE).is_file():
         ckpt.verify(path)
@@ -79,23 +81,97 @@ def read_task_description(checkpoint: str | Path, use: str = "evaluate") -> dict
                               f"({', '.join(str(path / 'checkpoints' / s) for s in steps) or 'none written yet'})")
     if not task_file.is_file():
         raise CheckpointError(f"{str(path)!r} has no {ckpt.TASK_FILE}: it was not written by `archlab train`")
-    return json.loads(task_file.read_text())
+    described = _read_json(task_file)
+    if not isinstance(described, dict) or not isinstance(described.get("task"), str):
+        raise CheckpointError(f"{task_file} is damaged: expected a JSON object naming the task "
+                              f'({{"task": ..., "data": ..., "config": {{...}}}}), got {_kind(described)}')
+    if not isinstance(described.get("config", {}), dict):
+        raise CheckpointError(f"{task_file} is damaged: its config must be a JSON object, got "
+                              f"{_kind(described['config'])}")
+    return described
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({' '.join(str(e).split())})") from None
+
+
+def _kind(value) -> str:
+    return "a JSON object" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def check_saved_files(path: Path, task_cls: type[Task]) -> None:
+    """The files the task keeps beside the weights (its tokenizer, class names ...) are there and,
+    when JSON, readable: without them the model would be evaluated with a vocabulary or classes
+    fitted anew, a silently different model."""
+    for name in getattr(task_cls, "saved_files", ()):
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{str(path)!r} lacks {name}, which task {task_cls.name!r} saved beside the "
+                                  "weights (the model's own vocabulary or classes); copy it back from the run")
+        if name.endswith(".json"):
+            _read_json(file)
+
+
+def _check_data_still_there(path: Path, described: dict[str, Any], data: str | None) -> None:
+    trained_on = described.get("data")
+    if data is None and isinstance(trained_on, str) and Path(trained_on).is_absolute() \
+            and not Path(trained_on).exists():
+        raise CheckpointError(f"{str(path)!r} was trained on --data {trained_on!r}, which no longer exists; "
+                              "give the data to evaluate on with --data")
+
+
+FOREIGN_LANGUAGE_MODELS = ("gpt2",)  # Hugging Face model types that evaluate / generate read as task 'lm'
+
+
+def foreign_language_model(path: Path) -> dict[str, Any] | None:
+    """The ``config.json`` of a Hugging Face language-model folder (GPT-2) -- one that ``archlab
+    train`` did not write (no ``task.json``) -- or None."""
+    from archlab.checkpoint import CONFIG_NAME, read_config
+
+    if not path.is_dir() or (path / ckpt.TASK_FILE).is_file() or not (path / CONFIG_NAME).is_file():
+        return None
+    config = read_config(path)
+    return config if config.get("model_type") in FOREIGN_LANGUAGE_MODELS else None
+
+
+def _describe_foreign(path: Path, config: dict[str, Any], data: str | None) -> dict[str, Any]:
+    check(data is not None, f"--checkpoint {str(path)!r} is a Hugging Face {config['model_type']} folder: evaluating "
+                            "it needs --data (a text file, or a text data set such as pythondocs)")
+    block = config.get("n_positions")
+    block = min(128, block) if isinstance(block, int) and block > 0 else 128
+    return {"task": "lm", "data": data, "config": {"block_size": block}}
 
 
 def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
                         task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
     """The model and task of a run directory or checkpoint directory, ready to evaluate.
 
-    ``task_settings`` override fields of the saved task config (e.g. the ``value_column`` of
-    another CSV file given as ``data``)."""
+    A Hugging Face GPT-2 folder is evaluated as a language model on ``data`` with its own
+    tokenizer. ``task_settings`` override fields of the saved task config (e.g. the
+    ``value_column`` of another CSV file given as ``data``)."""
     from archlab.checkpoint import from_pretrained
 
     path = Path(checkpoint)
-    described = read_task_description(path)
-    task_cls = get_task(described["task"])
+    foreign = foreign_language_model(path)
+    if foreign is not None:
+        described = _describe_foreign(path, foreign, data)
+        task_cls = get_task("lm")
+    else:
+        described = read_task_description(path)
+        task_cls = get_task(described["task"])
+        check_saved_files(path, task_cls)
+        _check_data_still_there(path, described, data)
     settings = {**described.get("config", {}), **(task_settings or {})}
     config = task_cls.Config(**split_keys(settings, {"task": task_cls.Config})["task"])
-    task = task_cls(config, data or described.get("data"), saved=path)
+    try:
+        task = task_cls(config, data or described.get("data"), saved=path)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:  # a saved file of the wrong shape
+        raise CheckpointError(f"the files beside the weights in {str(path)!r} ({', '.join(task_cls.saved_files)}) "
+                              f"do not fit task {task_cls.name!r} ({type(e).__name__}: {e}); copy them back from "
+                              "the run") from None
     model = from_pretrained(path)
     check(isinstance(model, task_cls.requires),
           f"{str(path)!r} holds a {type(model).__name__}, which task {task.name!r} cannot use")
@@ -115,20 +191,27 @@ def load_for_generation(checkpoint: str | Path):
     from archlab.checkpoint import from_pretrained
     from archlab.data import load_tokenizer
 
-    described = read_task_description(checkpoint, use="generate from")
-    check(described.get("task") == "lm",
-          f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
-          "needs a language model (task 'lm')")
+    if foreign_language_model(Path(checkpoint)) is None:  # a Hugging Face GPT-2 folder needs no task.json
+        described = read_task_description(checkpoint, use="generate from")
+        check(described.get("task") == "lm",
+              f"--checkpoint {str(checkpoint)!r} holds a model of task {described.get('task')!r}; generating text "
+              "needs a language model (task 'lm')")
+        check_saved_files(Path(checkpoint), get_task("lm"))
     model = from_pretrained(checkpoint)
     check(isinstance(model, LanguageModel),
           f"the model in {str(checkpoint)!r} ({type(model).__name__}) is not a language model: it cannot generate")
-    return model.eval(), load_tokenizer(checkpoint)
+    tokenizer = load_tokenizer(checkpoint)
+    vocab = getattr(model.config, "vocab_size", tokenizer.vocab_size)
+    check(tokenizer.vocab_size <= vocab, f"the tokenizer in {str(checkpoint)!r} has {tokenizer.vocab_size} tokens, the "
+                                         f"model only vocab_size={vocab}")
+    return model.eval(), tokenizer
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
              precision: str = "fp32", split: str = "test") -> dict[str, float]:
     """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data
     set, or on its training examples ("train", a task with ``evaluates_train``)."""
+    check(isinstance(batch_size, int) and batch_size > 0, f"batch_size must be a positive integer, got {batch_size!r}")
     model, task = load_for_evaluation(checkpoint, data)
     dev = resolve_device(device)
     return evaluate_model(model.to(dev), task, dev, precision, batch_size, split=split)

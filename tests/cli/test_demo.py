@@ -21,7 +21,7 @@ def test_demo_rejects_bad_arguments(capsys):
     from archlab.cli import main
 
     assert main(["demo", "--seconds", "0"]) == 2
-    assert "--seconds must be > 0, got 0" in capsys.readouterr().err
+    assert "--seconds must be in (0, 3600], got 0.0" in capsys.readouterr().err
     assert main(["demo", "--prompt", "€"]) == 2
     err = capsys.readouterr().err
     assert "--prompt" in err and "'€'" in err

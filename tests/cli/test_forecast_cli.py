@@ -64,7 +64,7 @@ def test_bad_input_exits_2_with_a_clear_message(run_dir, tmp_path, capsys):
         (["--horizon", "0"], "--horizon must be >= 1, got 0"),
         (["--data", str(long), "--value-column", "price"],
          "value_column='price' is not a column; the header has 'value'"),
-        (["--data", str(long)], "a CSV series needs value_column"),
+        (["--data", str(long)], "needs value_column (the name of a column"),
         (["--data", str(series), "--value-column", "value"],
          "the training part has 10 values, too short for context_length=36 + horizon=12 = 48"),
         (["--csv", str(tmp_path / "missing" / "f.csv")], "its folder does not exist"),
@@ -73,7 +73,7 @@ def test_bad_input_exits_2_with_a_clear_message(run_dir, tmp_path, capsys):
         assert main(["forecast", "--checkpoint", str(run_dir), *extra]) == 2, extra
         assert message in capsys.readouterr().err
     assert main(["forecast", "--checkpoint", str(tmp_path / "nowhere")]) == 2
-    assert "is not a directory" in capsys.readouterr().err
+    assert "nowhere' does not exist" in capsys.readouterr().err
     # Another CSV with its own column works: the model reads the last 36 values of it.
     assert main(["forecast", "--checkpoint", str(run_dir), "--data", str(long), "--value-column", "value",
                  "--horizon", "3"]) == 0

@@ -84,11 +84,11 @@ def test_bad_input_exits_2(runs, tmp_path, capsys):
         (["--checkpoint", gpt, "--prompt", "Data\u2603 set\u00e9"],
          "--prompt has characters the model was not trained on: '\u00e9', '\u2603'; it knows the"),
         (["--checkpoint", gpt, "--prompt", "x" * 33], "--prompt is 33 tokens long, the model reads at most block_size=32"),
-        (["--checkpoint", gpt, "--temperature", "0"], "--temperature must be > 0, got 0.0"),
+        (["--checkpoint", gpt, "--temperature", "0"], "--temperature must be a finite number > 0, got 0.0"),
         (["--checkpoint", gpt, "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
         (["--checkpoint", gpt, "--top-k", "0"], "--top-k must be >= 1, got 0"),
-        (["--checkpoint", gpt, "--max-new-tokens", "-1"], "--max-new-tokens must be >= 0, got -1"),
-        (["--checkpoint", str(tmp_path / "missing")], "missing' is not a directory"),
+        (["--checkpoint", gpt, "--max-new-tokens", "-1"], "--max-new-tokens must be in [0, 100,000], got -1"),
+        (["--checkpoint", str(tmp_path / "missing")], "missing' does not exist"),
         (["--checkpoint", str(tmp_path)], "has no task.json: it was not written by `archlab train`"),
     ]
     for args, message in cases:

@@ -106,6 +106,25 @@ def test_signal_writes_a_checkpoint_before_exiting(tmp_path, sig, code):
     assert len(saved) == 1 and int(saved[0].name.split("-")[1]) >= 5
 
 
+def test_a_language_model_trains_offline_with_one_summary_and_the_metrics_once(tmp_path, capsys):
+    # No --data: the task's default text ships with Python, so this works without a network.
+    out = tmp_path / "gpt"
+    assert main(["train", "--task", "lm", "--model", "gpt", "--set", "n_layer=1", "--set", "n_head=2",
+                 "--set", "d_model=16", "--set", "block_size=16", "--set", "batch_size=8", "--set", "log_every=2",
+                 "--set", "eval_batches=20", "--max-steps", "4", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    summary = [line for line in err if line.startswith("train gpt (")]
+    assert len(summary) == 1, err
+    for part in ("parameters) on task lm", "data pythondocs (train ", "tokens, val ", "tokens, test ", "cpu, ",
+                 "threads, fp32; 4 steps of 8 (", f"writing to {out}"):
+        assert part in summary[0], (part, summary[0])
+    progress = [line for line in err if line.startswith("step ")]
+    assert [p.split(" | ")[:2] for p in progress][-1][0] == "step 4/4" and all(" | epoch 0.0" in p for p in progress)
+    assert sum(line.startswith("done: step 4") for line in err) == 1
+    assert [line.split()[0] for line in captured.out.splitlines()] == ["loss", "perplexity", "bpc"]
+
+
 # A run that does not compile never imports torch's compiler (torch._dynamo): importing it takes
 # about as long as importing torch, before the first step. Checked in a fresh interpreter.
 NO_COMPILER = """

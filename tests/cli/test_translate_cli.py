@@ -66,7 +66,7 @@ def test_bad_input_exits_2_naming_the_problem(checkpoint, tmp_path, capsys):
         assert main(["translate", "--checkpoint", str(checkpoint), *args]) == 2
         assert message in capsys.readouterr().err
     assert main(["translate", "--checkpoint", str(tmp_path / "nowhere"), "word"]) == 2
-    assert "is not a directory" in capsys.readouterr().err
+    assert "nowhere' does not exist" in capsys.readouterr().err
     classifier = tmp_path / "digits"
     train(RunSpec(task="classify", model="mlp", data="digits", out=classifier,
                   settings={"hidden": "8", "max_steps": 2, "log_every": 1}))

@@ -6,7 +6,7 @@ from archlab.data.download import REMOTE
 from archlab.data.images import IMAGE_SETS
 from archlab.data.labelled_text import LABELLED_TEXT_SETS
 from archlab.data.tabular import TABULAR_SETS
-from archlab.data.text import OFFLINE_TEXT_SETS, TEXT_SETS
+from archlab.data.text import OFFLINE_TEXTS, TEXT_SETS
 from archlab.data.timeseries import SERIES
 from archlab.errors import ConfigError
 
@@ -14,12 +14,13 @@ from archlab.errors import ConfigError
 def test_catalog_matches_the_loaders():
     assert set(list_datasets("image")) == set(IMAGE_SETS)
     assert set(list_datasets("series")) == set(SERIES)
-    assert set(list_datasets("text")) == set(TEXT_SETS) | set(OFFLINE_TEXT_SETS)
+    assert set(list_datasets("text")) == {*TEXT_SETS, *OFFLINE_TEXTS}
     assert set(list_datasets("labelled_text")) == set(LABELLED_TEXT_SETS)
     assert set(list_datasets("tabular", offline=True)) == set(TABULAR_SETS)
     # exactly the sets that need the network have a download entry
     assert set(list_datasets(offline=False)) == set(REMOTE)
     assert list_datasets("image", offline=True) == ["digits", "mnist5k"]
+    assert list_datasets("text", offline=True) == ["pythondocs"]
     with pytest.raises(ConfigError, match="kind must be one of image, text, labelled_text, pronunciation, series, tabular, got 'audio'"):
         list_datasets("audio")
 

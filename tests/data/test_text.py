@@ -10,7 +10,7 @@ def test_text_file_and_errors(tmp_path):
     assert load_text(path) == "héllo\nwörld\n"
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\nalso fine\n\xff\xfe broken\n")
-    with pytest.raises(ConfigError, match=r"bad\.txt, line 3: not UTF-8"):
+    with pytest.raises(ConfigError, match=r"bad\.txt, line 3, column 1: not UTF-8"):
         load_text(bad)
     with pytest.raises(ConfigError, match=r"unknown text data set 'tinyshakespear'.*did you mean 'tinyshakespeare'"):
         load_text("tinyshakespear")
@@ -62,3 +62,9 @@ def test_ab_order_labels_say_which_letter_comes_first():
         shares = [freq[c][letter] / sum(freq[c].values()) for c in data.classes]
         assert abs(shares[0] - shares[1]) < 0.005, letter
     assert load_labelled_text("ab-order").test == data.test
+
+
+def test_the_offline_default_text_ships_with_python():
+    text = load_text("pythondocs")
+    assert len(text) > 200_000 and "assignment" in text and "\x00" not in text
+    assert load_text("pythondocs") == text  # the same text every time (in one Python version)

@@ -20,7 +20,8 @@ def _fit(tmp_path, data="breast_cancer", name="run", **settings):
 
 def test_a_fit_writes_a_run_directory_that_evaluate_reads(tmp_path):
     result, out = _fit(tmp_path)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json", "metrics.jsonl", "model.txt",
+    # (.lock: the run directory's lock, held by every run, fit or trained, while it runs)
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json", "manifest.json", "metrics.jsonl", "model.txt",
                                                       "run.json", "tabular.json", "task.json"]
     verify(out)  # every final file is in the manifest, with its SHA-256
     assert json.loads((out / "config.json").read_text())["archlab_model"] == "lightgbm"

@@ -34,4 +34,8 @@ def test_two_processes_equal_one_with_accumulation(tmp_path):
     # Only rank 0 logs: one line per logged step, not two.
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert sum('"split": "train"' in l for l in lines) == 2
+    # One summary at the start, the metrics once at the end (not once per process).
+    assert two.stderr.count("train mlp (") == 1 and "x 2 processes" in two.stderr
+    assert two.stderr.count("done: step 8") == 1
+    assert [l.split()[0] for l in two.stdout.splitlines()] == ["loss", "accuracy"]
 
