@@ -75,6 +75,10 @@ TINY_RUNS = {
     "ft_transformer": ("tabular", "ft_transformer", "wine", {"d_token": 16, "num_layers": 1, "num_heads": 2,
                                                              "batch_size": 32, "lr": 3e-3, "max_steps": 20}),
     "lightgbm": ("tabular", "lightgbm", "wine", {"max_steps": 10}),
+    "clip": ("clip", "clip_tiny", "digits", {"embed_dim": 32, "patch_size": 4, "vision_width": 32, "vision_layers": 2,
+                                            "vision_heads": 2, "vision_mlp": 64, "text_width": 32, "text_layers": 1,
+                                            "text_heads": 2, "text_mlp": 64, "batch_size": 32, "lr": 3e-3,
+                                            "max_steps": 20}),
 }
 
 

@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="TEXT|IMAGE|INDEX",
                    help="what to feed the model (repeatable); default: a few examples of the test data")
     p.add_argument("--out", metavar="FILE.html", help="where to write the page (default: explain-NAME.html)")
-    p.add_argument("--examples", type=int, metavar="N", help="test examples shown when no --input is given (default 3)")
+    p.add_argument("--examples", type=int, metavar="N",
+                   help="test examples shown when no --input is given (default 3; a CLIP batch: 8)")
     p.add_argument("--resize", action="store_true", help="resize an --input image to the size the model reads")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a registry model's config field (repeatable), e.g. --set n_layer=2")

@@ -9,8 +9,9 @@
 model the layer table, the prediction, gradient flow and activation statistics; filters, feature
 maps and saliency for a convolutional network; gates and states over time for a recurrent one,
 and a seq2seq model's attention alignment; every attention layer and head of a Transformer, the
-next-token distribution under temperature / top-k / top-p for a language model, and a ViT's
-attention over its patches. What goes in and comes out is the business of a *subject*
+next-token distribution under temperature / top-k / top-p for a language model, a ViT's
+attention over its patches, and for an image-text model (CLIP) the similarity matrix of a batch of
+images and captions with its zero-shot classification. What goes in and comes out is the business of a *subject*
 (``archlab.explain.subjects``), one per capability.
 
 Looking inside costs the ordinary path nothing: attention weights are materialised only while a

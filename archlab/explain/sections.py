@@ -84,7 +84,7 @@ def gradients(page, model: nn.Module, subject: Subject, examples: list[Example],
     model.zero_grad(set_to_none=True)
     try:
         with torch.enable_grad():
-            total = sum(subject.loss(ex) for ex in examples) / len(examples)
+            total = subject.batch_loss(examples)
             total.backward()
         order = {name: i for i, (name, _, _) in enumerate(captured.order)}
         rows = []
@@ -384,8 +384,9 @@ def attention(page, captured: Captured, subject: Subject, ex: Example) -> None:
         s.add(H.explorer(maps, columns=[f"head {h}" for h in range(nh)] + ["mean"],
                          rows=[f"layer {layer}" for layer, _ in members], row_labels=rows, col_labels=cols,
                          first=last, caption="Shown large: the last layer, averaged over its heads."))
-    if isinstance(subject, ImageSubject) and ex.image is not None:
-        _patches(page, multi, ex)
+    patches = [a for a in multi if subject.image_attention(a.name)]
+    if patches and ex.image is not None:
+        _patches(page, patches, ex)
 
 
 def _patches(page, maps, ex: Example) -> None:

@@ -97,6 +97,9 @@ class MiniLMTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._backend.encode(text).ids
 
+    def id_to_token(self, token_id: int) -> str:
+        return self._backend.id_to_token(token_id) or f"#{token_id}"
+
 
 def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     longest = max(map(len, seqs), default=1)
@@ -177,6 +180,16 @@ class CLIPTask(Task):
         mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype).clamp_min(1e-8).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) of the data's shape, pixels in [0, 1], as the model reads them
+        (standardised with the training split's statistics)."""
+        return self._normalize(x)
+
+    def token_names(self, ids) -> list[str]:
+        """Each caption id as its token, for the axes of a page."""
+        tok = self.tokenizer
+        return [tok.id_to_token(int(i)) if isinstance(tok, MiniLMTokenizer) else tok.tokens[int(i)] for i in ids]
 
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         n = self.num_train_samples

@@ -32,6 +32,7 @@ PAGES = {  # page -> (tiny run or registry name, --input values)
     "textclass": ("bert_textclass", []),
     "forecast": ("gru_forecaster", []),
     "vit": ("vit_tiny", []),
+    "clip": ("clip", []),
 }
 
 

@@ -27,6 +27,11 @@ EXPECTED = {  # run -> the sections its page has besides COMMON, and phrases it 
     "bert_mlm": ({"attention"}, ["most likely (probability)"]),
     "gru_forecaster": ({"gates", "states"}, ["reset gate r_t", "update gate z_t"]),
     "ft_transformer": ({"attention"}, ["[CLS]", "alcohol", "class probabilities"]),
+    "clip": ({"filters", "feature-maps", "attention", "patch-attention"},
+             ["Prediction: image-text similarity", "exp(t) cos(u<sub>i</sub>, v<sub>j</sub>)",
+              "Zero-shot classification",
+              "image_encoder.encoder.layers.encoder_layer_N.self_attention: self-attention",
+              "text_encoder.encoder.layers.N.self_attn: masked (causal) self-attention", "symmetric InfoNCE loss"]),
 }
 
 
@@ -114,8 +119,53 @@ def test_gradient_boosted_trees_are_refused_in_one_line(tiny_run):
         explain(load_target(str(tiny_run("lightgbm")), with_task=True))
 
 
-def test_an_image_text_model_is_refused_in_one_line():
+def test_clip_page_shows_the_batch_similarity_matrix_of_the_model(tiny_run):
+    target = load_target(str(tiny_run("clip")), with_task=True)
+    page = explain(target)
+    text = page.render()
+    task, model = target.task, target.model
+    # The default batch: 8 test images, one of each class first, with their own captions.
+    d = task.data_set
+    firsts = [int((d.test_labels == k).nonzero()[0]) for k in range(8)]
+    assert all(f"test image {i} ({d.classes[k]})" in text for k, i in enumerate(firsts))
+    assert html.escape(d.test_captions[firsts[3]], quote=False) in text
+    # The numbers shown are the model's cosine similarities of those images and captions.
+    pred = next(s for s in page.sections if s.id == "prediction").html()
+    cos = [float(x) for x in re.findall(r"<td class='num'>([+-]\d\.\d{3})</td>", pred)]
+    images = task.prepare(d.test_images[firsts])
+    ids = [task.encode(d.test_captions[i]) for i in firsts]
+    ids = torch.tensor([x + [task.tokenizer.pad_id] * (max(map(len, ids)) - len(x)) for x in ids])
+    with torch.no_grad():
+        want = model.encode_image(images) @ model.encode_text(ids).T  # (8, 8)
+        loss = float(model.loss(images, ids))
+    assert len(cos) == 64
+    assert torch.allclose(torch.tensor(cos).view(8, 8), want.float(), atol=1e-3)  # shown with 3 decimals
+    grads = next(s for s in page.sections if s.id == "gradients").html()
+    assert f"L = {loss:.4g};" in grads  # the gradient is of the batch's contrastive loss
+
+
+def test_clip_image_files_meet_the_class_prompts_and_text_is_refused(tiny_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
     from archlab.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"clip_tiny \(CLIP\) declares no interface archlab can explain"):
-        explain(load_target("clip_tiny"))
+    target = load_target(str(tiny_run("clip")), with_task=True)
+    d = target.task.data_set
+    Image.fromarray((d.test_images[5, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "digit.png")
+    page = explain(target, [str(tmp_path / "digit.png"), "3"])
+    pred = next(s for s in page.sections if s.id == "prediction").html()
+    assert "the first prompt of each class the columns" in pred
+    assert all(f"title='{c}: {html.escape(ps[0], quote=False)}'" in pred for c, ps in zip(d.classes, d.prompts))
+    assert len(re.findall(r"<td class='num'>([+-]\d\.\d{3})</td>", pred)) == 2 * 10  # 2 images x 10 prompts
+    with pytest.raises(ConfigError, match=r"^--input 'a handwritten seven' is not an image file nor an index of the "
+                                          r"test data; clip_tiny reads images") as e:
+        explain(target, ["a handwritten seven"])
+    assert "\n" not in str(e.value)
+
+
+def test_clip_by_name_has_random_weights_and_no_zero_shot():
+    page = explain(load_target("clip_tiny", settings={"vision_layers": 1, "text_layers": 1}))
+    assert sections_of(page) == COMMON | {"filters", "feature-maps", "attention", "patch-attention"}
+    text = page.render()
+    assert "Random weights" in text and "random image 3" in text and "No class prompts" in text

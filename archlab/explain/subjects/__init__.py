@@ -1,7 +1,7 @@
 """What goes in and comes out of each kind of model (see ``base``); ``subject_for`` picks one.
 
 A run's task decides (``classify``, ``lm``, ``seq2seq``, ``mlm``, ``textclass``, ``forecast``,
-``tabular``);
+``tabular``, ``clip``);
 without a task (a saved model, a Hugging Face folder, a registry name) the model's main interface
 does, and for BERT its head.
 """
@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from archlab.errors import ConfigError
 from archlab.explain.subjects.base import Example, Subject, read_input
+from archlab.explain.subjects.clip import ClipSubject
 from archlab.explain.subjects.image import ImageSubject
 from archlab.explain.subjects.seq2seq import Seq2SeqSubject
 from archlab.explain.subjects.series import ForecastSubject
 from archlab.explain.subjects.tabular import TabularSubject
 from archlab.explain.subjects.text import EncoderSubject, LanguageSubject, MaskedSubject, TokenClassSubject
-from archlab.models.interfaces import (Forecaster, ImageClassifier, LanguageModel, MaskedLM, Seq2SeqModel,
-                                       TabularModel, TokenClassifier, capabilities)
+from archlab.models.interfaces import (Forecaster, ImageClassifier, ImageTextModel, LanguageModel, MaskedLM,
+                                       Seq2SeqModel, TabularModel, TokenClassifier, capabilities)
 
 BY_TASK = {"classify": ImageSubject, "lm": LanguageSubject, "seq2seq": Seq2SeqSubject, "mlm": MaskedSubject,
-           "textclass": TokenClassSubject, "forecast": ForecastSubject, "tabular": TabularSubject}
+           "textclass": TokenClassSubject, "forecast": ForecastSubject, "tabular": TabularSubject,
+           "clip": ClipSubject}
 BY_INTERFACE = {ImageClassifier: ImageSubject, LanguageModel: LanguageSubject, Seq2SeqModel: Seq2SeqSubject,
                 MaskedLM: MaskedSubject, TokenClassifier: TokenClassSubject, Forecaster: ForecastSubject,
-                TabularModel: TabularSubject}
+                TabularModel: TabularSubject, ImageTextModel: ClipSubject}
 
 
 def subject_for(target, *, resize: bool = False) -> Subject:
@@ -47,4 +49,5 @@ def subject_for(target, *, resize: bool = False) -> Subject:
 
 
 __all__ = ["subject_for", "Subject", "Example", "read_input", "ImageSubject", "LanguageSubject", "Seq2SeqSubject",
-           "MaskedSubject", "TokenClassSubject", "EncoderSubject", "ForecastSubject", "TabularSubject"]
+           "MaskedSubject", "TokenClassSubject", "EncoderSubject", "ForecastSubject", "TabularSubject",
+           "ClipSubject"]

@@ -148,6 +148,10 @@ class Subject:
 
     loss_text = ""            # what ``loss`` is, in words
 
+    def batch_loss(self, examples: list[Example]) -> torch.Tensor:
+        """The loss of the gradient-flow section: by default the mean of ``loss`` over the examples."""
+        return sum(self.loss(ex) for ex in examples) / len(examples)
+
     # -- the page ---------------------------------------------------------------------------------
     def prediction(self, page, examples: list[Example]) -> None:
         """Add the prediction section(s)."""
@@ -162,6 +166,10 @@ class Subject:
         if tokens is not None and len(tokens) == T == S:
             return tokens, tokens
         return [str(i) for i in range(T)], [str(j) for j in range(S)]
+
+    def image_attention(self, name: str) -> bool:
+        """Whether attention module ``name`` reads image patches (a ViT's: its patch-attention section)."""
+        return False
 
     def time_labels(self, ex: Example, T: int, name: str = "") -> list[str]:
         """Labels of the T steps recurrent layer (or 1-D convolution) ``name`` read (tokens when they match)."""

@@ -76,32 +76,16 @@ class ImageSubject(Subject):
         return self._example(self.task.test_x[index], f"test image {index} (label {self.classes[label]})", label)
 
     def from_image(self, path: Path, given: str) -> Example:
-        from PIL import Image, UnidentifiedImageError
-
-        C, Hh, W = self.shape
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L" if C == 1 else "RGB")
-                if img.size != (W, Hh):
-                    check(self.resize, f"--input {given!r} is {img.size[0]}x{img.size[1]} pixels, the model reads "
-                                       f"{W}x{Hh} images; pass --resize to resize it")
-                    img = img.resize((W, Hh), Image.BILINEAR)
-                a = np.asarray(img, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as e:
-            raise ConfigError(f"--input {given!r} cannot be read as an image ({e})") from e
-        check(C in (1, 3), f"the model reads {C}-channel images; image files give 1 (grey) or 3 (colour)")
-        image = torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy())  # (C, H, W)
-        return self._example(image, f"your image {path.name}", None)
+        return self._example(read_image(path, given, self.shape, self.resize), f"your image {path.name}", None)
 
     def time_labels(self, ex: Example, T: int, name: str = "") -> list[str]:
         return [f"row {t}" for t in range(T)]  # a recurrent classifier reads an image row by row
 
     def axes(self, name: str, T: int, S: int, ex: Example):
-        g = int(round((S - 1) ** 0.5))
-        if T == S and g * g == S - 1:  # a ViT: the class token, then the patches row by row
-            labels = ["[class]"] + [f"patch {r},{c}" for r in range(g) for c in range(g)]
-            return labels, labels
-        return super().axes(name, T, S, ex)
+        return patch_axes(T, S) or super().axes(name, T, S, ex)
+
+    def image_attention(self, name: str) -> bool:
+        return True
 
     # -- model ------------------------------------------------------------------------------------
     def probabilities(self, ex: Example) -> torch.Tensor:
@@ -162,3 +146,32 @@ class ImageSubject(Subject):
             cam = cam / cam.max() if float(cam.max()) > 0 else cam
         sal = sal / sal.max() if float(sal.max()) > 0 else sal
         return sal.numpy(), (cam.numpy() if cam is not None else None), c
+
+
+def read_image(path: Path, given: str, shape: tuple[int, int, int], resize: bool) -> torch.Tensor:
+    """The image file ``path`` (``--input given``) as a (C, H, W) tensor in [0, 1] of ``shape``: grey or
+    colour to match C; of another size only with ``resize``."""
+    from PIL import Image, UnidentifiedImageError
+
+    C, Hh, W = shape
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if C == 1 else "RGB")
+            if img.size != (W, Hh):
+                check(resize, f"--input {given!r} is {img.size[0]}x{img.size[1]} pixels, the model reads "
+                              f"{W}x{Hh} images; pass --resize to resize it")
+                img = img.resize((W, Hh), Image.BILINEAR)
+            a = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise ConfigError(f"--input {given!r} cannot be read as an image ({e})") from e
+    check(C in (1, 3), f"the model reads {C}-channel images; image files give 1 (grey) or 3 (colour)")
+    return torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy())  # (C, H, W)
+
+
+def patch_axes(T: int, S: int) -> tuple[list[str], list[str]] | None:
+    """A ViT's attention axes: the class token, then the g x g patches row by row (None if not square)."""
+    g = int(round((S - 1) ** 0.5))
+    if T == S and g * g == S - 1:
+        labels = ["[class]"] + [f"patch {r},{c}" for r in range(g) for c in range(g)]
+        return labels, labels
+    return None
