@@ -209,6 +209,46 @@ class EpochOrder:
         return self.permutation(seed, epoch)[i * batch_size:(i + 1) * batch_size]
 
 
+class TokenBlocksTask(Task):
+    """A task over one long text of token ids, cut into ``train_tokens``, ``val_tokens`` and
+    ``test_tokens`` (1-D), whose examples are blocks of ``config.block_size`` consecutive tokens
+    (``lm``, ``mlm``, ``span_corruption``); its ``tokenizer`` is saved with the run.
+
+    Training draws blocks at random starts; an "epoch" (``num_train_samples``) sees about every
+    training token once. Held-out texts are cut into consecutive blocks, in order.
+    """
+
+    @property
+    def num_train_samples(self) -> int:
+        return max(1, len(self.train_tokens) // self.config.block_size)
+
+    @property
+    def items_per_sample(self) -> int:
+        return self.config.block_size
+
+    def random_blocks(self, position: int, batch_size: int, seed: int,
+                      length: int | None = None) -> tuple[torch.Tensor, torch.Generator]:
+        """The global micro-batch ``position``: blocks (B, L) of ``length`` (default ``block_size``)
+        consecutive training tokens at starts drawn from ``(seed, position)`` alone, and the
+        generator they were drawn from, for the batch's further draws (masks, spans)."""
+        L = self.config.block_size if length is None else length
+        g = generator_for(seed, position)
+        starts = torch.randint(len(self.train_tokens) - L + 1, (batch_size,), generator=g)  # (B,)
+        return self.train_tokens[starts[:, None] + torch.arange(L)], g  # (B, L)
+
+    def consecutive_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens`` (N * T + r,) as N consecutive blocks (N, T), T = block_size; the rest dropped."""
+        T = self.config.block_size
+        return tokens[: len(tokens) // T * T].view(-1, T)  # (N, T)
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.config.val_fraction > 0 else ("test",)
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save(directory)
+
+
 def generator_for(seed: int, position: int, stream: int = 0) -> torch.Generator:
     """The random generator of draw ``position`` (a micro-batch, an epoch) of a run seeded ``seed``.
 

@@ -35,7 +35,7 @@ from archlab.data.tokenizer import MASK, PAD, TEXT_TOKENIZERS, UNK
 from archlab.errors import ConfigError, check
 from archlab.models.bert import mask_tokens
 from archlab.models.interfaces import IGNORE_INDEX, MaskedLM, TextData, masked_lm_loss
-from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import Batch, TokenBlocksTask, count_from_sums, register_task
 from archlab.tasks.lm import check_held_out_fractions, cut_text
 
 MLM_SPECIALS = (PAD, UNK, MASK)
@@ -61,7 +61,7 @@ class MLMConfig:
 
 
 @register_task
-class MLMTask(Task):
+class MLMTask(TokenBlocksTask):
     name = "mlm"
     Config = MLMConfig
     requires = MaskedLM
@@ -101,8 +101,7 @@ class MLMTask(Task):
                                f"block_size={config.block_size} needs at least {T}")
         self.held_out = {}  # split -> (corrupted blocks (N, T), labels (N, T)), masked once
         for split, t in (("val", self.val_tokens), ("test", self.test_tokens)):
-            blocks = t[: len(t) // T * T].view(-1, T)  # (N, T), consecutive blocks
-            self.held_out[split] = self.mask(blocks, torch.Generator().manual_seed(SEED))
+            self.held_out[split] = self.mask(self.consecutive_blocks(t), torch.Generator().manual_seed(SEED))
         self.val_inputs, self.val_labels = self.held_out["val"]
 
     def mask(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,26 +114,11 @@ class MLMTask(Task):
         data = TextData(self.tokenizer.vocab_size, self.config.block_size, self.tokenizer.pad_id)
         return model_class.masked_lm_fields(data, config)
 
-    @property
-    def num_train_samples(self) -> int:
-        return max(1, len(self.train_tokens) // self.config.block_size)
-
-    @property
-    def items_per_sample(self) -> int:
-        return self.config.block_size
-
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The whole global batch -- offsets and masks -- is drawn from (seed, position), then sharded.
-        T = self.config.block_size
-        g = generator_for(seed, position)
-        starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
-        blocks = self.train_tokens[starts[:, None] + torch.arange(T)]  # (B, T)
+        blocks, g = self.random_blocks(position, batch_size, seed)  # (B, T)
         inputs, labels = self.mask(blocks, g)
         return inputs[shard], labels[shard]
-
-    @property
-    def eval_splits(self) -> tuple[str, ...]:
-        return SPLITS if self.config.val_fraction > 0 else ("test",)
 
     def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
         self.check_split(split)
@@ -165,6 +149,3 @@ class MLMTask(Task):
         n = count_from_sums(sums)
         loss = sums["loss_sum"] / n
         return {"loss": loss, "accuracy": sums["correct"] / n, "perplexity": math.exp(min(loss, 700.0))}
-
-    def save(self, directory: Path) -> None:
-        self.tokenizer.save(directory)

@@ -48,7 +48,7 @@ from archlab.data.common import SEED
 from archlab.data.tokenizer import TEXT_TOKENIZERS
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import TextToTextData, TextToTextModel, teacher_forced
-from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import Batch, TokenBlocksTask, count_from_sums, register_task
 from archlab.tasks.lm import check_held_out_fractions, cut_text
 
 
@@ -109,7 +109,7 @@ def corrupt_spans(tokens: torch.Tensor, *, num_noise: int, num_spans: int, senti
 
 
 @register_task
-class SpanCorruptionTask(Task):
+class SpanCorruptionTask(TokenBlocksTask):
     name = "span_corruption"
     Config = SpanCorruptionConfig
     requires = TextToTextModel
@@ -143,7 +143,7 @@ class SpanCorruptionTask(Task):
             check(len(t) >= T, f"--data {self.data!r}: the {split} text has {len(t)} tokens, "
                                f"block_size={T} needs at least {T}")
         # Each held-out text: consecutive blocks (N, T), corrupted once -> (inputs, targets).
-        self._held = {split: self.corrupt(t[: len(t) // T * T].view(-1, T), torch.Generator().manual_seed(SEED))
+        self._held = {split: self.corrupt(self.consecutive_blocks(t), torch.Generator().manual_seed(SEED))
                       for split, t in (("val", self.val_tokens), ("test", self.test_tokens))}
         self.val_inputs, self.val_targets = self._held["val"]
 
@@ -172,25 +172,11 @@ class SpanCorruptionTask(Task):
         data = TextToTextData(self.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id, longest)
         return model_class.text_to_text_fields(data, config)
 
-    @property
-    def num_train_samples(self) -> int:
-        return max(1, len(self.train_tokens) // self.config.block_size)
-
-    @property
-    def items_per_sample(self) -> int:
-        return self.config.block_size
-
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
         # The whole global batch -- offsets and spans -- is drawn from (seed, position), then sharded.
-        T = self.config.block_size
-        g = generator_for(seed, position)
-        starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
-        inputs, targets = self.corrupt(self.train_tokens[starts[:, None] + torch.arange(T)], g)  # blocks (B, T)
+        blocks, g = self.random_blocks(position, batch_size, seed)  # (B, T)
+        inputs, targets = self.corrupt(blocks, g)
         return inputs[shard], targets[shard]
-
-    @property
-    def eval_splits(self) -> tuple[str, ...]:
-        return SPLITS if self.config.val_fraction > 0 else ("test",)
 
     def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
         self.check_split(split)
@@ -216,6 +202,3 @@ class SpanCorruptionTask(Task):
         return {"loss": loss, "accuracy": sums["correct"] / n,
                 "span_accuracy": sums["span_correct"] / count_from_sums(sums, "span_count"),
                 "perplexity": math.exp(min(loss, 700.0))}
-
-    def save(self, directory: Path) -> None:
-        self.tokenizer.save(directory)
