@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Iterator
 
 import torch
 
+from archlab.data.common import SEED
 from archlab.errors import ConfigError
 
 Batch = tuple[torch.Tensor, ...]
@@ -247,6 +248,33 @@ class TokenBlocksTask(Task):
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save(directory)
+
+
+class CorruptedBlocksTask(TokenBlocksTask):
+    """A ``TokenBlocksTask`` whose examples are blocks turned into (inputs, targets) by the task's
+    ``corrupt(blocks (N, T), generator)`` (BERT's masking, T5's span corruption). A training batch
+    is corrupted with the draws that follow its block starts (all from ``(seed, position)``); each
+    held-out text is corrupted once, with a generator seeded ``SEED``, by ``corrupt_held_out()``
+    into ``held[split]``."""
+
+    def corrupt(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def corrupt_held_out(self) -> None:
+        self.held = {split: self.corrupt(self.consecutive_blocks(t), torch.Generator().manual_seed(SEED))
+                     for split, t in (("val", self.val_tokens), ("test", self.test_tokens))}
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        # The whole global batch -- offsets and corruption -- is drawn from (seed, position), then sharded.
+        blocks, g = self.random_blocks(position, batch_size, seed)  # (B, T)
+        inputs, targets = self.corrupt(blocks, g)
+        return inputs[shard], targets[shard]
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        inputs, targets = self.held[split]
+        for i in range(0, len(inputs), batch_size):
+            yield inputs[i:i + batch_size], targets[i:i + batch_size]
 
 
 def generator_for(seed: int, position: int, stream: int = 0) -> torch.Generator:
