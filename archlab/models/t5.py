@@ -52,7 +52,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin, load_state_dict, register_checkpoint_format
 from archlab.errors import CheckpointError, ConfigError, check
-from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.encoder_decoder import AttentionEncoderDecoder
 from archlab.models.interfaces import PairData, Seq2SeqModel, TextToTextData, TextToTextModel
 from archlab.nn.attention import KVCache, merge_masks, scaled_dot_product_attention
 from archlab.nn.feedforward import FeedForward, GatedFeedForward
@@ -222,9 +222,11 @@ class T5Stack(nn.Module):
         return [(KVCache(), KVCache()) for _ in self.layers]
 
 
-class T5(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
+class T5(AttentionEncoderDecoder, Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
     """T5 as a ``Seq2SeqModel`` (two vocabularies, ``seq2seq``) and a ``TextToTextModel`` (one
-    vocabulary, ``span_corruption``); the teacher-forced loss is the interface's ``token_losses``."""
+    vocabulary, ``span_corruption``); the teacher-forced loss is the interface's ``token_losses``,
+    ``forward`` and ``translate`` are ``AttentionEncoderDecoder``'s. Relative positions set no limit
+    on the length: ``translate``'s ``max_len`` has no upper bound."""
 
     config_class = T5Config
 
@@ -277,24 +279,9 @@ class T5(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
     # Teacher-forced forward pass
     # --------------------------------------------------------------------------------------------
 
-    def _check_ids(self, name: str, ids: torch.Tensor, vocab: int, mask: torch.Tensor | None) -> torch.Tensor | None:
-        check(ids.dim() == 2 and not ids.is_floating_point(),
-              f"{name} must be integer token ids of shape (batch, length), got {ids.dtype} of shape {tuple(ids.shape)}")
-        if ids.numel():
-            lo, hi = int(ids.min()), int(ids.max())
-            check(lo >= 0 and hi < vocab, f"{name} must be in [0, {vocab}), got values in [{lo}, {hi}]")
-        if mask is not None:
-            mask_name = name.replace("_ids", "_padding_mask")
-            check(tuple(mask.shape) == tuple(ids.shape),
-                  f"{mask_name} must have the shape of {name} {tuple(ids.shape)}, got {tuple(mask.shape)}")
-            return mask.bool()
-        return None
-
     def encode(self, src_ids: torch.Tensor, src_padding_mask: torch.Tensor | None = None):
         """Encoder output m (B, S, d) and the source mask (B, S), True = real token."""
         keep = self._check_ids("src_ids", src_ids, self.config.src_vocab_size, src_padding_mask)
-        if keep is None:
-            keep = src_ids != self.config.pad_id
         return self.encoder(self.src_embed(src_ids), keep), keep
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -305,75 +292,25 @@ class T5(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor, src_keep: torch.Tensor,
                tgt_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits (B, T, V) for every target prefix, all positions at once."""
-        keep = self._check_ids("tgt_ids", tgt_ids, self.config.tgt_vocab_size, tgt_padding_mask)
+        # Right-padded targets need no mask (causal attention never looks ahead to the padding).
+        keep = self._check_ids("tgt_ids", tgt_ids, self.config.tgt_vocab_size, tgt_padding_mask, default_keep=False)
         h = self.decoder(self.tgt_embed(tgt_ids), keep, memory=memory, memory_keep=src_keep)
         return self._logits(h)
-
-    def forward(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, src_padding_mask: torch.Tensor | None = None,
-                tgt_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V): position t predicts tgt_ids[:, t + 1] (feed [bos] + y, score against y + [eos])."""
-        check(src_ids.dim() != 2 or tgt_ids.dim() != 2 or src_ids.size(0) == tgt_ids.size(0),
-              f"src_ids and tgt_ids must have the same batch size, got {src_ids.size(0)} and {tgt_ids.size(0)}")
-        memory, src_keep = self.encode(src_ids, src_padding_mask)
-        return self.decode(tgt_ids, memory, src_keep, tgt_padding_mask)
 
     # --------------------------------------------------------------------------------------------
     # Incremental decoding
     # --------------------------------------------------------------------------------------------
 
-    def decoding_step(self, use_cache: bool):
-        """``step(tokens, state) -> (log_probs, state)`` for archlab.models.decoding.
+    def decode_step_cached(self, y: torch.Tensor, memory: torch.Tensor, src_keep: torch.Tensor,
+                           caches: list[tuple[KVCache, KVCache]], offset: int) -> torch.Tensor:
+        """Logits (B, t, V) of t new target positions y (B, t), given the caches of the ``offset``
+        before them (the decoder's relative position bias reads the offset from the caches)."""
+        h = self.decoder(self.tgt_embed(y), memory=memory, memory_keep=src_keep, kv_caches=caches)
+        return self._logits(h)
 
-        ``state`` holds only tensors (beam search reorders its rows): the encoder output, the source
-        mask and, with the cache, each decoder layer's keys and values so far.
-        """
-        def step(tokens, state):
-            if not use_cache:
-                logits = self.decode(tokens, state["memory"], state["src_keep"])[:, -1]
-                return logits.float().log_softmax(-1), state
-            caches = self.decoder.new_cache()
-            for i, (sc, cc) in enumerate(caches):
-                sc.k, sc.v = state["self_k"][i], state["self_v"][i]
-                cc.k, cc.v = state["cross_k"][i], state["cross_v"][i]
-            done = len(caches[0][0])  # positions already in the cache
-            h = self.decoder(self.tgt_embed(tokens[:, done:]), memory=state["memory"],
-                             memory_keep=state["src_keep"], kv_caches=caches)
-            state = {**state, "self_k": [sc.k for sc, _ in caches], "self_v": [sc.v for sc, _ in caches],
-                     "cross_k": [cc.k for _, cc in caches], "cross_v": [cc.v for _, cc in caches]}
-            return self._logits(h)[:, -1].float().log_softmax(-1), state
-
-        return step
-
-    def start_state(self, src_ids: torch.Tensor, src_padding_mask: torch.Tensor | None = None) -> dict:
-        """The decoding state before the first target token: encoder output and empty caches."""
-        memory, keep = self.encode(src_ids, src_padding_mask)
-        empty = [None] * self.config.num_decoder_layers
-        return {"memory": memory, "src_keep": keep, "self_k": empty, "self_v": list(empty),
-                "cross_k": list(empty), "cross_v": list(empty)}
-
-    @torch.no_grad()
-    def translate(self, src_ids: torch.Tensor, *, max_len: int, beam_size: int = 1, length_penalty: float = 1.0,
-                  src_padding_mask: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
-        """Target token ids (B, L <= max_len), bos excluded, eos_id after each row's end.
-
-        ``beam_size=1``: greedy decoding; larger: beam search with ``length_penalty``. Runs in
-        evaluation mode (no dropout) and restores the previous mode. Relative positions set no
-        limit on the length.
-        """
-        check(beam_size >= 1, f"beam_size must be >= 1, got {beam_size}")
-        check(max_len >= 1, f"max_len must be >= 1, got {max_len}")
-        c, was_training = self.config, self.training
-        self.eval()
-        try:
-            state = self.start_state(src_ids, src_padding_mask)
-            common = dict(bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
-                          device=src_ids.device)
-            if beam_size == 1:
-                return greedy_decode(self.decoding_step(use_cache), state, **common)
-            return beam_search(self.decoding_step(use_cache), state, beam_size=beam_size,
-                               length_penalty=length_penalty, **common)
-        finally:
-            self.train(was_training)
+    def new_decoder_cache(self) -> list[tuple[KVCache, KVCache]]:
+        """Empty (self-attention, cross-attention) caches, one pair per decoder layer."""
+        return self.decoder.new_cache()
 
 
 # name: (d_model, d_kv, d_ff, num_layers, num_heads, description). Vocabulary 32,128 (SentencePiece), tied.

@@ -22,9 +22,9 @@ Masks: ``src_padding_mask`` / ``tgt_padding_mask`` are boolean (B, S) / (B, T) w
 polarity, True = a real token (may be attended), False = padding. By default they are computed
 as ``ids != pad_id``.
 
-Generation (``translate``) runs the decoder incrementally: each layer keeps the keys and values of
-the target positions already written (``archlab.nn.KVCache``) and computes the encoder's keys and
-values once, so a step costs one position, not the whole prefix.
+Generation (``translate``, ``archlab.models.encoder_decoder``'s) runs the decoder incrementally:
+each layer keeps the keys and values of the target positions already written (``archlab.nn.KVCache``)
+and computes the encoder's keys and values once, so a step costs one position, not the whole prefix.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.encoder_decoder import AttentionEncoderDecoder
 from archlab.models.interfaces import Seq2SeqModel, TextToTextData, TextToTextModel
 from archlab.nn.attention import KVCache, causal_mask
 from archlab.nn.activations import check_activation
@@ -84,7 +84,7 @@ class TransformerConfig:
                   f"{name} must be in [0, {vocab}) (the smaller vocabulary), got {getattr(self, name)}")
 
 
-class Seq2SeqTransformer(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
+class Seq2SeqTransformer(AttentionEncoderDecoder, Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Module):
     config_class = TransformerConfig
     positions_field = "max_len"
 
@@ -122,21 +122,6 @@ class Seq2SeqTransformer(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Modu
     def _embed(self, ids: torch.Tensor, table: nn.Embedding, offset: int = 0) -> torch.Tensor:
         return self.dropout(self.positions(table(ids) * math.sqrt(self.config.d_model), offset=offset))  # (B, L, d)
 
-    def _check_ids(self, name: str, ids: torch.Tensor, vocab: int, mask: torch.Tensor | None) -> torch.Tensor:
-        check(ids.dim() == 2 and not ids.is_floating_point(),
-              f"{name} must be integer token ids of shape (batch, length), got {ids.dtype} of shape {tuple(ids.shape)}")
-        check(ids.size(1) <= self.config.max_len,
-              f"{name} has length {ids.size(1)}, the model expects at most max_len={self.config.max_len}")
-        if ids.numel():
-            lo, hi = int(ids.min()), int(ids.max())
-            check(lo >= 0 and hi < vocab, f"{name} must be in [0, {vocab}), got values in [{lo}, {hi}]")
-        if mask is None:
-            return ids != self.config.pad_id
-        mask_name = name.replace("_ids", "_padding_mask")
-        check(tuple(mask.shape) == tuple(ids.shape),
-              f"{mask_name} must have the shape of {name} {tuple(ids.shape)}, got {tuple(mask.shape)}")
-        return mask.bool()
-
     def encode(self, src_ids: torch.Tensor, src_padding_mask: torch.Tensor | None = None):
         """Encoder states m (B, S, d) and the source mask (B, S), True = real token."""
         keep = self._check_ids("src_ids", src_ids, self.config.src_vocab_size, src_padding_mask)
@@ -153,14 +138,6 @@ class Seq2SeqTransformer(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Modu
                                      tgt_mask=~causal_mask(T, device=tgt_ids.device),
                                      tgt_key_padding_mask=~keep, memory_key_padding_mask=~src_keep)
         return self.output(h)
-
-    def forward(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, src_padding_mask: torch.Tensor | None = None,
-                tgt_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V): position t predicts tgt_ids[:, t + 1] (feed [bos] + y, score against y + [eos])."""
-        check(src_ids.dim() != 2 or tgt_ids.dim() != 2 or src_ids.size(0) == tgt_ids.size(0),
-              f"src_ids and tgt_ids must have the same batch size, got {src_ids.size(0)} and {tgt_ids.size(0)}")
-        memory, src_keep = self.encode(src_ids, src_padding_mask)
-        return self.decode(tgt_ids, memory, src_keep, tgt_padding_mask)
 
     # --------------------------------------------------------------------------------------------
     # Incremental decoding
@@ -179,58 +156,9 @@ class Seq2SeqTransformer(Seq2SeqModel, TextToTextModel, PretrainedMixin, nn.Modu
                                      kv_caches=caches)
         return self.output(h)
 
-    def decoding_step(self, use_cache: bool):
-        """``step(tokens, state) -> (log_probs, state)`` for archlab.models.decoding.
-
-        ``state`` holds only tensors (so beam search can reorder its rows): the encoder output, the
-        source mask, and with the cache each layer's keys and values so far.
-        """
-        def step(tokens, state):
-            if not use_cache:
-                logits = self.decode(tokens, state["memory"], state["src_keep"])[:, -1]
-                return logits.float().log_softmax(-1), state
-            caches = self.transformer.decoder.new_cache()
-            for i, (sc, cc) in enumerate(caches):
-                sc.k, sc.v = state["self_k"][i], state["self_v"][i]
-                cc.k, cc.v = state["cross_k"][i], state["cross_v"][i]
-            done = len(caches[0][0])  # positions already in the cache
-            logits = self.decode_step_cached(tokens[:, done:], state["memory"], state["src_keep"], caches, done)
-            state = {**state, "self_k": [sc.k for sc, _ in caches], "self_v": [sc.v for sc, _ in caches],
-                     "cross_k": [cc.k for _, cc in caches], "cross_v": [cc.v for _, cc in caches]}
-            return logits[:, -1].float().log_softmax(-1), state
-
-        return step
-
-    def start_state(self, src_ids: torch.Tensor, src_padding_mask: torch.Tensor | None = None) -> dict:
-        """The decoding state before the first target token: encoder output and empty caches."""
-        memory, keep = self.encode(src_ids, src_padding_mask)
-        empty = [None] * self.config.num_decoder_layers
-        return {"memory": memory, "src_keep": keep, "self_k": empty, "self_v": list(empty),
-                "cross_k": list(empty), "cross_v": list(empty)}
-
-    @torch.no_grad()
-    def translate(self, src_ids: torch.Tensor, *, max_len: int, beam_size: int = 1, length_penalty: float = 1.0,
-                  src_padding_mask: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
-        """Target token ids (B, L <= max_len), bos excluded, eos_id after each row's end.
-
-        ``beam_size=1``: greedy decoding; larger: beam search with ``length_penalty``. Runs in
-        evaluation mode (no dropout) and restores the previous mode.
-        """
-        check(beam_size >= 1, f"beam_size must be >= 1, got {beam_size}")
-        check(1 <= max_len < self.config.max_len,
-              f"max_len must be in [1, {self.config.max_len}) (the positional table), got {max_len}")
-        c, was_training = self.config, self.training
-        self.eval()
-        try:
-            state = self.start_state(src_ids, src_padding_mask)
-            common = dict(bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
-                          device=src_ids.device)
-            if beam_size == 1:
-                return greedy_decode(self.decoding_step(use_cache), state, **common)
-            return beam_search(self.decoding_step(use_cache), state, beam_size=beam_size, length_penalty=length_penalty,
-                               **common)
-        finally:
-            self.train(was_training)
+    def new_decoder_cache(self) -> list[tuple[KVCache, KVCache]]:
+        """Empty (self-attention, cross-attention) caches, one pair per decoder layer."""
+        return self.transformer.decoder.new_cache()
 
 
 @register_model("transformer", family="transformer",

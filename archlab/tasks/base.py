@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Iterator
 
 import torch
 
+from archlab.data.common import SEED
 from archlab.errors import ConfigError
 
 Batch = tuple[torch.Tensor, ...]
@@ -207,6 +208,73 @@ class EpochOrder:
         """Indices (batch_size,) of the global micro-batch ``position``."""
         epoch, i = divmod(position, self.n // batch_size)
         return self.permutation(seed, epoch)[i * batch_size:(i + 1) * batch_size]
+
+
+class TokenBlocksTask(Task):
+    """A task over one long text of token ids, cut into ``train_tokens``, ``val_tokens`` and
+    ``test_tokens`` (1-D), whose examples are blocks of ``config.block_size`` consecutive tokens
+    (``lm``, ``mlm``, ``span_corruption``); its ``tokenizer`` is saved with the run.
+
+    Training draws blocks at random starts; an "epoch" (``num_train_samples``) sees about every
+    training token once. Held-out texts are cut into consecutive blocks, in order.
+    """
+
+    @property
+    def num_train_samples(self) -> int:
+        return max(1, len(self.train_tokens) // self.config.block_size)
+
+    @property
+    def items_per_sample(self) -> int:
+        return self.config.block_size
+
+    def random_blocks(self, position: int, batch_size: int, seed: int,
+                      length: int | None = None) -> tuple[torch.Tensor, torch.Generator]:
+        """The global micro-batch ``position``: blocks (B, L) of ``length`` (default ``block_size``)
+        consecutive training tokens at starts drawn from ``(seed, position)`` alone, and the
+        generator they were drawn from, for the batch's further draws (masks, spans)."""
+        L = self.config.block_size if length is None else length
+        g = generator_for(seed, position)
+        starts = torch.randint(len(self.train_tokens) - L + 1, (batch_size,), generator=g)  # (B,)
+        return self.train_tokens[starts[:, None] + torch.arange(L)], g  # (B, L)
+
+    def consecutive_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens`` (N * T + r,) as N consecutive blocks (N, T), T = block_size; the rest dropped."""
+        T = self.config.block_size
+        return tokens[: len(tokens) // T * T].view(-1, T)  # (N, T)
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return SPLITS if self.config.val_fraction > 0 else ("test",)
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save(directory)
+
+
+class CorruptedBlocksTask(TokenBlocksTask):
+    """A ``TokenBlocksTask`` whose examples are blocks turned into (inputs, targets) by the task's
+    ``corrupt(blocks (N, T), generator)`` (BERT's masking, T5's span corruption). A training batch
+    is corrupted with the draws that follow its block starts (all from ``(seed, position)``); each
+    held-out text is corrupted once, with a generator seeded ``SEED``, by ``corrupt_held_out()``
+    into ``held[split]``."""
+
+    def corrupt(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def corrupt_held_out(self) -> None:
+        self.held = {split: self.corrupt(self.consecutive_blocks(t), torch.Generator().manual_seed(SEED))
+                     for split, t in (("val", self.val_tokens), ("test", self.test_tokens))}
+
+    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
+        # The whole global batch -- offsets and corruption -- is drawn from (seed, position), then sharded.
+        blocks, g = self.random_blocks(position, batch_size, seed)  # (B, T)
+        inputs, targets = self.corrupt(blocks, g)
+        return inputs[shard], targets[shard]
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        self.check_split(split)
+        inputs, targets = self.held[split]
+        for i in range(0, len(inputs), batch_size):
+            yield inputs[i:i + batch_size], targets[i:i + batch_size]
 
 
 def generator_for(seed: int, position: int, stream: int = 0) -> torch.Generator:

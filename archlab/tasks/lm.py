@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import LanguageModel, TextData
-from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import Batch, TokenBlocksTask, count_from_sums, register_task
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -58,7 +58,7 @@ def cut_text(tokens: torch.Tensor, val_fraction: float, test_fraction: float) ->
 
 
 @register_task
-class LMTask(Task):
+class LMTask(TokenBlocksTask):
     name = "lm"
     Config = LMConfig
     requires = LanguageModel
@@ -99,30 +99,14 @@ class LMTask(Task):
         data = TextData(self.tokenizer.vocab_size, self.config.block_size, self.tokenizer.pad_id)
         return model_class.language_model_fields(data, config)
 
-    @property
-    def num_train_samples(self) -> int:
-        # One "epoch" sees about every training token once.
-        return max(1, len(self.train_tokens) // self.config.block_size)
-
-    @property
-    def items_per_sample(self) -> int:
-        return self.config.block_size
-
-    def _blocks(self, tokens: torch.Tensor, starts: torch.Tensor) -> Batch:
-        T = self.config.block_size
-        idx = starts[:, None] + torch.arange(T + 1)  # (B, T + 1)
-        chunk = tokens[idx]
-        return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # inputs, next-token targets
+    @staticmethod
+    def _inputs_targets(chunk: torch.Tensor) -> Batch:
+        return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # inputs, next-token targets (B, T)
 
     def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
-        # The global batch's block starts depend only on (seed, position).
-        g = generator_for(seed, position)
-        starts = torch.randint(len(self.train_tokens) - self.config.block_size, (batch_size,), generator=g)
-        return self._blocks(self.train_tokens, starts[shard])
-
-    @property
-    def eval_splits(self) -> tuple[str, ...]:
-        return SPLITS if self.config.val_fraction > 0 else ("test",)
+        # The global batch's blocks of T + 1 tokens (inputs and their targets) depend only on (seed, position).
+        chunk, _ = self.random_blocks(position, batch_size, seed, length=self.config.block_size + 1)  # (B, T + 1)
+        return self._inputs_targets(chunk[shard])
 
     def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
         self.check_split(split)
@@ -130,7 +114,7 @@ class LMTask(Task):
         T = self.config.block_size
         starts = torch.arange(0, len(tokens) - T, T)
         for i in range(0, len(starts), batch_size):
-            yield self._blocks(tokens, starts[i:i + batch_size])
+            yield self._inputs_targets(tokens[starts[i:i + batch_size, None] + torch.arange(T + 1)])  # (B, T + 1)
 
     def _token_losses(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -149,6 +133,3 @@ class LMTask(Task):
     def metrics(self, sums):
         loss = sums["loss_sum"] / count_from_sums(sums)
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2)}
-
-    def save(self, directory: Path) -> None:
-        self.tokenizer.save(directory)

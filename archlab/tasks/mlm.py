@@ -26,16 +26,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from archlab.data.common import SEED
 from archlab.data.tokenizer import MASK, PAD, TEXT_TOKENIZERS, UNK
 from archlab.errors import ConfigError, check
 from archlab.models.bert import mask_tokens
 from archlab.models.interfaces import IGNORE_INDEX, MaskedLM, TextData, masked_lm_loss
-from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import CorruptedBlocksTask, count_from_sums, register_task
 from archlab.tasks.lm import check_held_out_fractions, cut_text
 
 MLM_SPECIALS = (PAD, UNK, MASK)
@@ -61,7 +60,7 @@ class MLMConfig:
 
 
 @register_task
-class MLMTask(Task):
+class MLMTask(CorruptedBlocksTask):
     name = "mlm"
     Config = MLMConfig
     requires = MaskedLM
@@ -99,13 +98,10 @@ class MLMTask(Task):
                 continue
             check(len(t) >= T, f"--data {self.data!r}: the {split} text has {len(t)} tokens, "
                                f"block_size={config.block_size} needs at least {T}")
-        self.held_out = {}  # split -> (corrupted blocks (N, T), labels (N, T)), masked once
-        for split, t in (("val", self.val_tokens), ("test", self.test_tokens)):
-            blocks = t[: len(t) // T * T].view(-1, T)  # (N, T), consecutive blocks
-            self.held_out[split] = self.mask(blocks, torch.Generator().manual_seed(SEED))
-        self.val_inputs, self.val_labels = self.held_out["val"]
+        self.corrupt_held_out()  # split -> (corrupted blocks (N, T), labels (N, T)), masked once
+        self.val_inputs, self.val_labels = self.held["val"]
 
-    def mask(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def corrupt(self, blocks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(corrupted blocks, labels): BERT's 80/10/10 masking; labels are -100 where nothing is asked."""
         return mask_tokens(blocks, mask_token_id=self.tokenizer.mask_id, vocab_size=self.tokenizer.vocab_size,
                            mlm_probability=self.config.mlm_probability, special_ids=self.special_ids,
@@ -114,33 +110,6 @@ class MLMTask(Task):
     def model_fields(self, model_class: type, config: Any) -> dict[str, Any]:
         data = TextData(self.tokenizer.vocab_size, self.config.block_size, self.tokenizer.pad_id)
         return model_class.masked_lm_fields(data, config)
-
-    @property
-    def num_train_samples(self) -> int:
-        return max(1, len(self.train_tokens) // self.config.block_size)
-
-    @property
-    def items_per_sample(self) -> int:
-        return self.config.block_size
-
-    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
-        # The whole global batch -- offsets and masks -- is drawn from (seed, position), then sharded.
-        T = self.config.block_size
-        g = generator_for(seed, position)
-        starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
-        blocks = self.train_tokens[starts[:, None] + torch.arange(T)]  # (B, T)
-        inputs, labels = self.mask(blocks, g)
-        return inputs[shard], labels[shard]
-
-    @property
-    def eval_splits(self) -> tuple[str, ...]:
-        return SPLITS if self.config.val_fraction > 0 else ("test",)
-
-    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
-        self.check_split(split)
-        inputs, labels = self.held_out[split]
-        for i in range(0, len(inputs), batch_size):
-            yield inputs[i:i + batch_size], labels[i:i + batch_size]
 
     def _scored(self, model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(losses (M,), logits (M, V) and targets (M,)) of the M positions where a prediction is asked."""
@@ -165,6 +134,3 @@ class MLMTask(Task):
         n = count_from_sums(sums)
         loss = sums["loss_sum"] / n
         return {"loss": loss, "accuracy": sums["correct"] / n, "perplexity": math.exp(min(loss, 700.0))}
-
-    def save(self, directory: Path) -> None:
-        self.tokenizer.save(directory)

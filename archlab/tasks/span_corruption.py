@@ -40,15 +40,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from archlab.data.common import SEED
 from archlab.data.tokenizer import TEXT_TOKENIZERS
 from archlab.errors import ConfigError, check
 from archlab.models.interfaces import TextToTextData, TextToTextModel, teacher_forced
-from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
+from archlab.tasks.base import CorruptedBlocksTask, count_from_sums, register_task
 from archlab.tasks.lm import check_held_out_fractions, cut_text
 
 
@@ -109,7 +108,7 @@ def corrupt_spans(tokens: torch.Tensor, *, num_noise: int, num_spans: int, senti
 
 
 @register_task
-class SpanCorruptionTask(Task):
+class SpanCorruptionTask(CorruptedBlocksTask):
     name = "span_corruption"
     Config = SpanCorruptionConfig
     requires = TextToTextModel
@@ -142,10 +141,8 @@ class SpanCorruptionTask(Task):
         for split, t in (("training", self.train_tokens), *held):
             check(len(t) >= T, f"--data {self.data!r}: the {split} text has {len(t)} tokens, "
                                f"block_size={T} needs at least {T}")
-        # Each held-out text: consecutive blocks (N, T), corrupted once -> (inputs, targets).
-        self._held = {split: self.corrupt(t[: len(t) // T * T].view(-1, T), torch.Generator().manual_seed(SEED))
-                      for split, t in (("val", self.val_tokens), ("test", self.test_tokens))}
-        self.val_inputs, self.val_targets = self._held["val"]
+        self.corrupt_held_out()  # each held-out text: consecutive blocks (N, T), corrupted once -> (inputs, targets)
+        self.val_inputs, self.val_targets = self.held["val"]
 
     @property
     def sentinel_start(self) -> int:
@@ -172,32 +169,6 @@ class SpanCorruptionTask(Task):
         data = TextToTextData(self.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id, longest)
         return model_class.text_to_text_fields(data, config)
 
-    @property
-    def num_train_samples(self) -> int:
-        return max(1, len(self.train_tokens) // self.config.block_size)
-
-    @property
-    def items_per_sample(self) -> int:
-        return self.config.block_size
-
-    def train_batch(self, position: int, batch_size: int, seed: int, shard: slice) -> Batch:
-        # The whole global batch -- offsets and spans -- is drawn from (seed, position), then sharded.
-        T = self.config.block_size
-        g = generator_for(seed, position)
-        starts = torch.randint(len(self.train_tokens) - T + 1, (batch_size,), generator=g)
-        inputs, targets = self.corrupt(self.train_tokens[starts[:, None] + torch.arange(T)], g)  # blocks (B, T)
-        return inputs[shard], targets[shard]
-
-    @property
-    def eval_splits(self) -> tuple[str, ...]:
-        return SPLITS if self.config.val_fraction > 0 else ("test",)
-
-    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
-        self.check_split(split)
-        inputs, targets = self._held[split]
-        for i in range(0, len(inputs), batch_size):
-            yield inputs[i:i + batch_size], targets[i:i + batch_size]
-
     def step(self, model, batch):
         src, tgt = batch  # every target of a run has the same length: no padding
         return model.loss(src, tgt)
@@ -216,6 +187,3 @@ class SpanCorruptionTask(Task):
         return {"loss": loss, "accuracy": sums["correct"] / n,
                 "span_accuracy": sums["span_correct"] / count_from_sums(sums, "span_count"),
                 "perplexity": math.exp(min(loss, 700.0))}
-
-    def save(self, directory: Path) -> None:
-        self.tokenizer.save(directory)
