@@ -257,7 +257,7 @@ class T5(AttentionEncoderDecoder, Seq2SeqModel, TextToTextModel, PretrainedMixin
         fan-in d * hs folding in the 1/sqrt(hs) that attention leaves out; N(0, f) embeddings."""
         c, f = self.config, self.config.init_factor
         inner = c.num_heads * c.d_kv
-        for emb in {self.src_embed, self.tgt_embed, self.lm_head}:
+        for emb in dict.fromkeys((self.src_embed, self.tgt_embed, self.lm_head)):  # in order, shared ones once
             nn.init.normal_(emb.weight, std=f)
         for stack in (self.encoder, self.decoder):
             nn.init.normal_(stack.position_bias.weight, std=f * c.d_model ** -0.5)

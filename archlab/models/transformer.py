@@ -107,7 +107,7 @@ class Seq2SeqTransformer(AttentionEncoderDecoder, Seq2SeqModel, TextToTextModel,
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.d_model, c.tgt_vocab_size)
         # Embeddings ~ N(0, 1/d): scaled by sqrt(d) they enter the model with unit variance.
-        for emb in {self.src_embed, self.tgt_embed}:
+        for emb in dict.fromkeys((self.src_embed, self.tgt_embed)):  # in order (a set's follows addresses)
             nn.init.normal_(emb.weight, std=c.d_model ** -0.5)
             with torch.no_grad():
                 emb.weight[c.pad_id].zero_()
