@@ -190,8 +190,9 @@ def _train_cell(job: Job, run: SeedRun) -> None:
         steps = job.steps
     val_points = int(settings.pop("val_points", VAL_POINTS))
     settings.update(max_steps=steps, log_every=max(1, steps // 50),
-                    eval_every=max(1, steps // val_points) if val_points else 0,
-                    warmup_steps=min(int(settings.get("warmup_steps", 0)), steps // 10))
+                    eval_every=max(1, steps // val_points) if val_points else 0)
+    if "warmup_steps" in settings:  # optimiser cells only: trees are fitted and take no schedule
+        settings["warmup_steps"] = min(int(settings["warmup_steps"]), steps // 10)
     spec.settings = settings
     run.command = command_for(row, cell, settings, steps, job.seed, job.threads, job.device, job.run_dir)
     print(f"$ {run.command}", file=sys.stderr)

@@ -147,6 +147,11 @@ class Task:
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         raise NotImplementedError
 
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """What a model must beat that the task itself defines, by name: ``{name: {metric: value}}``
+        on the test split (naive forecasts, a table's majority class); none by default."""
+        return {}
+
     # -- what travels with a checkpoint --------------------------------------------------------
     def save(self, directory: Path) -> None:
         """Write the files a later ``evaluate`` / ``generate`` needs beside the weights."""

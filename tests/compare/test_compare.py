@@ -175,3 +175,15 @@ def test_the_table_fits_800_pixels_and_numbers_have_one_format(tmp_path):
     assert re.search(r"\b0\.98\d\b", page) is None  # never a raw fraction
     text = matrix_text(result)
     assert "98.3% ±0.4 *" in text and "0.97x" not in text and "1.04x" in text  # time against the estimate
+
+
+def test_the_tabular_row_runs_its_trees_and_its_majority_baseline(tmp_path):
+    # Trees take no learning-rate schedule (a warmup_steps setting is refused by their fit path), and
+    # the row's majority class comes from the tabular task itself.
+    (row,) = select_rows(["tabular"])
+    result = run_compare([row], {row.key: select_archs(row, ["Boosting"])}, tmp_path, plan=parse_plan("0.05"),
+                         seeds=[0], jobs=1)
+    assert result.complete, [c.error for r in result.rows for c in r.cells]
+    cell = result.rows[0].cells[0]
+    assert cell.arch == "Boosting" and 0.9 <= cell.value <= 1.0  # 25 rounds on breast_cancer
+    assert result.rows[0].baselines["majority_class"] == pytest.approx(71 / 114, abs=0.02)
