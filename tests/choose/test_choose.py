@@ -172,7 +172,7 @@ def test_bad_input_is_one_line_saying_what_to_pass(user_files, tmp_path, capsys)
     (tmp_path / "notes" / "a").mkdir()
     (tmp_path / "notes" / "a" / "readme.txt").write_text("no images here")
     cases = [
-        ([str(tmp_path / "binary.csv")], "binary.csv, line 1: not UTF-8 text"),
+        ([str(tmp_path / "binary.csv")], "binary.csv, line 1, column 1: not UTF-8 text"),
         ([str(tmp_path / "one.csv")], "1 data row(s) under the header; a data set needs many rows"),
         ([str(user_files["tabular"])], "which column is the target? pass --target COLUMN (one of age, city, income, "
                                        "bought)"),

@@ -20,7 +20,7 @@ def test_catalog_matches_the_loaders():
     # exactly the sets that need the network have a download entry
     assert set(list_datasets(offline=False)) == set(REMOTE)
     assert list_datasets("image", offline=True) == ["digits", "mnist5k"]
-    assert list_datasets("text", offline=True) == ["pythondocs"]
+    assert list_datasets("text", offline=True) == ["pythondocs", "cmudict-words"]
     with pytest.raises(ConfigError, match="kind must be one of image, text, labelled_text, pronunciation, series, tabular, got 'audio'"):
         list_datasets("audio")
 

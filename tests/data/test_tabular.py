@@ -125,7 +125,7 @@ def test_the_target_decides_classification_or_regression(tmp_path):
     ("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(11)) + "twelve,1\n", {},
      r"line 13: column 'a' holds 'twelve' among numbers"),
     ("a,a\n" + "1,2\n" * 12, {}, r"line 1: column 'a' appears twice"),
-    ("", {}, r"empty file"),
+    ("", {}, r"t\.csv is empty, expected UTF-8 text"),
 ])
 def test_bad_files_get_errors_that_say_where(tmp_path, text, kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -136,7 +136,7 @@ def test_unknown_names_and_unreadable_files_are_clear(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown tabular data set 'breast': .*did you mean 'breast_cancer'"):
         load_tabular("breast")
     (tmp_path / "bin.csv").write_bytes(b"a,y\n\xff\xfe,1\n")
-    with pytest.raises(ConfigError, match=r"bin\.csv, line 2: not UTF-8"):
+    with pytest.raises(ConfigError, match=r"bin\.csv, line 2, column 1: not UTF-8"):
         load_tabular(tmp_path / "bin.csv")
     with pytest.raises(ConfigError, match="is a folder"):
         load_tabular(tmp_path)

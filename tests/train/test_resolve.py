@@ -33,7 +33,7 @@ def test_a_model_a_task_cannot_train_is_refused_in_one_line():
         check_trainable("resnet18", "lm")
     check_trainable("bert", "mlm")
     check_trainable("bert", "textclass")  # one model, two capabilities
-    assert model_info("rnn_classifier").tasks == ["textclass", "classify"]
+    assert model_info("rnn_classifier").tasks == ["textclass", "recall", "classify"]
 
 
 def test_qualified_keys_name_their_owner_and_bare_keys_go_to_the_one_that_has_them():
