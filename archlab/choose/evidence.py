@@ -153,10 +153,9 @@ def compare_table(profile: Profile, evidence: Evidence, seed: int = 0) -> str:
         run = SeedRun(seed, status="failed" if t.error else "ok", value=t.value, metrics=t.metrics, steps=t.steps,
                       train_seconds=t.train_seconds, params=t.params, error=t.error)
         results.append(CellResult(profile.kind, arch, t.candidate.model, runs=[run]))
-    order = range(len(results))  # the matrix puts the columns in compare's order of architectures
     row = Row(profile.kind, profile.kind, f"{Path(profile.data).name} (validation)", profile.task, evidence.metric,
-              evidence.higher_is_better, tuple(cells[i] for i in order))
-    table = CompareResult([RowResult(row, [results[i] for i in order])], "fixed", "evidence", [seed], "", "", 1, 1,
+              evidence.higher_is_better, tuple(cells))
+    table = CompareResult([RowResult(row, results)], "fixed", "evidence", [seed], "", "", 1, 1,
                           0.0, wall_seconds=evidence.seconds)
     text = matrix_text(table)
     # compare's footer speaks of seeds and its plan; here every candidate had one seed and fixed steps.

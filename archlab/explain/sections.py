@@ -53,15 +53,8 @@ def layers(page, model: nn.Module, ex: Example, depth: int = 2) -> None:
                      "table).")
     rows, classes = [], []
     for r in summary.layers:
-        notes = []
-        if r.calls > 1:
-            notes.append(f"x{r.calls} calls")
-        if r.calls == 0:
-            notes.append("not called")
-        if r.tied_to is not None:
-            notes.append(f"tied to {r.tied_to}")
         rows.append([r.label or summary.model_type, r.type, format_shapes(r.output_shapes), f"{r.params:,}",
-                     f"{r.flops:,}" if r.flops else "--", ", ".join(notes)])
+                     f"{r.flops:,}" if r.flops else "--", ", ".join(r.notes)])
         classes.append(f"depth{min(r.depth, 4)}")
     shallow = [i for i, r in enumerate(summary.layers) if r.depth <= depth]
     header = ["layer", "type", "output shape", "parameters", "FLOPs", ""]

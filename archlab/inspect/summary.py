@@ -69,6 +69,18 @@ class LayerInfo:
             return self.name[len(self.parent) + 1:]
         return self.name
 
+    @property
+    def notes(self) -> list[str]:
+        """What the table says beside the numbers: repeated or missing calls, tied parameters."""
+        notes = []
+        if self.calls > 1:
+            notes.append(f"x{self.calls} calls")
+        if self.calls == 0:
+            notes.append("not called")
+        if self.tied_to is not None:
+            notes.append(f"tied to {self.tied_to}")
+        return notes
+
 
 @dataclass
 class Summary:
@@ -110,17 +122,10 @@ class Summary:
         table = []
         for r in rows:
             label = "  " * r.depth + (f"{r.label}: {r.type}" if r.name else r.type)
-            notes = []
-            if r.calls > 1:
-                notes.append(f"x{r.calls} calls")
-            if r.calls == 0:
-                notes.append("not called")
-            if r.tied_to is not None:
-                notes.append(f"tied to {r.tied_to}")
             line = [label, format_shapes(r.output_shapes), _count(r.params)]
             if show_trainable:
                 line.append(_count(r.trainable))
-            table.append(line + [_count(r.flops), ", ".join(notes)])
+            table.append(line + [_count(r.flops), ", ".join(r.notes)])
         widths = [max(len(str(x)) for x in col) for col in zip(header + [""], *table)]
         right = {2, 3, 4} if show_trainable else {2, 3}  # numbers align right
 
