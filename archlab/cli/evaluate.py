@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the run's task for this evaluation (repeatable), e.g. --set "
+                        "beam_size=5 to decode a seq2seq model with a beam of 5 instead of greedily")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)
 
@@ -27,10 +30,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from archlab.errors import check
     from archlab.train import evaluate
+    from archlab.train.config import parse_set
 
     check(args.batch_size > 0, f"--batch-size must be positive, got {args.batch_size}")
     metrics = evaluate(args.checkpoint, args.data, batch_size=args.batch_size, device=args.device,
-                       precision=args.precision, split=args.split)
+                       precision=args.precision, split=args.split, task_settings=parse_set(args.set))
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -82,6 +82,7 @@ class Seq2SeqConfig:
     eval_words: int = 0              # test examples evaluated: 0 = all of them, N > 0 = the first N
     val_words: int = 0               # validation examples evaluated: 0 = all of them, N > 0 = the first N
     bucket_batches: int = 32         # batches per length-sorted window; 1 = plain random batches
+    beam_size: int = 1               # the evaluation's decoding: 1 = greedy, N > 1 = beam search of width N
 
     def __post_init__(self):
         check(self.tokenizer in TOKENIZERS, f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
@@ -92,6 +93,7 @@ class Seq2SeqConfig:
         check(self.eval_words >= 0, f"eval_words must be >= 0 (0 = the whole test split), got {self.eval_words}")
         check(self.val_words >= 0, f"val_words must be >= 0 (0 = the whole validation split), got {self.val_words}")
         check(self.bucket_batches >= 1, f"bucket_batches must be >= 1, got {self.bucket_batches}")
+        check(self.beam_size >= 1, f"beam_size must be >= 1 (1 = greedy decoding), got {self.beam_size}")
 
 
 def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
@@ -304,11 +306,13 @@ class Seq2SeqTask(Task):
         return token_loss.sum() / n_tokens
 
     def evaluate_batch(self, model, batch):
-        """Teacher-forced loss without smoothing, then the greedy decoding of every row, scored."""
+        """Teacher-forced loss without smoothing, then every row decoded (greedy, or a beam of
+        ``beam_size``) and scored."""
         src, tgt, index, code = batch
         token_loss, n_tokens = model.token_losses(src, tgt)
         sums = {"loss_sum": token_loss.sum().double(), "count": n_tokens.double()}
-        sums.update(self.error_sums(self._decode(model, src), index.tolist(), SPLITS[int(code)]))
+        predictions = self._decode(model, src, self.config.beam_size)
+        sums.update(self.error_sums(predictions, index.tolist(), SPLITS[int(code)]))
         return sums
 
     def _decode(self, model, src: torch.Tensor, beam_size: int = 1) -> list:

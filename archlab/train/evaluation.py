@@ -208,10 +208,12 @@ def load_for_generation(checkpoint: str | Path):
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
-             precision: str = "fp32", split: str = "test") -> dict[str, float]:
+             precision: str = "fp32", split: str = "test",
+             task_settings: dict[str, Any] | None = None) -> dict[str, float]:
     """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data
-    set, or on its training examples ("train", a task with ``evaluates_train``)."""
+    set, or on its training examples ("train", a task with ``evaluates_train``). ``task_settings``
+    override fields of the saved task config (e.g. ``{"beam_size": 5}`` for a seq2seq run)."""
     check(isinstance(batch_size, int) and batch_size > 0, f"batch_size must be a positive integer, got {batch_size!r}")
-    model, task = load_for_evaluation(checkpoint, data)
+    model, task = load_for_evaluation(checkpoint, data, task_settings)
     dev = resolve_device(device)
     return evaluate_model(model.to(dev), task, dev, precision, batch_size, split=split)

@@ -248,9 +248,20 @@ def test_a_tiny_t5_learns_g2p_and_translates_from_its_checkpoint(tmp_path):
 
 
 def test_a_tiny_gru_seq2seq_learns_g2p(tmp_path):
-    _, metrics, losses = run_g2p(tmp_path, "seq2seq_rnn", TINY_GRU, 150)
+    out, metrics, losses = run_g2p(tmp_path, "seq2seq_rnn", TINY_GRU, 150)
     assert losses[-1] < 0.6 * losses[0], losses  # seen: 0.31-0.36 of the first, seeds 0-2
     assert metrics["per"] < 0.6 and metrics["wer"] < 1.0, metrics  # seen: PER 0.43-0.44, WER 0.92-0.93
+    # Asked for a beam, the evaluation scores the beam's pronunciations: the share of test words whose
+    # beam-of-3 translation is none of their pronunciations is its WER.
+    beam = evaluate(out, batch_size=300, task_settings={"beam_size": "3"})
+    model, task = load_for_evaluation(out)
+    words = [word for word, _ in task.held("test")]
+    said = task.translate(model, words, beam_size=3)
+    wrong = sum(tuple(p.split()) not in refs for p, refs in zip(said, task.refs))
+    assert beam["eval_count"] == 300 and beam["wer"] == pytest.approx(wrong / 300)
+    assert evaluate(out, batch_size=300, task_settings={"beam_size": "1"}) == pytest.approx(metrics)
+    with pytest.raises(ConfigError, match="beam_size must be >= 1"):
+        evaluate(out, task_settings={"beam_size": "0"})
 
 
 def test_sentence_pairs_end_to_end(tmp_path, tsv):
