@@ -6,8 +6,8 @@ Convolution (one filter per output channel, the same weights at every position: 
 
 The reference path takes that sum one kernel tap ``(u, v)`` at a time. Through tap ``(u, v)``
 every output position sees the input shifted by ``(u*d, v*d)`` and read every ``s`` cells -- a
-strided view of the (padded) input, nothing copied -- and the sum over the input channels ``c`` is
-one matrix product::
+strided view of the (padded) input -- and the sum over the input channels ``c`` is one matrix
+product (the channels read last, so it is one product for all positions)::
 
     x_uv        = x[:, :, u*d :: s, v*d :: s]        # (B, C_in, H_out, W_out)  the map under tap (u, v)
     feature_map = b + sum_{u, v} W[:, :, u, v] . x_uv  # (B, C_out, H_out, W_out)
@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import ConfigError, check
-from archlab.nn.checks import check_input, check_module_type, check_sizes, torch_class
+from archlab.nn.checks import _autocast_on, check_input, check_module_type, check_sizes, torch_class
 from archlab.nn.twopath import TwoPath
 
 __all__ = [
@@ -117,23 +117,43 @@ def conv2d_reference(
         f"{dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}",
     )
 
-    x_g = x.view(B, G, C_g, H, W)                    # the input channels of each group
-    W_g = weight.view(G, C_out // G, C_g, kh, kw)    # the filters of each group
+    O_g = C_out // G                                 # filters per group
+    W_g = weight.view(G, O_g, C_g, kh, kw)           # the filters of each group
+    if C_g == 1:  # depthwise: each filter scales its own input channel
+        dtype = _matmul_dtype(x)  # the products run where a convolution would (bf16 under autocast)
+        x_g, W_g = x.view(B, G, 1, H, W).to(dtype), W_g.to(dtype)
+    else:         # channels last, a view: the sum over c is then one matrix product per position
+        x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # (B, G, H, W, C_g)
     feature_map = None
     for u in range(kh):
         for v in range(kw):
             # What tap (u, v) sees from every output position: a strided view of the input.
-            x_uv = x_g[..., u * dh : u * dh + sh * (H_out - 1) + 1 : sh,
-                       v * dw : v * dw + sw * (W_out - 1) + 1 : sw]  # (B, G, C_g, H_out, W_out)
-            if C_g == 1:  # depthwise: each filter scales its own channel
-                term = x_uv * W_g[:, :, 0, u, v].view(1, G, C_out // G, 1, 1)
-            else:         # one matrix product over the group's input channels
-                term = torch.einsum("goc,bgchw->bgohw", W_g[..., u, v], x_uv)  # (B, G, C_out/G, H_out, W_out)
+            rows = slice(u * dh, u * dh + sh * (H_out - 1) + 1, sh)
+            cols = slice(v * dw, v * dw + sw * (W_out - 1) + 1, sw)
+            if C_g == 1:
+                x_uv = x_g[:, :, :, rows, cols]                             # (B, G, 1, H_out, W_out)
+                term = x_uv * W_g[:, :, 0, u, v].view(1, G, O_g, 1, 1)      # (B, G, O_g, H_out, W_out)
+            else:
+                x_uv = x_g[:, :, rows, cols, :]                             # (B, G, H_out, W_out, C_g)
+                W_uv = W_g[:, :, :, u, v].transpose(1, 2)                   # (G, C_g, O_g)
+                # One group: one product for all B*H_out*W_out positions; more: one per group.
+                term = x_uv @ (W_uv[0] if G == 1 else W_uv[:, None])        # (B, G, H_out, W_out, O_g)
             feature_map = term if feature_map is None else feature_map.add_(term)
-    feature_map = feature_map.reshape(B, C_out, H_out, W_out)  # (B, C_out, H_out, W_out)
+    if C_g != 1:  # channels back in front, in memory too (as every other layer returns them)
+        feature_map = feature_map.permute(0, 1, 4, 2, 3).contiguous()       # (B, G, O_g, H_out, W_out)
+    feature_map = feature_map.reshape(B, C_out, H_out, W_out)               # (B, C_out, H_out, W_out)
     if bias is not None:
         feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
     return feature_map
+
+
+def _matmul_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matrix product (or convolution) of ``x`` computes in: autocast's, when it is on."""
+    if not _autocast_on(x):
+        return x.dtype
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype(x.device.type)
+    return torch.get_autocast_cpu_dtype() if x.device.type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 def _explicit_padding(module) -> tuple[int, ...]:
