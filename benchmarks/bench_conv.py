@@ -1,4 +1,4 @@
-"""Convolution speed: archlab's reference (im2col + matmul) and fused paths against torch's nn.Conv2d.
+"""Convolution speed: archlab's reference (a matrix product per kernel tap) and fused paths against torch's nn.Conv2d.
 
 Times forward + backward (input and weight gradients) at a few realistic layer shapes and prints
 medians and ratios against torch measured in the same process::

@@ -4,7 +4,8 @@
     python benchmarks/bench_resnet.py --model resnet50 --repeats 10 --threads 2
 
 The fused path calls PyTorch's convolution / pooling / batch-norm kernels; the reference path runs
-the readable im2col convolution, window pooling and batch-norm equations (``archlab.nn.set_impl``).
+the readable convolution (a matrix product per kernel tap), window pooling and batch-norm
+equations (``archlab.nn.set_impl``).
 torchvision is timed only when it can be imported (it is not an archlab dependency): it receives
 our weights through ``load_state_dict(strict=True)``, which also shows that the layouts agree.
 

@@ -4,14 +4,19 @@ Convolution (one filter per output channel, the same weights at every position: 
 
     feature_map[b, o, i, j] = bias[o] + sum_{c, u, v} W[o, c, u, v] * x[b, c, i*s + u*d, j*s + v*d]
 
-``im2col`` turns that sum into one matrix product. ``F.unfold`` cuts every receptive field out of
-the (padded) input and lays it out as a column::
+The reference path takes that sum one kernel tap ``(u, v)`` at a time. Through tap ``(u, v)``
+every output position sees the input shifted by ``(u*d, v*d)`` and read every ``s`` cells -- a
+strided view of the (padded) input -- and the sum over the input channels ``c`` is one matrix
+product (the channels read last, so it is one product for all positions)::
 
-    patches     = unfold(x)              # (B, C_in*kh*kw, L)   L = H_out * W_out positions
-    feature_map = W . patches + b        # (B, C_out, L) -> (B, C_out, H_out, W_out)
+    x_uv        = x[:, :, u*d :: s, v*d :: s]        # (B, C_in, H_out, W_out)  the map under tap (u, v)
+    feature_map = b + sum_{u, v} W[:, :, u, v] . x_uv  # (B, C_out, H_out, W_out)
 
-With ``groups`` the channels split into G independent convolutions (depthwise: G = C_in), each its
-own matrix product. Output size per spatial dim: ``H_out = floor((H + pad_total - d*(k-1) - 1)/s) + 1``.
+(``im2col`` -- ``F.unfold`` -- would copy all kh*kw shifted maps into one matrix first; summing the
+taps reads the input in place, and its backward pass needs no ``fold``.) With ``groups`` the
+channels split into G independent convolutions, each its own matrix product; depthwise (one input
+channel per filter) the product is a per-channel scale, ``W[c, 0, u, v] * x_uv[:, c]``. Output size
+per spatial dim: ``H_out = floor((H + pad_total - d*(k-1) - 1)/s) + 1``.
 
 Pooling downsamples a feature map with a fixed rule per window: max pooling keeps the largest value,
 average pooling the mean. Adaptive pooling picks the windows so that the output has a given size:
@@ -35,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import ConfigError, check
-from archlab.nn.checks import check_input, check_module_type, check_sizes, torch_class
+from archlab.nn.checks import _autocast_on, check_input, check_module_type, check_sizes, torch_class
 from archlab.nn.twopath import TwoPath
 
 __all__ = [
@@ -93,7 +98,7 @@ def conv2d_reference(
     groups: int,
     padding_mode: str = "zeros",
 ) -> torch.Tensor:
-    """feature_map = W . unfold(pad(x)) + b, for a (B, C_in, H, W) input.
+    """feature_map = b + sum over the taps (u, v) of W[:, :, u, v] . x_uv, for a (B, C_in, H, W) input.
 
     ``padding`` is explicit per side, in ``F.pad`` order: (left, right, top, bottom).
     """
@@ -103,25 +108,52 @@ def conv2d_reference(
     B, C_in, H, W = x.shape
     C_out, C_g, kh, kw = weight.shape  # C_g = C_in / groups input channels seen by each filter
     G = groups
-    H_out = _out_size(H, kh, stride[0], dilation[0])
-    W_out = _out_size(W, kw, stride[1], dilation[1])
+    (sh, sw), (dh, dw) = stride, dilation
+    H_out = _out_size(H, kh, sh, dh)
+    W_out = _out_size(W, kw, sw, dw)
     check(
         H_out > 0 and W_out > 0,
         f"input of padded size {H}x{W} is smaller than the dilated kernel "
-        f"{dilation[0] * (kh - 1) + 1}x{dilation[1] * (kw - 1) + 1}",
+        f"{dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}",
     )
 
-    # im2col: one column per output position, one row per (channel, kernel row, kernel col).
-    patches = F.unfold(x, (kh, kw), dilation=dilation, stride=stride)  # (B, C_in*kh*kw, L)
-    patches = patches.view(B, G, C_g * kh * kw, H_out * W_out)  # (B, G, K, L)
-    W_mat = weight.view(G, C_out // G, C_g * kh * kw)  # (G, C_out/G, K)
-
-    # One dot product per filter and position: the filter slid over the image.
-    feature_map = torch.matmul(W_mat, patches)  # (B, G, C_out/G, L)
-    feature_map = feature_map.reshape(B, C_out, H_out, W_out)  # (B, C_out, H_out, W_out)
+    O_g = C_out // G                                 # filters per group
+    W_g = weight.view(G, O_g, C_g, kh, kw)           # the filters of each group
+    if C_g == 1:  # depthwise: each filter scales its own input channel
+        dtype = _matmul_dtype(x)  # the products run where a convolution would (bf16 under autocast)
+        x_g, W_g = x.view(B, G, 1, H, W).to(dtype), W_g.to(dtype)
+    else:         # channels last, a view: the sum over c is then one matrix product per position
+        x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # (B, G, H, W, C_g)
+    feature_map = None
+    for u in range(kh):
+        for v in range(kw):
+            # What tap (u, v) sees from every output position: a strided view of the input.
+            rows = slice(u * dh, u * dh + sh * (H_out - 1) + 1, sh)
+            cols = slice(v * dw, v * dw + sw * (W_out - 1) + 1, sw)
+            if C_g == 1:
+                x_uv = x_g[:, :, :, rows, cols]                             # (B, G, 1, H_out, W_out)
+                term = x_uv * W_g[:, :, 0, u, v].view(1, G, O_g, 1, 1)      # (B, G, O_g, H_out, W_out)
+            else:
+                x_uv = x_g[:, :, rows, cols, :]                             # (B, G, H_out, W_out, C_g)
+                W_uv = W_g[:, :, :, u, v].transpose(1, 2)                   # (G, C_g, O_g)
+                # One group: one product for all B*H_out*W_out positions; more: one per group.
+                term = x_uv @ (W_uv[0] if G == 1 else W_uv[:, None])        # (B, G, H_out, W_out, O_g)
+            feature_map = term if feature_map is None else feature_map.add_(term)
+    if C_g != 1:  # channels back in front, in memory too (as every other layer returns them)
+        feature_map = feature_map.permute(0, 1, 4, 2, 3).contiguous()       # (B, G, O_g, H_out, W_out)
+    feature_map = feature_map.reshape(B, C_out, H_out, W_out)               # (B, C_out, H_out, W_out)
     if bias is not None:
         feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
     return feature_map
+
+
+def _matmul_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matrix product (or convolution) of ``x`` computes in: autocast's, when it is on."""
+    if not _autocast_on(x):
+        return x.dtype
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype(x.device.type)
+    return torch.get_autocast_cpu_dtype() if x.device.type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 def _explicit_padding(module) -> tuple[int, ...]:
@@ -408,7 +440,9 @@ def _adaptive_size(module, x: torch.Tensor) -> tuple[int, int]:
 class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
     """Adaptive average pooling to ``output_size`` (1 = global average pooling). Drop-in for torch's.
 
-    Averaging over the windows is linear and separable, so it is two small matrix products::
+    When the output size divides the input's, the windows tile the map and ``y`` is the mean of
+    each tile. Otherwise windows overlap or differ in size; averaging over them is linear and
+    separable, so it is two small matrix products::
 
         y = P_h . x . P_w^T      P[i, h] = 1/len(window i) if h in window i else 0
     """
@@ -423,6 +457,10 @@ class AdaptiveAvgPool2d(TwoPath, nn.AdaptiveAvgPool2d):
             return super().forward(x)
         H, W = x.shape[-2:]
         H_out, W_out = _adaptive_size(self, x)
+        if H % H_out == 0 and W % W_out == 0:
+            # The windows tile the map (global pooling among them): the mean of each tile.
+            tiles = x.unflatten(-1, (W_out, W // W_out)).unflatten(-3, (H_out, H // H_out))  # (..., H_out, kh, W_out, kw)
+            return tiles.mean(dim=(-3, -1))
         P_h = self._averaging_matrix(H, H_out, x)  # (H_out, H)
         P_w = self._averaging_matrix(W, W_out, x)  # (W_out, W)
         y = x @ P_w.T                                       # (..., H, W_out): one matrix product for every row

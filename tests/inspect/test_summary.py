@@ -82,7 +82,7 @@ def test_flops_of_one_linear_and_one_conv2d_are_the_formula(bias):
         s = summarize(conv, x)
         assert s.layers[0].output_shapes == [(3, 6, 5, 5)]
         assert s.flops == 2 * (3 * 6 * 5 * 5) * (4 * 3 * 3) == 32_400
-    anl.set_impl(ours, "reference")  # im2col + one matrix product: the same count
+    anl.set_impl(ours, "reference")  # one matrix product per kernel tap: the same count
     assert ours.impl == "reference" and summarize(ours, x).flops == 32_400
     # Two groups: each output sees 4 / 2 input channels.
     grouped = anl.Conv2d(4, 8, 3, groups=2, bias=bias)

@@ -134,6 +134,7 @@ POOL_CASES = [
     (nn.AvgPool2d, AvgPool2d, dict(kernel_size=2, ceil_mode=True, divisor_override=3)),
     (nn.AdaptiveAvgPool2d, AdaptiveAvgPool2d, dict(output_size=1)),  # global average pooling
     (nn.AdaptiveAvgPool2d, AdaptiveAvgPool2d, dict(output_size=(3, 4))),  # overlapping windows
+    (nn.AdaptiveAvgPool2d, AdaptiveAvgPool2d, dict(output_size=(3, 5))),  # 3x2 tiles of the 9x10 map
     (nn.AdaptiveAvgPool2d, AdaptiveAvgPool2d, dict(output_size=(None, 2))),
     (nn.AdaptiveAvgPool2d, AdaptiveAvgPool2d, dict(output_size=12)),  # larger than the input
     (nn.AdaptiveMaxPool2d, AdaptiveMaxPool2d, dict(output_size=1)),
