@@ -123,12 +123,12 @@ def compute(names: tuple[str, ...], task) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     naive, own = None, task.baselines()
     for name in names:
-        if name in own and name not in ("naive", "seasonal_naive"):  # e.g. a table's majority class
-            out[name] = own[name]
-        elif name in ("naive", "seasonal_naive"):
+        if name in ("naive", "seasonal_naive"):  # the task's own, with their forecasts for the plots
             naive = naive if naive is not None else naive_forecasts(task)
             if name in naive:
                 out[name] = naive[name]
+        elif name in own:  # any other baseline the task defines itself, e.g. a table's majority class
+            out[name] = own[name]
         elif name in CLASSICAL:
             out[name] = CLASSICAL[name](task)
         else:
