@@ -15,8 +15,10 @@ product (the channels read last, so it is one product for all positions)::
 (``im2col`` -- ``F.unfold`` -- would copy all kh*kw shifted maps into one matrix first; summing the
 taps reads the input in place, and its backward pass needs no ``fold``.) With ``groups`` the
 channels split into G independent convolutions, each its own matrix product; depthwise (one input
-channel per filter) the product is a per-channel scale, ``W[c, 0, u, v] * x_uv[:, c]``. Output size
-per spatial dim: ``H_out = floor((H + pad_total - d*(k-1) - 1)/s) + 1``.
+channel per filter) the product is a per-channel scale, ``W[c, 0, u, v] * x_uv[:, c]``, summed a few
+images at a time so that the map the taps add into stays in the cache, with its backward pass
+written out from the same sum (``_DepthwiseTaps``). Output size per spatial dim:
+``H_out = floor((H + pad_total - d*(k-1) - 1)/s) + 1``.
 
 Pooling downsamples a feature map with a fixed rule per window: max pooling keeps the largest value,
 average pooling the mean. Adaptive pooling picks the windows so that the output has a given size:
@@ -102,49 +104,126 @@ def conv2d_reference(
 
     ``padding`` is explicit per side, in ``F.pad`` order: (left, right, top, bottom).
     """
-    if any(padding):
-        mode = "constant" if padding_mode == "zeros" else padding_mode
-        x = F.pad(x, padding, mode=mode)
-    B, C_in, H, W = x.shape
     C_out, C_g, kh, kw = weight.shape  # C_g = C_in / groups input channels seen by each filter
+    depthwise = C_g == 1
+    if any(padding) and not (depthwise and padding_mode == "zeros"):  # (depthwise taps skip zero padding)
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        x, padding = F.pad(x, padding, mode=mode), (0, 0, 0, 0)
+    B, C_in, H, W = x.shape
+    left, right, top, bottom = padding
     G = groups
     (sh, sw), (dh, dw) = stride, dilation
-    H_out = _out_size(H, kh, sh, dh)
-    W_out = _out_size(W, kw, sw, dw)
+    H_out = _out_size(H + top + bottom, kh, sh, dh)
+    W_out = _out_size(W + left + right, kw, sw, dw)
     check(
         H_out > 0 and W_out > 0,
-        f"input of padded size {H}x{W} is smaller than the dilated kernel "
+        f"input of padded size {H + top + bottom}x{W + left + right} is smaller than the dilated kernel "
         f"{dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}",
     )
+    rows = tap_spans(H, H_out, kh, sh, dh, top)   # per u: (output rows, the input rows they read)
+    cols = tap_spans(W, W_out, kw, sw, dw, left)  # per v: (output columns, input columns)
 
     O_g = C_out // G                                 # filters per group
     W_g = weight.view(G, O_g, C_g, kh, kw)           # the filters of each group
-    if C_g == 1:  # depthwise: each filter scales its own input channel
+    if depthwise:  # each filter scales its own input channel
         dtype = _matmul_dtype(x)  # the products run where a convolution would (bf16 under autocast)
-        x_g, W_g = x.view(B, G, 1, H, W).to(dtype), W_g.to(dtype)
-    else:         # channels last, a view: the sum over c is then one matrix product per position
-        x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # (B, G, H, W, C_g)
+        b = None if bias is None else bias.to(dtype).view(G, O_g)
+        feature_map = _DepthwiseTaps.apply(x.to(dtype), W_g[:, :, 0].to(dtype), b, rows, cols, (H_out, W_out))
+        return feature_map.reshape(B, C_out, H_out, W_out)                  # (B, C_out, H_out, W_out)
+
+    x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # channels last, a view: (B, G, H, W, C_g)
     feature_map = None
-    for u in range(kh):
-        for v in range(kw):
-            # What tap (u, v) sees from every output position: a strided view of the input.
-            rows = slice(u * dh, u * dh + sh * (H_out - 1) + 1, sh)
-            cols = slice(v * dw, v * dw + sw * (W_out - 1) + 1, sw)
-            if C_g == 1:
-                x_uv = x_g[:, :, :, rows, cols]                             # (B, G, 1, H_out, W_out)
-                term = x_uv * W_g[:, :, 0, u, v].view(1, G, O_g, 1, 1)      # (B, G, O_g, H_out, W_out)
-            else:
-                x_uv = x_g[:, :, rows, cols, :]                             # (B, G, H_out, W_out, C_g)
-                W_uv = W_g[:, :, :, u, v].transpose(1, 2)                   # (G, C_g, O_g)
-                # One group: one product for all B*H_out*W_out positions; more: one per group.
-                term = x_uv @ (W_uv[0] if G == 1 else W_uv[:, None])        # (B, G, H_out, W_out, O_g)
+    for u, (_, rows_u) in enumerate(rows):
+        for v, (_, cols_v) in enumerate(cols):
+            x_uv = x_g[:, :, rows_u, cols_v, :]                             # (B, G, H_out, W_out, C_g)
+            W_uv = W_g[:, :, :, u, v].transpose(1, 2)                       # (G, C_g, O_g)
+            # The sum over c is one matrix product for all B*H_out*W_out positions (one per group).
+            term = x_uv @ (W_uv[0] if G == 1 else W_uv[:, None])            # (B, G, H_out, W_out, O_g)
             feature_map = term if feature_map is None else feature_map.add_(term)
-    if C_g != 1:  # channels back in front, in memory too (as every other layer returns them)
-        feature_map = feature_map.permute(0, 1, 4, 2, 3).contiguous()       # (B, G, O_g, H_out, W_out)
+    # Channels back in front, in memory too (as every other layer returns them).
+    feature_map = feature_map.permute(0, 1, 4, 2, 3).contiguous()           # (B, G, O_g, H_out, W_out)
     feature_map = feature_map.reshape(B, C_out, H_out, W_out)               # (B, C_out, H_out, W_out)
     if bias is not None:
         feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
     return feature_map
+
+
+def tap_spans(n_in: int, n_out: int, k: int, s: int, d: int, pad: int) -> list[tuple[slice, slice]]:
+    """Along one spatial dim, per kernel offset u: (outputs, inputs). Output i reads input
+    ``i*s + u*d - pad``; ``outputs`` are the i for which that lies inside the input (the others
+    read zero padding), ``inputs`` what they read, a strided slice. Unpadded: all n_out outputs."""
+    spans = []
+    for u in range(k):
+        offset = u * d - pad
+        first = max(0, -(offset // s))                  # the first i with i*s + offset >= 0
+        stop = min(n_out, (n_in - offset + s - 1) // s)  # past the last i with i*s + offset < n_in
+        stop = max(first, stop)
+        spans.append((slice(first, stop), slice(first * s + offset, max(0, (stop - 1) * s + offset + 1), s)))
+    return spans
+
+
+class _DepthwiseTaps(torch.autograd.Function):
+    """Depthwise: ``feature_map[b, c, o] = bias[c, o] + sum_{u, v} W[c, o, u, v] * x_uv[b, c]``.
+
+    ``x`` is (B, C, H, W), ``W`` (C, O_g, kh, kw): O_g filters per channel; ``rows``/``cols`` from
+    ``tap_spans``. Each tap adds into the outputs whose input lies inside the image, so the zero
+    padding is never materialised. A few images at a time, the maps all kh*kw taps add into stay
+    in the cache (the whole batch at once would stream through memory once per tap). The backward
+    pass is the same sum read the other way::
+
+        dL/dx_uv[b, c]    += W[c, o, u, v] * dL/dfeature_map[b, c, o]  each tap hands its share back
+                                                                       to the inputs it read
+        dL/dW[c, o, u, v]  = sum_{b, i, j} dL/dfeature_map[b, c, o, i, j] * x_uv[b, c, i, j]
+        dL/dbias[c, o]     = sum_{b, i, j} dL/dfeature_map[b, c, o, i, j]
+    """
+
+    CHUNK_BYTES = 2 << 20  # input bytes per chunk of images: about what a core's cache holds
+
+    @staticmethod
+    def chunks(x: torch.Tensor) -> list[slice]:
+        n = max(1, _DepthwiseTaps.CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+        return [slice(b, b + n) for b in range(0, x.shape[0], n)]
+
+    @staticmethod
+    def taps(weight, rows, cols):
+        """(o, u, v, W[:, o, u, v] as a (C, 1, 1) scale, output rows, output cols, input rows, input cols)."""
+        C, O_g = weight.shape[:2]
+        for o in range(O_g):
+            for u, (out_rows, in_rows) in enumerate(rows):
+                for v, (out_cols, in_cols) in enumerate(cols):
+                    yield o, u, v, weight[:, o, u, v].view(C, 1, 1), out_rows, out_cols, in_rows, in_cols
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, rows, cols, size):
+        (B, C), O_g = x.shape[:2], weight.shape[1]
+        feature_map = x.new_empty(B, C, O_g, *size)
+        if bias is None:
+            feature_map.zero_()
+        else:
+            feature_map.copy_(bias.view(1, C, O_g, 1, 1).expand_as(feature_map))
+        for images in _DepthwiseTaps.chunks(x):
+            for o, u, v, W_uv, out_rows, out_cols, in_rows, in_cols in _DepthwiseTaps.taps(weight, rows, cols):
+                feature_map[images, :, o, out_rows, out_cols].addcmul_(x[images, :, in_rows, in_cols], W_uv)
+        ctx.save_for_backward(x, weight)
+        ctx.spans, ctx.has_bias = (rows, cols), bias is not None
+        return feature_map
+
+    @staticmethod
+    def backward(ctx, grad_map):
+        x, weight = ctx.saved_tensors
+        rows, cols = ctx.spans
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        acc = torch.promote_types(weight.dtype, torch.float32)  # the sums over the batch: fp32 at least
+        grad_W = torch.zeros(weight.shape, dtype=acc, device=weight.device)
+        for images in _DepthwiseTaps.chunks(x):
+            for o, u, v, W_uv, out_rows, out_cols, in_rows, in_cols in _DepthwiseTaps.taps(weight, rows, cols):
+                g = grad_map[images, :, o, out_rows, out_cols]
+                x_uv = x[images, :, in_rows, in_cols]
+                if grad_x is not None:
+                    grad_x[images, :, in_rows, in_cols].addcmul_(g, W_uv)
+                grad_W[:, o, u, v] += (g * x_uv).sum((0, 2, 3), dtype=acc)
+        grad_bias = grad_map.sum((0, 3, 4), dtype=acc).to(weight.dtype) if ctx.has_bias else None
+        return grad_x, grad_W.to(weight.dtype), grad_bias, None, None, None
 
 
 def _matmul_dtype(x: torch.Tensor) -> torch.dtype:

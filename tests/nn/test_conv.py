@@ -60,6 +60,26 @@ def test_conv2d_reference_equals_torch(cin, cout, k, kw, hw, dtype):
     _assert_parity(ours, theirs, torch.randn(2, cin, *hw, dtype=dtype), dtype)
 
 
+# Depthwise taps add only into the outputs whose input lies inside the image (the zero padding is
+# never built): borders, strides that skip the last row, padding wider than the kernel reaches,
+# the extra 'same' pad of an even kernel, a padding mode that is copied, a batch split into chunks.
+DEPTHWISE_CASES = [
+    (3, dict(padding=1)), (3, dict(padding=1, stride=2)), (4, dict(padding="same")), (5, dict(padding=2, stride=3)),
+    (3, dict(padding=4)), (3, dict(padding=2, dilation=2)), (2, dict(padding=0, bias=False)), (1, dict(padding=1)),
+    (3, dict(padding=1, padding_mode="reflect")), (3, dict(padding=(0, 2), stride=(2, 1))),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("multiplier", [1, 2])
+@pytest.mark.parametrize("k,kw", DEPTHWISE_CASES)
+def test_depthwise_reference_equals_torch(k, kw, multiplier, monkeypatch):
+    from archlab.nn.conv import _DepthwiseTaps
+    monkeypatch.setattr(_DepthwiseTaps, "CHUNK_BYTES", 1)  # one image per chunk: the chunks must add up
+    theirs = nn.Conv2d(4, 4 * multiplier, k, groups=4, **kw).double()
+    _assert_parity(Conv2d.from_torch(theirs), theirs, torch.randn(3, 4, 9, 10, dtype=torch.double), torch.float64)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     "cin,cout,k,kw",
