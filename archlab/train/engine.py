@@ -269,6 +269,9 @@ class Run:
             self.report.message(f"note: the checkpoint chose weights on val {saved['metric']}, this run on "
                                 f"{'val ' + name if name else 'nothing (the last weights)'}: the choice starts over "
                                 f"at step {self.step}")
+        elif saved is None and checkpoint is not None and name:
+            self.report.message(f"note: the checkpoint holds no choice of weights (it predates select_metric): "
+                                f"the choice on val {name} starts at step {self.step}")
         if self.selection["step"] is not None and not (checkpoint / ckpt.BEST_FILE).is_file():
             raise CheckpointError(f"{checkpoint} records the weights of step {self.selection['step']} as the chosen "
                                   f"ones but holds no {ckpt.BEST_FILE}")
