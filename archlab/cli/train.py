@@ -42,6 +42,8 @@ momentum={c.momentum:g} (sgd)
   eval_every={c.eval_every} eval_batches={c.eval_batches} save_every={c.save_every} keep_last={c.keep_last} \
 log_every={c.log_every} max_seconds={c.max_seconds:g}
   early_stop_metric, early_stop_patience (off), tensorboard=false, peak_flops (looked up)
+  select_metric: keep the weights of the best validation evaluation of this metric (default: early_stop_metric's
+  when early stopping, else the last weights; "last": the last weights)
 
 a model's own settings (n_layer, hidden, dropout ...): archlab list --settings MODEL
 a model's layers, shapes and parameter count:        archlab summary MODEL

@@ -21,6 +21,7 @@ class SeedRun:
     metrics: dict[str, float] = field(default_factory=dict)       # every test metric
     val_metrics: dict[str, float] = field(default_factory=dict)   # the final validation metrics
     steps: int = 0
+    selected_step: int = 0              # the step whose weights were kept, chosen on the validation split
     train_seconds: float = 0.0          # wall seconds in optimiser steps
     cpu_seconds: float = 0.0            # CPU seconds of the whole run (training and evaluation)
     params: int = 0
@@ -156,7 +157,8 @@ class CompareResult:
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable result (``--json``): per row and architecture the mean ``value``, the
-        per-seed ``values``, their ``ci95`` (null with one seed) and the ``steps``."""
+        per-seed ``values``, their ``ci95`` (null with one seed), the ``steps`` and the step whose weights
+        each seed kept (``selected_steps``: its best validation point)."""
         rows = []
         for r in self.rows:
             results = {}
@@ -165,6 +167,7 @@ class CompareResult:
                 entry = {"value": c.value, "params": c.params, "train_seconds": round(c.train_seconds, 3),
                          "cpu_seconds": round(c.cpu_seconds, 1),
                          "values": c.values, "ci95": s.ci95 if s else None, "steps": c.steps,
+                         "selected_steps": [x.selected_step for x in sorted(c.ok_runs, key=lambda x: x.seed)],
                          "model": c.model, "status": c.status, "seeds": [x.seed for x in c.runs],
                          "metrics": c.metric_means(), "commands": [x.command for x in c.runs if x.command]}
                 if c.error:

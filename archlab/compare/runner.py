@@ -3,9 +3,11 @@
 Two modes:
 
 - **fixed work** (the default): each cell trains for the steps its plan fixes, validating
-  ``VAL_POINTS`` times on its validation split, then scores the test split once. No clock decides
-  anything, so the same seed, torch build and thread count give the same numbers under any load;
-  the run reports its time against the plan's estimate.
+  ``VAL_POINTS`` times on its validation split, then scores the test split once, with the weights
+  of its best validation point on the row's metric (the trainer's ``select_metric``; trees keep
+  their best boosting round themselves). No clock decides anything, so the same seed, torch build
+  and thread count give the same numbers under any load; the run reports its time against the
+  plan's estimate.
 - **time-boxed** (``--budget``): every cell gets the same training seconds; its steps come from
   timing five real steps on this machine (``archlab.train.measure_step_seconds``), with
   ``max_seconds`` as a hard cap. Faster machines train more: the table says so.
@@ -174,8 +176,23 @@ def run_job(job: Job) -> SeedRun | dict[str, Any]:
     return run
 
 
+def select_metric(row: Row) -> str:
+    """The validation metric a cell of ``row`` keeps its weights on: the row's own, which must be one of
+    its task's metrics, better in the same direction (the trainer reads the direction from the task)."""
+    from archlab.tasks import get_task
+
+    modes = get_task(row.task).metric_modes
+    check(row.metric in modes, f"row {row.key!r}: metric {row.metric!r} is not one of task {row.task!r}'s "
+                               f"metrics ({', '.join(modes)})")
+    check((modes[row.metric] == "max") == row.higher_is_better,
+          f"row {row.key!r}: higher_is_better={row.higher_is_better} for {row.metric}, but task {row.task!r} "
+          f"counts a {'higher' if modes[row.metric] == 'max' else 'lower'} {row.metric} as better")
+    return row.metric
+
+
 def _train_cell(job: Job, run: SeedRun) -> None:
     from archlab.checkpoint import from_pretrained
+    from archlab.registry import model_info
     from archlab.train import RunSpec, measure_step_seconds, train
     row, cell = job.row, job.cell
     settings = {**job.settings, "seed": job.seed, "device": job.device, "keep_last": 1}
@@ -191,6 +208,8 @@ def _train_cell(job: Job, run: SeedRun) -> None:
     val_points = int(settings.pop("val_points", VAL_POINTS))
     settings.update(max_steps=steps, log_every=max(1, steps // 50),
                     eval_every=max(1, steps // val_points) if val_points else 0)
+    if val_points and not model_info(cell.model).fitted:  # trees keep their best round themselves
+        settings.setdefault("select_metric", select_metric(row))
     if "warmup_steps" in settings:  # optimiser cells only: trees are fitted and take no schedule
         settings["warmup_steps"] = min(int(settings["warmup_steps"]), steps // 10)
     spec.settings = settings
@@ -203,6 +222,7 @@ def _train_cell(job: Job, run: SeedRun) -> None:
     run.params = from_pretrained(job.run_dir).num_parameters()  # trees count their split thresholds and leaves
     run.train_seconds = trained["train_seconds"]
     run.steps = trained["step"]
+    run.selected_step = trained.get("selected_step", trained["step"])
     run.curve, run.val_curve = _curves(Path(job.run_dir))
     if job.samples:
         from archlab.compare import samples

@@ -31,8 +31,11 @@ from archlab.errors import ConfigError, check
 from archlab.registry import model_info
 
 # The trainer's keys that mean something to a fit (a step = a boosting round); the rest are refused.
+# Early stopping and select_metric are refused too: the fit stops and keeps its best round on the
+# validation rows' loss itself (the model's early_stopping_rounds), whatever metric they would name.
 TRAINER_KEYS = {"seed", "max_steps", "device", "log_every", "deterministic", "keep_last", "save_every", "eval_every",
                 "max_seconds"}
+KEEPS_BEST_ROUND = {"select_metric", "early_stop_metric", "early_stop_patience"}
 
 
 def train(spec) -> dict[str, Any]:
@@ -70,9 +73,11 @@ def train(spec) -> dict[str, Any]:
     if refused:
         fixed = task.model_fields(entry.model_class, model.config)
         valid = ", ".join(sorted(f.name for f in dataclasses.fields(model.config) if f.name not in fixed))
+        best_round = ("; the fit keeps its best round on the validation rows' loss itself (early_stopping_rounds)"
+                      if KEEPS_BEST_ROUND & set(refused) else "")
         raise ConfigError(f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {spec.model} "
-                          f"(trees are fitted, not trained by an optimiser); its settings are seed, max_steps (= "
-                          f"num_rounds) and {valid}")
+                          f"(trees are fitted, not trained by an optimiser){best_round}; its settings are seed, "
+                          f"max_steps (= num_rounds) and {valid}")
 
     out = Path(spec.out)
     world = World()

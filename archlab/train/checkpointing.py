@@ -5,10 +5,13 @@ A run directory holds::
     OUT/checkpoints/step-00000100/
         config.json         model name and config (archlab.checkpoint format)
         model.safetensors   weights of the unwrapped, uncompiled module
-        trainer_state.pt    optimiser, scheduler, grad scaler, step, data position, RNG states --
+        trainer_state.pt    optimiser, scheduler, grad scaler, step, data position, RNG states, the
+                            early-stopping and selection records --
                             only tensors and plain containers: torch.load(weights_only=True) reads it
         task.json, ...      what the task keeps beside the weights (tokenizer, class names)
+        best.safetensors    the weights chosen on the validation split so far (when the run selects)
         manifest.json       size and SHA-256 of every file above, written last
+    OUT/best/model.safetensors  those chosen weights, rewritten (atomically) at each improvement
 
 A checkpoint is written into a hidden temporary directory, every file fsynced, and renamed into
 place in one step, so a kill mid-write leaves only a temporary directory (removed on the next start)
@@ -16,6 +19,12 @@ and the previous checkpoints untouched. ``latest_checkpoint`` checks the manifes
 checkpoint and falls back to the one before it when a file is missing, truncated or altered;
 a resumed run sets the damaged ones after it aside (``checkpoints/damaged/``), so that pruning,
 which keeps the ``keep_last`` newest, only ever weighs checkpoints of the run's own history.
+
+A checkpoint holds the chosen weights of its moment as ``best.safetensors`` (a hard link to
+``OUT/best/model.safetensors`` where the file system allows, else a copy; every rewrite of that
+file is a new file renamed into place, so the link keeps its content). A resume puts them back in
+``OUT/best``: weights chosen after the checkpoint, by steps that a kill undid, are kept only if the
+resumed run chooses them again.
 """
 
 from __future__ import annotations
@@ -34,13 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from archlab.checkpoint import save_pretrained
+from archlab.checkpoint import WEIGHTS_NAME, load_tensors, save_pretrained, save_tensors, unwrap
 from archlab.errors import CheckpointError
 from archlab.utils.io import atomic_path, fsync_dir, write_text_atomic
 
 STATE_FILE = "trainer_state.pt"
 MANIFEST_FILE = "manifest.json"
 TASK_FILE = "task.json"
+BEST_DIR = "best"                   # OUT/best/model.safetensors: the weights chosen so far
+BEST_FILE = "best.safetensors"      # the same weights, as a checkpoint holds them
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Test hook: seconds to pause in the middle of a checkpoint write, so that a test can kill the
 # process while it is writing.
@@ -143,8 +154,9 @@ def write_model_files(directory: Path, model: torch.nn.Module, task) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, task, state: dict[str, Any],
-                    keep_last: int) -> Path:
-    """Write checkpoint ``step`` atomically, then keep only the newest ``keep_last``."""
+                    keep_last: int, best: Path | None = None) -> Path:
+    """Write checkpoint ``step`` atomically, then keep only the newest ``keep_last``; ``best``: the
+    chosen weights' file (``best_path``), kept in it as ``best.safetensors``."""
     final = step_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
@@ -152,6 +164,8 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, task, stat
         shutil.rmtree(tmp)
     tmp.mkdir()
     write_model_files(tmp, model, task)
+    if best is not None:
+        _link_or_copy(best, tmp / BEST_FILE)
     pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
     if pause > 0:
         print(f"checkpoint write paused for {pause} s ({tmp})", file=sys.stderr, flush=True)
@@ -189,6 +203,44 @@ def publish_final(run_dir: Path, model: torch.nn.Module, task) -> None:
     stage.rmdir()
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # no hard links here (another file system, or none at all)
+        shutil.copyfile(source, target)
+
+
+def best_path(run_dir: Path) -> Path:
+    return Path(run_dir) / BEST_DIR / WEIGHTS_NAME
+
+
+def save_best(run_dir: Path, model: torch.nn.Module) -> None:
+    """``OUT/best/model.safetensors``: the weights of ``model`` as the run's chosen ones, written to a
+    temporary file and renamed over the previous ones."""
+    core = unwrap(model)
+    directory = Path(run_dir) / BEST_DIR
+    directory.mkdir(exist_ok=True)
+    save_tensors(core, directory, core.model_name)
+
+
+def load_best(run_dir: Path, model: torch.nn.Module) -> None:
+    """Load the chosen weights of ``save_best`` into ``model`` (strict)."""
+    core = unwrap(model)
+    load_tensors(core, Path(run_dir) / BEST_DIR, core.model_name)
+
+
+def restore_best(checkpoint: Path, run_dir: Path) -> None:
+    """Make the chosen weights those a checkpoint holds (``OUT/best`` removed when it holds none)."""
+    source = Path(checkpoint) / BEST_FILE
+    if not source.is_file():
+        shutil.rmtree(Path(run_dir) / BEST_DIR, ignore_errors=True)
+        return
+    target = best_path(run_dir)
+    target.parent.mkdir(exist_ok=True)
+    with atomic_path(target) as tmp:
+        _link_or_copy(source, tmp)
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoint directories of a run, oldest first."""
     root = Path(run_dir) / "checkpoints"
@@ -202,6 +254,8 @@ def remove_unfinished(run_dir: Path) -> None:
     """Delete temporary directories left by a write that was killed."""
     for p in Path(run_dir).glob(".final-*"):
         shutil.rmtree(p, ignore_errors=True)
+    for p in (Path(run_dir) / BEST_DIR).glob(".*.tmp-*"):
+        p.unlink(missing_ok=True)
     root = Path(run_dir) / "checkpoints"
     if root.is_dir():
         for p in root.iterdir():

@@ -78,6 +78,12 @@ class TrainConfig:
     eval_batch_size: int = 0        # examples per evaluation batch; 0 = the training micro-batch
     early_stop_metric: str = ""     # e.g. "loss" or "accuracy" of the evaluation split
     early_stop_patience: int = 0    # evaluations without improvement before stopping
+    # The weights a run keeps: of the validation evaluations (every eval_every steps, and the last step's),
+    # the one with the best value of this metric in the task's direction (metric_modes; a tie keeps the
+    # earlier), saved in OUT/best/ as they come. "" = early_stop_metric's when early stopping (stopping
+    # without keeping the best weights would be half of it), else the last weights; "last" = the last
+    # weights, always. The final validation and test evaluations and OUT's model are of the kept weights.
+    select_metric: str = ""
     save_every: int = 0             # steps between checkpoints; 0 = only at the end
     keep_last: int = 3              # checkpoints kept in OUT/checkpoints
     log_every: int = 10             # steps between logged training lines
@@ -122,10 +128,20 @@ class TrainConfig:
         check(not (self.early_stop_metric and not self.eval_every),
               f"early_stop_metric={self.early_stop_metric!r} needs eval_every > 0 (early stopping is decided at "
               "the periodic evaluations), got 0")
+        check(not (self.select_metric not in ("", "last") and not self.eval_every),
+              f"select_metric={self.select_metric!r} needs eval_every > 0 (the weights are chosen among the periodic "
+              "evaluations of the validation split), got 0")
         check(
             self.batch_size % self.grad_accum == 0,
             f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}",
         )
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that chooses the weights a run keeps; "" keeps the last ones."""
+        if self.select_metric == "last":
+            return ""
+        return self.select_metric or self.early_stop_metric
 
 
 # --------------------------------------------------------------------------------------------

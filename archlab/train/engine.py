@@ -8,8 +8,9 @@ One optimiser step of a global batch of ``batch_size`` examples::
     stop unless loss and gradient norm are finite    # before the update: the weights stay finite
     clip_grad_norm_(max=grad_clip); optimizer.step(); scheduler.step()
 
-Around it: evaluation of the validation split every ``eval_every`` steps (logged as split "val")
-and early stopping on it; at the end the validation split, then the test split, once;
+Around it: evaluation of the validation split every ``eval_every`` steps (logged as split "val"),
+early stopping on it, and the choice of the weights to keep (``select_metric``: the best evaluation's,
+written to ``OUT/best/``); at the end the validation split, then the test split, once, of the kept weights;
 checkpoints every ``save_every`` steps (and on SIGINT / SIGTERM) that resume bit-exactly, because
 every source of randomness is either saved (RNG states) or a function of ``(seed, position)`` (the
 data); progress, ``metrics.jsonl`` and MFU. The final model lands in ``OUT/model.safetensors`` +
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import statistics
 import time
@@ -147,7 +149,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
 
 class Run:
     """One training run: its parts (task, model, optimiser, directory, reporter) and the state the
-    loop changes (step, data position, early-stopping record, timings)."""
+    loop changes (step, data position, early-stopping and selection records, timings)."""
 
     def __init__(self, spec: RunSpec, world: distributed.World, device: torch.device):
         self.spec, self.world, self.device, self.out = spec, world, device, Path(spec.out)
@@ -162,6 +164,8 @@ class Run:
         self.directory = RunDirectory(spec, world)
         self.step = self.position = 0
         self.early: dict[str, Any] = {"best": None, "bad_evals": 0}
+        # The weights kept so far: their step and value of the selection metric (see TrainConfig.select_metric).
+        self.selection: dict[str, Any] = {"metric": self.cfg.selection_metric, "best": None, "step": None}
         self.stopped_early = False
         self.train_seconds = 0.0  # time in optimiser steps only: evaluation and checkpoints excluded
         self.last_saved: Path | None = None
@@ -170,9 +174,9 @@ class Run:
     def _check_settings(self) -> None:
         cfg, task = self.cfg, self.task
         self.has_val = "val" in task.eval_splits
-        check(self.has_val or not (cfg.eval_every or cfg.early_stop_metric),
-              f"eval_every and early stopping evaluate the validation split, and task {task.name!r} on --data "
-              f"{task.data!r} has none (is val_fraction 0?)")
+        check(self.has_val or not (cfg.eval_every or cfg.early_stop_metric or cfg.selection_metric),
+              f"eval_every, early stopping and select_metric evaluate the validation split, and task {task.name!r} "
+              f"on --data {task.data!r} has none (is val_fraction 0?)")
         check(cfg.precision != "fp16" or self.device.type == "cuda",
               f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {self.device.type!r}; "
               "use bf16")
@@ -180,6 +184,10 @@ class Run:
             check(cfg.early_stop_metric in task.metric_modes,
                   f"early_stop_metric must be one of task {task.name!r}'s metrics ({', '.join(task.metric_modes)}), "
                   f"got {cfg.early_stop_metric!r}")
+        if cfg.select_metric not in ("", "last"):
+            check(cfg.select_metric in task.metric_modes,
+                  f"select_metric must be one of task {task.name!r}'s metrics ({', '.join(task.metric_modes)}) or "
+                  f"'last' (the last weights), got {cfg.select_metric!r}")
 
     # -- the whole run ---------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
@@ -232,6 +240,7 @@ class Run:
         if found is None:
             report.message(f"--resume: no usable checkpoint in {str(self.out)!r} yet: starting from step 0")
             report.truncate_after(0)
+            self.resume_selection(None, None)
             return
         state = ckpt.load_state(found)
         try:
@@ -243,10 +252,35 @@ class Run:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.position, self.early = state["step"], state["data_position"], dict(state["early_stop"])
+        self.resume_selection(state.get("selection"), found)
         ckpt.set_rng_state(state["rng"])
         report.truncate_after(self.step)
         report.message(f"resumed from {found} (step {self.step})")
         report.set_step(self.step)
+
+    def resume_selection(self, saved: dict[str, Any] | None, checkpoint: Path | None) -> None:
+        """The selection record of the checkpoint resumed from, and ``OUT/best`` as it was then: weights
+        chosen after the checkpoint were lost with the run, and a resume that repeats those steps chooses
+        them again. A checkpoint from before selection holds no record: the choice starts here."""
+        name = self.selection["metric"]
+        if saved and saved.get("metric") == name:
+            self.selection = dict(saved)
+        elif saved and saved.get("step") is not None:
+            self.report.message(f"note: the checkpoint chose weights on val {saved['metric']}, this run on "
+                                f"{'val ' + name if name else 'nothing (the last weights)'}: the choice starts over "
+                                f"at step {self.step}")
+        elif saved is None and checkpoint is not None and name:
+            self.report.message(f"note: the checkpoint holds no choice of weights (it predates select_metric): "
+                                f"the choice on val {name} starts at step {self.step}")
+        if self.selection["step"] is not None and not (checkpoint / ckpt.BEST_FILE).is_file():
+            raise CheckpointError(f"{checkpoint} records the weights of step {self.selection['step']} as the chosen "
+                                  f"ones but holds no {ckpt.BEST_FILE}")
+        if self.world.is_main:
+            if self.selection["step"] is None:
+                shutil.rmtree(self.out / ckpt.BEST_DIR, ignore_errors=True)
+            else:
+                ckpt.restore_best(checkpoint, self.out)
+        self.world.barrier()
 
     def prepare_step(self) -> None:
         """torch.compile (optional) and DDP around the model; where MFU can be reported (a known
@@ -383,23 +417,42 @@ class Run:
         self.loss_sum.zero_()
         self.window_steps, self.window_start = 0, time.perf_counter()
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        """The task's metrics on the held-out ``split`` ("val" or "test"), logged under that name."""
+    def evaluate(self, split: str, log: bool = True) -> dict[str, float]:
+        """The task's metrics on the held-out ``split`` ("val" or "test"), logged under that name
+        unless ``log`` is false."""
         metrics = evaluate_model(self.core, self.task, self.device, self.cfg.precision,
                                  self.cfg.eval_batch_size or self.micro_batch, self.cfg.eval_batches, self.world, split)
-        self.report.log({"step": self.step, "split": split, **metrics})
+        if log:
+            self.report.log({"step": self.step, "split": split, **metrics})
         return metrics
 
     def evaluate_and_maybe_stop(self) -> bool:
         """A periodic evaluation of the validation split; True when early stopping ends the run here."""
         metrics = self.evaluate("val")
         self.report.message(f"val @ step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        self.select(metrics)
         self.window_start = time.perf_counter()  # evaluation time is not training throughput
         if _early_stop(self.cfg, self.task, metrics, self.early):
             self.report.message(f"early stop at step {self.step}: {self.cfg.early_stop_metric} did not improve "
                                 f"for {self.cfg.early_stop_patience} evaluations")
             self.stopped_early = True
         return self.stopped_early
+
+    def select(self, metrics: dict[str, float]) -> None:
+        """Keep this step's weights (``OUT/best/``, main process) when their validation metrics are the
+        best so far on the selection metric; a tie keeps the earlier weights."""
+        name = self.selection["metric"]
+        if not name:
+            return
+        check(name in metrics, f"select_metric {name!r} is not among the validation metrics of task "
+                               f"{self.task.name!r} at step {self.step} ({', '.join(sorted(metrics))})")
+        if not _improves(self.task, name, metrics[name], self.selection["best"]):
+            return
+        _check_finite_weights(self.model, self.step)
+        self.selection.update(best=float(metrics[name]), step=self.step)
+        if self.world.is_main:
+            ckpt.save_best(self.out, self.model)
+        self.world.barrier()
 
     def save(self) -> Path | None:
         """Checkpoint this step (main process); weights that are not all finite are never written."""
@@ -410,27 +463,48 @@ class Run:
                 "format": 1, "step": self.step, "data_position": self.position, "total_steps": self.total,
                 "world_size": self.world.size, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
-                "rng": ckpt.rng_state(), "early_stop": dict(self.early),
+                "rng": ckpt.rng_state(), "early_stop": dict(self.early), "selection": dict(self.selection),
             }
-            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.task, state, self.cfg.keep_last)
+            best = ckpt.best_path(self.out) if self.selection["step"] is not None else None
+            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.task, state, self.cfg.keep_last, best)
         self.world.barrier()
         self.last_saved = path or self.out
         return path
 
     def finish(self) -> dict[str, Any]:
         """The final evaluations (validation, then the test split's one look, after every choice is
-        made), checkpoint and model; the test metrics are for the caller to print."""
+        made), checkpoint and model; the test metrics are for the caller to print.
+
+        The last weights are validated (the end of the validation curve) and are candidates too; the
+        checkpoint holds them, to resume from; the kept weights (``select``) are loaded for the final
+        validation, the test split and the published model."""
         val_metrics = self.evaluate("val") if self.has_val else {}
-        metrics = self.evaluate("test")
+        self.select(val_metrics)
         last = self.save()
+        kept = self.step if self.selection["step"] is None else self.selection["step"]
+        if kept != self.step:
+            ckpt.load_best(self.out, self.model)
+            val_metrics = self.evaluate("val", log=False)
+        if self.selection["metric"]:
+            self.report.log({"step": self.step, "split": "selected", "selected_step": kept,
+                             "select_metric": self.selection["metric"], **val_metrics})
+            self.report.message(self._selected_line())
+        metrics = self.evaluate("test")
         if self.world.is_main:
             ckpt.publish_final(self.out, self.model, self.task)
         self.world.barrier()
         self.report.close()
         self.report.message(f"done: step {self.step}, {self.train_seconds:.1f} s of training; model in {self.out}")
-        return {"step": self.step, "metrics": metrics, "val_metrics": val_metrics, "out": str(self.out),
-                "checkpoint": str(last) if last else None, "early_stopped": self.stopped_early,
-                "train_seconds": self.train_seconds}
+        return {"step": self.step, "selected_step": kept, "metrics": metrics,
+                "val_metrics": val_metrics, "out": str(self.out), "checkpoint": str(last) if last else None,
+                "early_stopped": self.stopped_early, "train_seconds": self.train_seconds}
+
+    def _selected_line(self) -> str:
+        name, kept, best = self.selection["metric"], self.selection["step"], self.selection["best"]
+        if kept is None:
+            return f"no evaluation gave a finite val {name}: kept the last weights (step {self.step})"
+        last = " (the last step)" if kept == self.step else f" of {self.step}"
+        return f"kept the weights of step {kept}{last}: val {name} {best:.4f}"
 
     def _diverged(self, e: NonFinite) -> TrainingError:
         saved = [p for p in ckpt.list_checkpoints(self.out)] if self.out.is_dir() else []
@@ -540,14 +614,23 @@ def _split_sizes(task: Task, batch_size: int) -> dict[str, int]:
     return sizes
 
 
+def _improves(task: Task, name: str, value: float, best: float | None) -> bool:
+    """Whether ``value`` of metric ``name`` beats ``best`` (None: nothing yet) in the task's direction
+    (``metric_modes``); a value that is not finite never does."""
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if task.metric_modes.get(name, "min") == "max" else value < best
+
+
 def _early_stop(cfg: TrainConfig, task: Task, metrics: dict[str, float], early: dict) -> bool:
     if not cfg.early_stop_metric or not cfg.early_stop_patience:
         return False
     name = cfg.early_stop_metric
     check(name in metrics, f"early_stop_metric must be one of the task's metrics {sorted(metrics)}, got {name!r}")
     value = metrics[name]
-    better = (lambda a, b: a > b) if task.metric_modes.get(name, "min") == "max" else (lambda a, b: a < b)
-    if early["best"] is None or better(value, early["best"]):
+    if _improves(task, name, value, early["best"]):
         early["best"], early["bad_evals"] = value, 0
         return False
     early["bad_evals"] += 1

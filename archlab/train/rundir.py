@@ -23,6 +23,7 @@ from typing import Any
 from archlab.errors import ConfigError, check
 from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
+from archlab.train.config import TrainConfig
 from archlab.train.progress import METRICS_FILE
 from archlab.train.resolve import Resolved, RunSpec
 from archlab.utils.io import write_text_atomic
@@ -33,9 +34,9 @@ LOCK_FILE = ".lock"
 RESUMABLE_CHANGES = {"max_steps", "epochs", "max_seconds", "save_every", "eval_every", "eval_batches", "keep_last",
                      "log_every", "device", "compile", "compile_backend", "tensorboard", "peak_flops",
                      "early_stop_metric", "early_stop_patience", "eval_batch_size"}
-# What --overwrite removes from an existing run directory (and nothing else).
+# What --overwrite removes from an existing run directory (and nothing else); report.html: `archlab report RUN_DIR`.
 RUN_OUTPUTS = ("checkpoints", "tensorboard", METRICS_FILE, RUN_FILE, ckpt.MANIFEST_FILE, "config.json",
-               "model.safetensors", ckpt.TASK_FILE, "report.html")  # report.html: `archlab report RUN_DIR`
+               "model.safetensors", ckpt.TASK_FILE, ckpt.BEST_DIR, "report.html")
 
 
 def run_record(spec: RunSpec, r: Resolved) -> dict[str, Any]:
@@ -75,9 +76,12 @@ def prepare_out(spec: RunSpec, record: dict[str, Any], world: distributed.World)
         for key in ("task", "model", "data", "task_config", "model_overrides"):
             if saved.get(key) != now.get(key):
                 diffs.append(f"{key}: run has {saved.get(key)!r}, given {now.get(key)!r}")
+        # A setting added to the trainer after the run was saved is missing from its run.json: it had the default.
+        defaults = _jsonable(dataclasses.asdict(TrainConfig()))
         for key, value in now["trainer"].items():
-            if key not in RESUMABLE_CHANGES and saved["trainer"].get(key) != value:
-                diffs.append(f"{key}: run has {saved['trainer'].get(key)!r}, given {value!r}")
+            had = saved["trainer"].get(key, defaults.get(key))
+            if key not in RESUMABLE_CHANGES and had != value:
+                diffs.append(f"{key}: run has {had!r}, given {value!r}")
         if diffs:
             raise ConfigError(f"--resume: {str(out)!r} holds a different run; " + "; ".join(diffs))
         resuming = True

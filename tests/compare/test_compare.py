@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shlex
+from dataclasses import replace
 
 import pytest
 
@@ -120,15 +121,35 @@ def test_a_real_run_trains_every_seed_of_every_cell_and_reports_it(tmp_path, cli
     assert "±" in matrix_text(result) and "fixed work: plan default" in matrix_text(result)
     assert any("images (digits)" in v for v in verdicts(result))
 
+    # The test value is of the weights of the best validation point, the first of equals.
+    accuracies = [m["accuracy"] for _, m in first.val_curve]
+    assert first.selected_step == first.val_curve[accuracies.index(max(accuracies))][0]
+    assert first.val_metrics["accuracy"] == max(accuracies)
+    assert entry["selected_steps"] == [r.selected_step for r in sorted(mlp.runs, key=lambda r: r.seed)]
+
     # The reproduce command is exact: run again, it gives the very same number.
     command = first.command
     assert command.startswith("archlab train --task classify --model mlp --data digits") and "--threads 1" in command
+    assert "--set eval_every=5" in command and "--set select_metric=accuracy" in command
     args = shlex.split(command)[1:]
     args[args.index("--out") + 1] = str(tmp_path / "again")
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     printed = dict(line.split() for line in r.stdout.splitlines())
     assert float(printed["accuracy"]) == pytest.approx(first.value, abs=1e-6)
+
+
+def test_cells_choose_their_weights_on_their_rows_metric():
+    from archlab.compare.runner import select_metric
+
+    assert [select_metric(r) for r in ROWS] == [r.metric for r in ROWS]  # each a validation metric of its task
+    row = _digits_row([])
+    with pytest.raises(ConfigError, match=r"row 'images': metric 'rmse' is not one of task 'classify''s metrics "
+                                          r"\(loss, accuracy\)"):
+        select_metric(replace(row, metric="rmse"))
+    with pytest.raises(ConfigError, match="higher_is_better=False for accuracy, but task 'classify' counts a higher "
+                                          "accuracy as better"):
+        select_metric(replace(row, higher_is_better=False))
 
 
 def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):

@@ -63,6 +63,9 @@ def test_regression_on_diabetes(tmp_path):
 def test_what_does_not_apply_to_trees_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size, lr do not apply to lightgbm \(trees are fitted"):
         _fit(tmp_path, lr=0.1, batch_size=8)
+    with pytest.raises(ConfigError, match=r"select_metric does not apply to lightgbm .*keeps its best round on the "
+                                          r"validation rows' loss itself \(early_stopping_rounds\)"):
+        _fit(tmp_path, select_metric="accuracy", eval_every=5)
     with pytest.raises(ConfigError, match="num_outputs is fixed by the data \\(num_outputs=3\\)"):
         _fit(tmp_path, "wine", num_outputs=2)
     with pytest.raises(ConfigError, match=r"lightgbm cannot be trained for task classify \(lightgbm is trained by "
