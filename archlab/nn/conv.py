@@ -13,7 +13,9 @@ product (the channels read last, so it is one product for all positions)::
     feature_map = b + sum_{u, v} W[:, :, u, v] . x_uv  # (B, C_out, H_out, W_out)
 
 (``im2col`` -- ``F.unfold`` -- would copy all kh*kw shifted maps into one matrix first; summing the
-taps reads the input in place, and its backward pass needs no ``fold``.) With ``groups`` the
+taps reads the input in place, and its backward pass needs no ``fold``.) With stride 1 and one group
+the shifted maps are blocks of one list of pixels, so each tap is a single product with no copy
+(``_ShiftedPixels``). With ``groups`` the
 channels split into G independent convolutions, each its own matrix product; depthwise (one input
 channel per filter) the product is a per-channel scale, ``W[c, 0, u, v] * x_uv[:, c]``, summed a few
 images at a time so that the map the taps add into stays in the cache, with its backward pass
@@ -105,8 +107,8 @@ def conv2d_reference(
     ``padding`` is explicit per side, in ``F.pad`` order: (left, right, top, bottom).
     """
     C_out, C_g, kh, kw = weight.shape  # C_g = C_in / groups input channels seen by each filter
-    depthwise = C_g == 1
-    if any(padding) and not (depthwise and padding_mode == "zeros"):  # (depthwise taps skip zero padding)
+    depthwise, shifted = C_g == 1, groups == 1 and tuple(stride) == (1, 1)
+    if any(padding) and not ((depthwise or shifted) and padding_mode == "zeros"):  # (those place zeros themselves)
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x, padding = F.pad(x, padding, mode=mode), (0, 0, 0, 0)
     B, C_in, H, W = x.shape
@@ -130,6 +132,13 @@ def conv2d_reference(
         b = None if bias is None else bias.to(dtype).view(G, O_g)
         feature_map = _DepthwiseTaps.apply(x.to(dtype), W_g[:, :, 0].to(dtype), b, rows, cols, (H_out, W_out))
         return feature_map.reshape(B, C_out, H_out, W_out)                  # (B, C_out, H_out, W_out)
+
+    if G == 1 and (sh, sw) == (1, 1):  # the common case: the taps are shifts of one list of pixels
+        dtype = _matmul_dtype(x)
+        feature_map = _ShiftedPixels.apply(x.to(dtype), weight.to(dtype), padding, dilation)
+        if bias is not None:
+            feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
+        return feature_map                                                  # (B, C_out, H_out, W_out)
 
     x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # channels last, a view: (B, G, H, W, C_g)
     feature_map = None
@@ -160,6 +169,62 @@ def tap_spans(n_in: int, n_out: int, k: int, s: int, d: int, pad: int) -> list[t
         stop = max(first, stop)
         spans.append((slice(first, stop), slice(first * s + offset, max(0, (stop - 1) * s + offset + 1), s)))
     return spans
+
+
+class _ShiftedPixels(torch.autograd.Function):
+    """Stride 1, one group: ``feature_map = sum_{u, v} x_uv . W[:, :, u, v]`` with each tap one matrix product.
+
+    Lay the zero-padded batch out channels last as one list of pixels, ``X`` (B*Hp*Wp, C_in), row by
+    row. Output pixel (b, i, j) reads, through tap (u, v), input pixel (b, i + u*d, j + v*d): the same
+    list ``u*d*Wp + v*d`` rows further on. So tap (u, v) is ONE matrix product of a contiguous block
+    of rows of ``X`` with ``W[:, :, u, v]^T`` (C_in, C_out), added to the output list, for every pixel
+    of the batch at once; the output's rows at the padding columns and rows (where a shifted read
+    wraps past a row's end) are computed and cut away, a few percent more products than needed.
+    The backward pass reads the same products the other way::
+
+        dL/dX[rows + shift]  += dL/dY[rows] . W[:, :, u, v]         (C_out -> C_in)
+        dL/dW[:, :, u, v]     = (X[rows + shift]^T . dL/dY[rows])^T  (summed over every pixel)
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, padding, dilation):
+        (B, C_in, H, W), (C_out, _, kh, kw) = x.shape, weight.shape
+        (left, right, top, bottom), (dh, dw) = padding, dilation
+        Hp, Wp = H + top + bottom, W + left + right
+        X = x.new_zeros(B, Hp, Wp, C_in)                                   # padded, channels last
+        X[:, top:top + H, left:left + W] = x.permute(0, 2, 3, 1)
+        X = X.view(-1, C_in)                                               # (N, C_in): one list of pixels
+        N = X.size(0)
+        Y = x.new_zeros(N, C_out)
+        W_t = weight.permute(2, 3, 1, 0)                                   # (kh, kw, C_in, C_out)
+        for u in range(kh):
+            for v in range(kw):
+                shift = u * dh * Wp + v * dw
+                Y[:N - shift].addmm_(X[shift:], W_t[u, v])
+        H_out, W_out = Hp - dh * (kh - 1), Wp - dw * (kw - 1)
+        ctx.save_for_backward(X, weight)
+        ctx.geometry = (x.shape, padding, dilation, (Hp, Wp), (H_out, W_out))
+        Y = Y.view(B, Hp, Wp, C_out)[:, :H_out, :W_out]                    # cut the wrapped pixels away
+        return Y.permute(0, 3, 1, 2).contiguous()                          # (B, C_out, H_out, W_out)
+
+    @staticmethod
+    def backward(ctx, grad_map):
+        X, weight = ctx.saved_tensors
+        (B, C_in, H, W), (left, _, top, _), (dh, dw), (Hp, Wp), (H_out, W_out) = ctx.geometry
+        C_out, _, kh, kw = weight.shape
+        N = X.size(0)
+        G = grad_map.new_zeros(B, Hp, Wp, C_out)                           # zero at the cut pixels
+        G[:, :H_out, :W_out] = grad_map.permute(0, 2, 3, 1)
+        G = G.view(-1, C_out)
+        grad_X = X.new_zeros(N, C_in)
+        grad_W = weight.new_empty(kh, kw, C_out, C_in)
+        for u in range(kh):
+            for v in range(kw):
+                shift = u * dh * Wp + v * dw
+                grad_X[shift:].addmm_(G[:N - shift], weight[:, :, u, v])
+                grad_W[u, v] = G[:N - shift].t() @ X[shift:]
+        grad_x = grad_X.view(B, Hp, Wp, C_in)[:, top:top + H, left:left + W].permute(0, 3, 1, 2).contiguous()
+        return grad_x, grad_W.permute(2, 3, 0, 1).contiguous(), None, None
 
 
 class _DepthwiseTaps(torch.autograd.Function):
