@@ -138,7 +138,11 @@ def scaled_dot_product_attention(
             mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
     p = dropout_p if training else 0.0
 
-    if use_fused:
+    if use_fused and _products_are_faster(q, k, v, p):
+        if kernel_causal:
+            mask = causal_mask(T, S, device=q.device)
+        out, weights = _attention_as_products(q, k, v, mask, scale), None
+    elif use_fused:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal,
                                              scale=scale)
         weights = None
@@ -158,6 +162,37 @@ def scaled_dot_product_attention(
     if dead is not None:
         out = out.masked_fill(dead, 0.0)
     return out, (weights if need_weights else None)
+
+
+# On a CPU, without gradients, torch's fused kernel (a blocked "flash" softmax) spends more on its
+# tiling than it saves when there are few keys: short sequences -- sentences, G2P words, decoding
+# one token at a time -- go faster as two batched matrix products with the (n, T, S) weights held,
+# up to this many weights per call (beyond it, the fused kernel's memory saving wins).
+PRODUCTS_MAX_KEYS = 512
+PRODUCTS_MAX_WEIGHTS = 1 << 24
+
+
+def _products_are_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> bool:
+    if q.device.type != "cpu" or dropout_p > 0 or q.dim() < 3:
+        return False
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return False  # training: the fused kernel's backward pass keeps no (T, S) weights
+    S = k.size(-2)
+    return S <= PRODUCTS_MAX_KEYS and q.numel() // q.size(-1) * S <= PRODUCTS_MAX_WEIGHTS
+
+
+def _attention_as_products(q, k, v, mask, scale) -> torch.Tensor:
+    """softmax(Q K^T * scale + M) V as ``baddbmm`` (scale and additive mask folded in) and ``bmm``."""
+    *lead, T, hs = q.shape
+    S, n = k.size(-2), math.prod(lead)
+    q_, k_, v_ = q.reshape(n, T, hs), k.reshape(n, S, hs), v.reshape(n, S, v.size(-1))
+    alpha = 1.0 / math.sqrt(hs) if scale is None else scale
+    if mask is None:
+        scores = torch.bmm(q_, k_.transpose(1, 2)).mul_(alpha)                        # (n, T, S)
+    else:
+        bias = _as_additive(mask, q.dtype).expand(*lead, T, S).reshape(n, T, S)
+        scores = torch.baddbmm(bias, q_, k_.transpose(1, 2), alpha=alpha)             # (n, T, S)
+    return torch.bmm(scores.softmax(dim=-1), v_).view(*lead, T, v.size(-1))          # (.., T, hs_v)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -122,6 +122,37 @@ def test_reference_and_fused_agree_forward_and_backward(mask_kind):
         torch.testing.assert_close(a, b, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float", "causal", "causal+bool"])
+def test_cpu_inference_products_equal_the_fused_kernel(mask_kind, monkeypatch):
+    # Without gradients on a CPU, short attention runs as baddbmm + softmax + bmm: the same function
+    # as torch's fused kernel, dead rows included; with gradients, or past the size limit, the kernel.
+    import torch.nn.functional as F
+
+    from archlab.nn import attention
+
+    q = torch.randn(2, NH, L, 8, dtype=f64)
+    k, v = torch.randn(2, NH, L, 8, dtype=f64), torch.randn(2, NH, L, 6, dtype=f64)
+    keep = torch.rand(2, 1, 1, L) > 0.4
+    keep[0] = False  # the first example attends to nothing: zeros on every path
+    mask = {"bool": keep, "float": torch.randn(2, NH, L, L, dtype=f64), "causal+bool": keep}.get(mask_kind)
+    causal = mask_kind.startswith("causal")
+    calls = []
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *a, _f=F.scaled_dot_product_attention, **kw: calls.append(1) or _f(*a, **kw))
+    with torch.no_grad():
+        products, _ = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal, training=False)
+        assert not calls  # no kernel call: the products did it
+        reference, _ = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal, impl="reference")
+        monkeypatch.setattr(attention, "PRODUCTS_MAX_KEYS", L - 1)  # too many keys: the kernel
+        kernel, _ = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal, training=False)
+        assert calls
+    torch.testing.assert_close(products, reference, atol=1e-12, rtol=0)
+    torch.testing.assert_close(products, kernel, atol=1e-12, rtol=0)
+    calls.clear()
+    scaled_dot_product_attention(q.requires_grad_(), k, v, mask=mask, is_causal=causal)
+    assert calls  # gradients wanted: the kernel
+
+
 def test_reference_path_is_the_written_equation():
     q, k, v = (torch.randn(1, 1, 4, 8, dtype=f64) for _ in range(3))
     out, w = scaled_dot_product_attention(q, k, v, need_weights=True, impl="reference")
