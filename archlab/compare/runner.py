@@ -4,10 +4,10 @@ Two modes:
 
 - **fixed work** (the default): each cell trains for the steps its plan fixes, validating
   ``VAL_POINTS`` times on its validation split, then scores the test split once, with the weights
-  of its best validation point on the row's metric (the trainer's ``select_metric``; trees keep
-  their best boosting round themselves). No clock decides anything, so the same seed, torch build
-  and thread count give the same numbers under any load; the run reports its time against the
-  plan's estimate.
+  of its best validation point on the row's metric or its loss (``Row.select_on``, the trainer's
+  ``select_metric``; trees keep their best boosting round themselves). No clock decides anything,
+  so the same seed, torch build and thread count give the same numbers under any load; the run
+  reports its time against the plan's estimate.
 - **time-boxed** (``--budget``): every cell gets the same training seconds; its steps come from
   timing five real steps on this machine (``archlab.train.measure_step_seconds``), with
   ``max_seconds`` as a hard cap. Faster machines train more: the table says so.
@@ -177,8 +177,9 @@ def run_job(job: Job) -> SeedRun | dict[str, Any]:
 
 
 def select_metric(row: Row) -> str:
-    """The validation metric a cell of ``row`` keeps its weights on: the row's own, which must be one of
-    its task's metrics, better in the same direction (the trainer reads the direction from the task)."""
+    """The validation metric a cell of ``row`` keeps its weights on: the row's ``select_on``, else its
+    own metric, which must be one of its task's metrics, better in the same direction (the trainer
+    reads the direction from the task)."""
     from archlab.tasks import get_task
 
     modes = get_task(row.task).metric_modes
@@ -187,7 +188,10 @@ def select_metric(row: Row) -> str:
     check((modes[row.metric] == "max") == row.higher_is_better,
           f"row {row.key!r}: higher_is_better={row.higher_is_better} for {row.metric}, but task {row.task!r} "
           f"counts a {'higher' if modes[row.metric] == 'max' else 'lower'} {row.metric} as better")
-    return row.metric
+    if row.select_on:
+        check(row.select_on in modes, f"row {row.key!r}: select_on {row.select_on!r} is not one of task "
+                                      f"{row.task!r}'s metrics ({', '.join(modes)})")
+    return row.select_on or row.metric
 
 
 def _train_cell(job: Job, run: SeedRun) -> None:

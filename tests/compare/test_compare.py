@@ -142,7 +142,11 @@ def test_a_real_run_trains_every_seed_of_every_cell_and_reports_it(tmp_path, cli
 def test_cells_choose_their_weights_on_their_rows_metric():
     from archlab.compare.runner import select_metric
 
-    assert [select_metric(r) for r in ROWS] == [r.metric for r in ROWS]  # each a validation metric of its task
+    # Each a validation metric of its task: the loss where the metric counts a few hundred examples.
+    assert [select_metric(r) for r in ROWS] == [r.select_on or r.metric for r in ROWS]
+    assert {r.key: select_metric(r) for r in ROWS if r.select_on} == {"images": "loss", "tabular": "loss"}
+    with pytest.raises(ConfigError, match=r"row 'images': select_on 'wer' is not one of task 'classify''s"):
+        select_metric(replace(_digits_row([]), select_on="wer"))
     row = _digits_row([])
     with pytest.raises(ConfigError, match=r"row 'images': metric 'rmse' is not one of task 'classify''s metrics "
                                           r"\(loss, accuracy\)"):
