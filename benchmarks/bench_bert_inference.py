@@ -15,6 +15,9 @@ Sentences come from ``--text`` (default: Tiny Shakespeare beside the checkout wh
 the paragraphs bundled with ``archlab demo``), cut at sentence ends, three words or more; sorted
 by length before batching (``--order by-length``, what sentence-transformers does) or not
 (``--order given``: more padding, which archlab's BERT skips in inference and transformers computes).
+In inference archlab's layers also keep their weights packed for oneDNN, the GELU inside the first
+feed-forward product (``archlab.nn.inference``), and attend over short sentences with two batched
+products instead of torch's fused kernel (``archlab.nn.attention``).
 """
 
 from __future__ import annotations

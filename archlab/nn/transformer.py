@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import check
+from archlab.nn import inference
 from archlab.nn.attention import KVCache, MultiHeadAttention, PackedTokens
 from archlab.nn.checks import check_module_type
 from archlab.nn.feedforward import make_activation
@@ -101,11 +102,20 @@ class TransformerEncoderLayer(nn.Module):
         """
         if self.norm_first:
             x = x + self.dropout1(self.self_attn.attend_packed(self.norm1(x), tokens))
-            x = x + self._ff_block(self.norm2(x))
+            x = x + self._ff_block_packed(self.norm2(x))
         else:
             x = self.norm1(x + self.dropout1(self.self_attn.attend_packed(x, tokens)))
-            x = self.norm2(x + self._ff_block(x))
+            x = self.norm2(x + self._ff_block_packed(x))
         return x
+
+    def _ff_block_packed(self, x: torch.Tensor) -> torch.Tensor:
+        """``_ff_block`` on (N, E) tokens: without gradients on a CPU, the weights packed once and the
+        activation inside the first product (``archlab.nn.inference``)."""
+        if self.training:
+            return self._ff_block(x)
+        fused = self.self_attn.impl == "fused"
+        h = inference.linear(x, self.linear1.weight, self.linear1.bias, self.activation, fused=fused)
+        return inference.linear(h, self.linear2.weight, self.linear2.bias, fused=fused)
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal) -> torch.Tensor:
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,

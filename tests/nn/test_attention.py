@@ -143,7 +143,7 @@ def test_cpu_inference_products_equal_the_fused_kernel(mask_kind, monkeypatch):
         products, _ = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal, training=False)
         assert not calls  # no kernel call: the products did it
         reference, _ = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal, impl="reference")
-        monkeypatch.setattr(attention, "PRODUCTS_MAX_KEYS", L - 1)  # too many keys: the kernel
+        monkeypatch.setattr(attention, "PRODUCTS_MAX_KEYS_DEFAULT", L - 1)  # too many keys: the kernel
         kernel, _ = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal, training=False)
         assert calls
     torch.testing.assert_close(products, reference, atol=1e-12, rtol=0)
