@@ -20,6 +20,21 @@ import torch
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: CPU seconds of this process
 
 
+# glibc hands large blocks back to the system when they are freed and takes them again, zeroed page
+# by page, at the next allocation: with cases taking turns, whichever runs after a case that freed a
+# lot pays for those pages (torch's own depthwise kernel measured 1.6-1.8x itself that way). Kept in
+# the heap, every case pays only for its own work, as in a training loop's steady state.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32),
+                 "MALLOC_TOP_PAD_": str(1 << 28)}
+
+
+def steady_allocator() -> None:
+    """Run this benchmark again with ``STEADY_MALLOC`` in its environment (read by glibc at start)."""
+    if platform.system() == "Linux" and any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
+        os.environ.update(STEADY_MALLOC)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
 def sync(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()

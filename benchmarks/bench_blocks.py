@@ -16,6 +16,7 @@ The targets: fused <= 1.05x torch, reference <= 3x torch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, medians_in_turns, saved_for_backward_bytes  # noqa: E402
+from _common import machine_line, medians_in_turns, saved_for_backward_bytes, steady_allocator, STEADY_MALLOC  # noqa: E402
 
 import archlab.nn as anl  # noqa: E402
 from archlab.utils.runtime import resolve_device  # noqa: E402
@@ -91,6 +92,8 @@ def main(argv=None) -> None:
                    help="wall: elapsed time; cpu: this process's CPU time (CPU only; steadier on a busy machine)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if argv is None:
+        steady_allocator()  # (a run from the command line starts again with glibc's settings)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -98,8 +101,10 @@ def main(argv=None) -> None:
         p.error("--clock cpu measures CPU work only; use the wall clock on an accelerator")
     names = [n for n in CASES if not args.only or any(w in n for w in args.only)]
     print(machine_line(device))
+    steady = all(os.environ.get(k) == v for k, v in STEADY_MALLOC.items())
     print(f"forward+backward, float32, {args.clock} clock, median of {args.repeats}; ratio = time / torch's time; "
-          "saved = activation memory held for the backward pass")
+          f"saved = activation memory held for the backward pass; freed memory {'kept' if steady else 'returned'} "
+          "by glibc")
     head = f"{'block':30} {'torch ms':>9} {'fused ms':>9} {'ref ms':>9} {'fused/torch':>11} {'ref/torch':>9}"
     print(head + f" {'saved MB torch/fused/ref':>25}")
     for name in names:
