@@ -144,7 +144,7 @@ def test_cells_choose_their_weights_on_their_rows_metric():
 
     # Each a validation metric of its task: the loss where the metric counts a few hundred examples.
     assert [select_metric(r) for r in ROWS] == [r.select_on or r.metric for r in ROWS]
-    assert {r.key: select_metric(r) for r in ROWS if r.select_on} == {"images": "loss", "tabular": "loss"}
+    assert {r.key: select_metric(r) for r in ROWS if r.select_on} == {"images": "loss", "tabular": "log_loss"}
     with pytest.raises(ConfigError, match=r"row 'images': select_on 'wer' is not one of task 'classify''s"):
         select_metric(replace(_digits_row([]), select_on="wer"))
     row = _digits_row([])
@@ -154,6 +154,21 @@ def test_cells_choose_their_weights_on_their_rows_metric():
     with pytest.raises(ConfigError, match="higher_is_better=False for accuracy, but task 'classify' counts a higher "
                                           "accuracy as better"):
         select_metric(replace(row, higher_is_better=False))
+
+
+@pytest.mark.parametrize("key", [r.key for r in ROWS if r.select_on])
+def test_rows_that_select_on_their_loss_find_it_among_the_validation_metrics(key, tmp_path):
+    # A few real steps of the row's first network cell: the metric it keeps its weights on must be one
+    # the task's validation split reports, not only one of its metric names.
+    from archlab.compare.plan import Plan
+
+    row = next(r for r in ROWS if r.key == key)
+    cell = next(c for c in row.cells if c.model != "lightgbm")
+    result = run_compare([row], {key: [cell]}, tmp_path, plan=Plan("tiny", overrides={key: {"max_steps": 4}}),
+                         seeds=[0], jobs=1, log=lambda s: None)
+    run = result.rows[0].cells[0]
+    assert run.status == "ok", run.error
+    assert row.select_on in run.first.val_metrics and f"--set select_metric={row.select_on}" in run.first.command
 
 
 def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
