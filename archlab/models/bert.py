@@ -253,12 +253,11 @@ class Bert(MaskedLM, TokenClassifier, PretrainedMixin, nn.Module):
         # torch's layers take a key padding mask with True = masked out: the opposite of attention_mask.
         padding = None if attention_mask is None else ~attention_mask.bool()  # (B, T)
         attentions = []
-        if not self.training and not output_attentions:
-            # Inference: the layers run on the real tokens only (the padding's share of every matrix
-            # product is skipped; padding positions come out as zeros), their weights packed once
-            # for the CPU's kernels (archlab.nn.inference).
-            keep = torch.ones_like(input_ids, dtype=torch.bool) if padding is None else ~padding
-            tokens = PackedTokens(keep)
+        if padding is not None and not self.training and not output_attentions and bool(padding.any()):
+            # Inference on a padded batch: the layers run on the real tokens only (the padding's
+            # share of every matrix product is skipped; padding positions come out as zeros), their
+            # weights packed once for the CPU's kernels (archlab.nn.inference).
+            tokens = PackedTokens(~padding)
             packed = tokens.pack(h)  # (N, H): the real tokens, row by row
             for layer in self.encoder.layers:
                 packed = layer.forward_packed(packed, tokens)
