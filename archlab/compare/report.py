@@ -179,8 +179,9 @@ def plots(result: CompareResult) -> dict[str, bytes]:
         runs = {a: (run.curve, [(step, m[r.row.metric]) for step, m in run.val_curve if r.row.metric in m])
                 for a, run in firsts.items()}
         seed = f" (seed {result.seeds[0]})" if len(result.seeds) > 1 else ""
+        kept = {a: run.selected_step for a, run in firsts.items()}
         curves = pictures.curves_png(runs, r.row.metric, f"{r.row.dataset}: training loss and validation "
-                                                         f"{r.row.metric}{seed}")
+                                                         f"{r.row.metric}{seed}; * the kept weights", kept)
         if curves:
             images[f"{r.row.key}_curves.png"] = curves
         samples = {a: run.samples for a, run in firsts.items() if isinstance(run.samples, dict)

@@ -45,18 +45,26 @@ def img_html(data: bytes, alt: str) -> str:
             f"src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
 
 
-def curves_png(runs: dict[str, tuple[Sequence, Sequence]], metric: str, title: str) -> bytes | None:
-    """``runs``: label -> (train points [(step, loss)], validation points [(step, value of metric)])."""
+def curves_png(runs: dict[str, tuple[Sequence, Sequence]], metric: str, title: str,
+               kept: dict[str, int] | None = None) -> bytes | None:
+    """``runs``: label -> (train points [(step, loss)], validation points [(step, value of metric)]);
+    ``kept``: label -> the step whose weights the run kept, starred on its validation curve."""
     if not any(train or val for train, val in runs.values()):
         return None
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.6, 3.2))
+    starred = False
     for i, (label, (train, val)) in enumerate(runs.items()):
         color = f"C{i % 10}"
         if train:
             left.plot([p[0] for p in train], [p[1] for p in train], color=color, lw=1, label=label)
         if val:
             right.plot([p[0] for p in val], [p[1] for p in val], color=color, marker="o", ms=3, lw=1, label=label)
+        at = [p for p in val if kept and p[0] == kept.get(label)]
+        if at:
+            right.plot([at[-1][0]], [at[-1][1]], color=color, marker="*", ms=11, mec="black", mew=0.6, ls="none",
+                       label=None if starred else "kept weights")
+            starred = True
     left.set(xlabel="step", ylabel="training loss", title="training loss")
     positive = [p[1] for train, _ in runs.values() for p in train]
     if positive and min(positive) > 0:
@@ -71,6 +79,11 @@ def curves_png(runs: dict[str, tuple[Sequence, Sequence]], metric: str, title: s
     handles, labels = left.get_legend_handles_labels() or right.get_legend_handles_labels()
     if not handles:
         handles, labels = right.get_legend_handles_labels()
+    handles, labels = list(handles), list(labels)
+    for h, lab in zip(*right.get_legend_handles_labels()):
+        if lab == "kept weights" and lab not in labels:
+            handles.append(h)
+            labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, -0.06))
     fig.suptitle(title, fontsize=10)

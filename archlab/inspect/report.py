@@ -37,7 +37,8 @@ N_EXAMPLES = 10
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The run's description and its logged records: ``{"run", "train", "val", "test"}``."""
+    """The run's description and its logged records: ``{"run", "train", "val", "test", "selected"}``
+    ("selected": the validation metrics of the weights the run kept, and their step)."""
     path = Path(run_dir)
     check(path.is_dir(), f"RUN_DIR {str(path)!r} is not a directory")
     check((path / RUN_FILE).is_file(), f"{str(path)!r} holds no {RUN_FILE}: it is not a run directory of "
@@ -46,7 +47,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         run = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path / RUN_FILE} is not valid JSON ({e})") from None
-    records: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    records: dict[str, list[dict]] = {"train": [], "val": [], "test": [], "selected": []}
     if (path / METRICS_FILE).is_file():
         for line in (path / METRICS_FILE).read_text(encoding="utf-8").splitlines():
             try:
@@ -81,6 +82,7 @@ def curves_png(data: dict[str, Any], metric: str | None) -> bytes | None:
     train, val = data["train"], data["val"]
     if not train and not val:
         return None
+    kept = data.get("selected") and data["selected"][-1].get("selected_step")
     plt = pictures.pyplot()
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(8.6 if metric else 5.0, 3.2), squeeze=False)
     left = axes[0][0]
@@ -103,6 +105,10 @@ def curves_png(data: dict[str, Any], metric: str | None) -> bytes | None:
         right.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", ms=3, color="C1")
         right.set(xlabel="step", ylabel=metric + (" (%)" if scale == 100 else ""), title=f"validation {metric}")
         right.grid(alpha=0.3)
+    if kept:  # the step whose weights the run kept, chosen on the validation split
+        for ax in axes[0]:
+            ax.axvline(kept, color="0.4", ls="--", lw=1, label=f"kept weights (step {kept:,})")
+        left.legend(fontsize=8)
     fig.tight_layout()
     return pictures.png(fig)
 
@@ -243,7 +249,10 @@ def run_report(run_dir: str | Path) -> str:
     path = Path(run_dir)
     data = read_run(path)
     run = data["run"]
-    val = _metrics_of(data["val"][-1]) if data["val"] else {}
+    # The final validation metrics are those of the weights the test split scored: the kept ones.
+    last_val = data["selected"][-1] if data["selected"] else data["val"][-1] if data["val"] else None
+    val = {k: v for k, v in _metrics_of(last_val).items() if k != "selected_step"} if last_val else {}
+    kept = data["selected"][-1].get("selected_step") if data["selected"] else None
     test = _metrics_of(data["test"][-1]) if data["test"] else {}
     metric = headline_metric(run.get("task", ""), data["val"] + data["test"])
     steps = max([r["step"] for r in data["train"] + data["val"] + data["test"]], default=0)
@@ -256,7 +265,10 @@ def run_report(run_dir: str | Path) -> str:
             + (" · finished" if finished else " · <b>not finished</b>: no test score yet") + "</p>"]
     if metric and metric in test:
         body.append(f"<p>Test {e(metric)}: <b>{e(format_metric(metric, test[metric]))}</b>"
-                    + (f" (validation {e(format_metric(metric, val[metric]))})" if metric in val else "") + "</p>")
+                    + (f" (validation {e(format_metric(metric, val[metric]))})" if metric in val else "")
+                    + (f", with the weights of step {kept:,}, the best validation "
+                       f"{e(str(data['selected'][-1].get('select_metric', '')))}" if kept is not None else "")
+                    + "</p>")
     curves = curves_png(data, metric)
     if curves:
         body += ["<h2>Training and validation curves</h2>", pictures.img_html(curves, "curves")]

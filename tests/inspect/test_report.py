@@ -41,6 +41,21 @@ def test_a_classifier_run_page_has_curves_metrics_confusion_and_settings(tmp_pat
     assert "<td>hidden</td><td><code>[32]</code></td>" in page and "<td>val_fraction</td>" in page
 
 
+def test_a_run_that_kept_earlier_weights_says_so_and_shows_their_validation(tmp_path, one_thread):
+    # A warm-up towards lr 3: the digits are learnt, then forgotten; the run keeps the early weights.
+    out = _train(tmp_path, "kept", "classify", "mlp", "digits", hidden="32", batch_size=32, max_steps=40,
+                 eval_every=5, lr=3.0, warmup_steps=300, select_metric="loss")
+    data = read_run(out)
+    kept = data["selected"][-1]
+    assert kept["selected_step"] < 40 and kept["select_metric"] == "loss"
+    best = min(data["val"], key=lambda r: r["loss"])
+    assert kept["selected_step"] == best["step"] and kept["accuracy"] == pytest.approx(best["accuracy"])
+    page = run_report(out)
+    assert f"with the weights of step {kept['selected_step']}, the best validation loss" in page
+    # The final metrics table shows the kept weights' validation figures, not the last step's.
+    assert f"{100 * kept['accuracy']:.1f}%" in page.split("Final metrics")[1]
+
+
 def test_forecast_and_g2p_pages_show_their_predictions(tmp_path, one_thread):
     series = _train(tmp_path, "co2", "forecast", "mlp_forecaster", "co2", max_steps=20, eval_every=10)
     page = run_report(series)
