@@ -133,25 +133,22 @@ def conv2d_reference(
         feature_map = _DepthwiseTaps.apply(x.to(dtype), W_g[:, :, 0].to(dtype), b, rows, cols, (H_out, W_out))
         return feature_map.reshape(B, C_out, H_out, W_out)                  # (B, C_out, H_out, W_out)
 
-    if G == 1 and (sh, sw) == (1, 1):  # the common case: the taps are shifts of one list of pixels
+    if shifted:  # the common case: the taps are shifts of one list of pixels
         dtype = _matmul_dtype(x)
         feature_map = _ShiftedPixels.apply(x.to(dtype), weight.to(dtype), padding, dilation)
-        if bias is not None:
-            feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
-        return feature_map                                                  # (B, C_out, H_out, W_out)
-
-    x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # channels last, a view: (B, G, H, W, C_g)
-    feature_map = None
-    for u, (_, rows_u) in enumerate(rows):
-        for v, (_, cols_v) in enumerate(cols):
-            x_uv = x_g[:, :, rows_u, cols_v, :]                             # (B, G, H_out, W_out, C_g)
-            W_uv = W_g[:, :, :, u, v].transpose(1, 2)                       # (G, C_g, O_g)
-            # The sum over c is one matrix product for all B*H_out*W_out positions (one per group).
-            term = x_uv @ (W_uv[0] if G == 1 else W_uv[:, None])            # (B, G, H_out, W_out, O_g)
-            feature_map = term if feature_map is None else feature_map.add_(term)
-    # Channels back in front, in memory too (as every other layer returns them).
-    feature_map = feature_map.permute(0, 1, 4, 2, 3).contiguous()           # (B, G, O_g, H_out, W_out)
-    feature_map = feature_map.reshape(B, C_out, H_out, W_out)               # (B, C_out, H_out, W_out)
+    else:
+        x_g = x.view(B, G, C_g, H, W).permute(0, 1, 3, 4, 2)  # channels last, a view: (B, G, H, W, C_g)
+        feature_map = None
+        for u, (_, rows_u) in enumerate(rows):
+            for v, (_, cols_v) in enumerate(cols):
+                x_uv = x_g[:, :, rows_u, cols_v, :]                         # (B, G, H_out, W_out, C_g)
+                W_uv = W_g[:, :, :, u, v].transpose(1, 2)                   # (G, C_g, O_g)
+                # The sum over c is one matrix product for all B*H_out*W_out positions (one per group).
+                term = x_uv @ (W_uv[0] if G == 1 else W_uv[:, None])        # (B, G, H_out, W_out, O_g)
+                feature_map = term if feature_map is None else feature_map.add_(term)
+        # Channels back in front, in memory too (as every other layer returns them).
+        feature_map = feature_map.permute(0, 1, 4, 2, 3).contiguous()       # (B, G, O_g, H_out, W_out)
+        feature_map = feature_map.reshape(B, C_out, H_out, W_out)           # (B, C_out, H_out, W_out)
     if bias is not None:
         feature_map = feature_map + bias.to(feature_map.dtype).view(1, C_out, 1, 1)
     return feature_map
