@@ -178,7 +178,7 @@ PRODUCTS_MAX_WEIGHTS = 1 << 24  # weights held per call, at most
 def _products_are_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> bool:
     if q.device.type != "cpu" or dropout_p > 0 or q.dim() < 3:
         return False
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+    if not inference.no_gradient_wanted(q, k, v):
         return False  # training: the fused kernel's backward pass keeps no (T, S) weights
     S = k.size(-2)
     max_keys = PRODUCTS_MAX_KEYS.get(q.dtype, PRODUCTS_MAX_KEYS_DEFAULT)

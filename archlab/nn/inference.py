@@ -50,14 +50,18 @@ def _packed(weight: torch.Tensor) -> torch.Tensor:
     return found[2]
 
 
+def no_gradient_wanted(*tensors: torch.Tensor | None) -> bool:
+    """True when autograd will record nothing for these tensors: grad mode off, or none requires grad."""
+    return not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
            activation: nn.Module | None = None, fused: bool = True) -> torch.Tensor:
     """``activation(F.linear(x, weight, bias))`` for ``x`` (N, in); packed and fused where it pays
     (``fused=False``: never, the readable path's choice)."""
     post = _post_op(activation)
-    wants_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                              or (bias is not None and bias.requires_grad))
-    if (not (fused and ONEDNN) or post is None or wants_grad or x.device.type != "cpu" or x.dim() != 2
+    if (not (fused and ONEDNN) or post is None or not no_gradient_wanted(x, weight, bias)
+            or x.device.type != "cpu" or x.dim() != 2
             or x.dtype not in (torch.float32, torch.bfloat16) or weight.dtype != x.dtype
             or (bias is not None and bias.dtype != x.dtype)):
         y = F.linear(x, weight, bias)
