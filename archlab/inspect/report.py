@@ -250,9 +250,9 @@ def run_report(run_dir: str | Path) -> str:
     data = read_run(path)
     run = data["run"]
     # The final validation metrics are those of the weights the test split scored: the kept ones.
-    last_val = data["selected"][-1] if data["selected"] else data["val"][-1] if data["val"] else None
+    selected = data["selected"][-1] if data["selected"] else None
+    last_val = selected or (data["val"][-1] if data["val"] else None)
     val = {k: v for k, v in _metrics_of(last_val).items() if k != "selected_step"} if last_val else {}
-    kept = data["selected"][-1].get("selected_step") if data["selected"] else None
     test = _metrics_of(data["test"][-1]) if data["test"] else {}
     metric = headline_metric(run.get("task", ""), data["val"] + data["test"])
     steps = max([r["step"] for r in data["train"] + data["val"] + data["test"]], default=0)
@@ -266,8 +266,8 @@ def run_report(run_dir: str | Path) -> str:
     if metric and metric in test:
         body.append(f"<p>Test {e(metric)}: <b>{e(format_metric(metric, test[metric]))}</b>"
                     + (f" (validation {e(format_metric(metric, val[metric]))})" if metric in val else "")
-                    + (f", with the weights of step {kept:,}, the best validation "
-                       f"{e(str(data['selected'][-1].get('select_metric', '')))}" if kept is not None else "")
+                    + (f", with the weights of step {selected['selected_step']:,}, the best validation "
+                       f"{e(str(selected.get('select_metric', '')))}" if selected else "")
                     + "</p>")
     curves = curves_png(data, metric)
     if curves:
