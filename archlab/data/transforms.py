@@ -6,6 +6,10 @@
                                   He et al. 2015 is RandomCrop(32, padding=4)
     Translate(dy, dx)             move every image dy pixels down and dx right, zeros coming in
     RandomHorizontalFlip(p)       mirror each image left-right with probability p
+    RandomAffine(degrees, scale)  turn each image about its centre by an angle drawn from
+                                  U(-degrees, degrees) and zoom it by a factor from
+                                  U(1 - scale, 1 + scale), bilinear, zeros coming in: the
+                                  distortions of the digit-recognition papers (Simard et al. 2003)
     Resize(size)                  bilinear resampling with F.interpolate
     Compose([t1, t2, ...])        t_n(... t_1(x))
 
@@ -132,6 +136,55 @@ class RandomHorizontalFlip(Transform):
 
     def __repr__(self):
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def turn_and_zoom(x: torch.Tensor, degrees: torch.Tensor, zoom: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) turned counter-clockwise (as displayed) by ``degrees`` (N,) and scaled by
+    ``zoom`` (N,), both about the image centre; bilinear, zeros coming in.
+
+    Each output pixel p, in pixels from the centre along (x right, y down), reads the input at
+    ``p_in = A p / zoom`` with ``A = [[cos theta, -sin theta], [sin theta, cos theta]]``.
+    ``grid_sample`` takes that map in coordinates normalised to [-1, 1] per axis, ``p = D n`` with
+    ``D = diag(W/2, H/2)``, so the matrix it gets is ``D^-1 A D / zoom`` (a true rotation on a
+    non-square image too). 90 degrees is ``torch.rot90(x, 1, dims=(-2, -1))`` exactly on a square
+    image; 180 flips both axes on any.
+    """
+    n, _, h, w = x.shape
+    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64).reshape(-1).expand(n))  # (N,)
+    zoom = torch.as_tensor(zoom, dtype=torch.float64).reshape(-1).expand(n)  # (N,)
+    check(bool((zoom > 0).all()), f"zoom factors must be positive, got {zoom.min().item()}")
+    cos, sin = torch.cos(theta) / zoom, torch.sin(theta) / zoom
+    aspect = h / w  # D^-1 A D: the off-diagonal terms carry H / W and W / H
+    m = torch.zeros(n, 2, 3, dtype=torch.float64)  # the third column (a shift) stays 0
+    m[:, 0, 0], m[:, 0, 1] = cos, -sin * aspect
+    m[:, 1, 0], m[:, 1, 1] = sin / aspect, cos
+    grid = F.affine_grid(m.to(x.device, x.dtype), list(x.shape), align_corners=False)  # (N, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class RandomAffine(Transform):
+    """Turn each image by an angle drawn from U(-degrees, degrees) and zoom it by a factor drawn from
+    U(1 - scale, 1 + scale), about its centre (``turn_and_zoom``): the small distortions of the
+    digit-recognition papers (Simard et al. 2003)."""
+
+    def __init__(self, degrees: float = 0.0, scale: float = 0.0):
+        check(isinstance(degrees, (int, float)) and 0.0 <= degrees <= 180.0,
+              f"degrees must be a number in [0, 180], got {degrees!r}")
+        check(isinstance(scale, (int, float)) and 0.0 <= scale < 1.0, f"scale must be a number in [0, 1), got {scale!r}")
+        self.degrees, self.scale = float(degrees), float(scale)
+
+    def draw(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n angles in degrees and n zoom factors, (n,) each."""
+        u = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1  # (n, 2) in [-1, 1)
+        return u[:, 0] * self.degrees, 1.0 + u[:, 1] * self.scale
+
+    def apply(self, x, generator=None):
+        if not self.degrees and not self.scale:
+            return x
+        return turn_and_zoom(x, *self.draw(x.shape[0], generator))
+
+    def __repr__(self):
+        return f"RandomAffine(degrees={self.degrees:g}, scale={self.scale:g})"
 
 
 class Resize(Transform):

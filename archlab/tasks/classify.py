@@ -12,6 +12,10 @@ stratified ``val_fraction`` of the data set's training images, drawn with ``comm
 same images for every run seed); the model trains on the rest. MNIST-5k: 3,600 train / 400
 validation / 1,000 test.
 
+Augmentation (training batches only, drawn from ``(seed, position)``): ``rotate`` turns each image by
+up to that many degrees and ``zoom`` scales it by up to that fraction (``RandomAffine``), then
+``shift`` moves it by up to that many pixels (``RandomCrop`` of the zero-padded image).
+
 Training visits the training split epoch by epoch, each in a fresh order drawn from
 ``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
 
@@ -40,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from archlab.data.common import SEED
-from archlab.data.transforms import RandomCrop, Translate
+from archlab.data.transforms import RandomAffine, RandomCrop, Translate
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, ImageData
 from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
@@ -54,6 +58,8 @@ class ClassifyConfig:
     normalize: bool = True         # standardise each channel with the training split's statistics
     shift: int = 0                 # augmentation: pad training images by this many pixels and crop back
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
+    rotate: float = 0.0            # augmentation: turn each training image by up to this many degrees
+    zoom: float = 0.0              # augmentation: scale each training image by a factor in [1 - zoom, 1 + zoom]
     val_fraction: float = 0.1      # share of the training images held out for validation (0 = none)
 
     train_size: int = 0            # train on this many images, a fixed random subset of the training split; 0 = all
@@ -61,6 +67,10 @@ class ClassifyConfig:
 
     def __post_init__(self):
         check(isinstance(self.shift, int) and self.shift >= 0, f"shift must be an integer >= 0, got {self.shift!r}")
+        check(isinstance(self.rotate, (int, float)) and 0 <= self.rotate <= 180,
+              f"rotate must be a number of degrees in [0, 180] (0 = off), got {self.rotate!r}")
+        check(isinstance(self.zoom, (int, float)) and 0 <= self.zoom < 1,
+              f"zoom must be a number in [0, 1) (0 = off), got {self.zoom!r}")
         check(isinstance(self.train_size, int) and self.train_size >= 0,
               f"train_size must be an integer >= 0 (0 = the whole training split), got {self.train_size!r}")
         self.eval_shift = tuple(self.eval_shift)
@@ -149,6 +159,9 @@ class ClassifyTask(Task):
         check(batch_size <= n, f"batch_size={batch_size} is larger than the {n} training images")
         idx = self._order.batch(position, batch_size, seed)
         x = self.train_x[idx]
+        if self.config.rotate or self.config.zoom:  # turned and zoomed first, then shifted
+            g = generator_for(seed, position, stream=104_729)
+            x = RandomAffine(self.config.rotate, self.config.zoom)(x, generator=g)
         if self.config.shift:
             # Offsets for the whole global batch from (seed, position), then this process's rows:
             # exact on resume and the same on 1 or N processes.

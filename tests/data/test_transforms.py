@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from archlab.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize, Translate
+from archlab.data.transforms import (Compose, Normalize, RandomAffine, RandomCrop, RandomHorizontalFlip, Resize,
+                                     Translate, turn_and_zoom)
 from archlab.errors import ConfigError
 
 
@@ -53,6 +54,56 @@ def test_random_horizontal_flip_is_per_image_and_seeded():
     assert torch.equal(flipped, expected) and 0 < int(flipped.sum()) < 16
     with pytest.raises(ConfigError, match=r"p must be in \[0, 1\], got 1.5"):
         RandomHorizontalFlip(1.5)
+
+
+def test_turn_and_zoom_is_a_rotation_and_a_scaling_about_the_centre():
+    x = torch.rand(3, 2, 8, 8, dtype=torch.float64)
+    # Quarter and half turns land on the pixel grid: exact, counter-clockwise as displayed.
+    assert torch.equal(turn_and_zoom(x, torch.zeros(3), torch.ones(3)), x)
+    assert torch.allclose(turn_and_zoom(x, 90.0, 1.0), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-12)
+    assert torch.allclose(turn_and_zoom(x, -90.0, 1.0), torch.rot90(x, -1, dims=(-2, -1)), atol=1e-12)
+    wide = torch.rand(2, 1, 4, 6, dtype=torch.float64)  # not square: still a true half turn
+    assert torch.allclose(turn_and_zoom(wide, 180.0, 1.0), wide.flip(-1, -2), atol=1e-12)
+    # One angle per image.
+    both = turn_and_zoom(x[:2], torch.tensor([90.0, -90.0]), torch.ones(2))
+    assert torch.allclose(both[0], torch.rot90(x[0], 1, (-2, -1)), atol=1e-12)
+    assert torch.allclose(both[1], torch.rot90(x[1], -1, (-2, -1)), atol=1e-12)
+    # A zoom of 2 magnifies the centre: output pixel p reads input p / 2, so the middle 4x4 of a
+    # 16x16 image fills the middle 8x8 (bilinear between its pixels) and its corners come from there.
+    img = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    img[..., 6:10, 6:10] = 1.0
+    big = turn_and_zoom(img, 0.0, 2.0)
+    assert torch.all(big[..., 5:11, 5:11] == 1.0) and torch.all(big[..., :3, :] == 0.0)
+    # A zoom of 0.5 shrinks: the whole image fits in the middle half, zeros around it.
+    small = turn_and_zoom(torch.ones(1, 1, 16, 16, dtype=torch.float64), 0.0, 0.5)
+    assert torch.all(small[..., 5:11, 5:11] == 1.0) and torch.all(small[..., :3, :] == 0.0)
+    assert torch.all(small[..., :, -3:] == 0.0)
+    # A round blob about the centre of a wide image is unchanged by any turn, up to interpolation
+    # (max 0.013); one turned in normalised coordinates without the aspect terms would be an ellipse
+    # (0.22 off).
+    yy, xx = torch.meshgrid(torch.arange(24.0) - 11.5, torch.arange(40.0) - 19.5, indexing="ij")
+    blob = (-(yy ** 2 + xx ** 2) / 30).exp().double().view(1, 1, 24, 40)
+    assert torch.allclose(turn_and_zoom(blob, 37.0, 1.0), blob, atol=0.02)
+    with pytest.raises(ConfigError, match="zoom factors must be positive"):
+        turn_and_zoom(x, 0.0, 0.0)
+
+
+def test_random_affine_draws_angles_and_zooms_in_range_and_is_seeded():
+    t = RandomAffine(15, 0.1)
+    angles, zooms = t.draw(1000, torch.Generator().manual_seed(0))
+    assert angles.abs().max() <= 15 and angles.abs().max() > 14  # spread over the whole range
+    assert (zooms - 1).abs().max() <= 0.1 and (zooms - 1).abs().max() > 0.09
+    x = torch.rand(6, 1, 10, 10)
+    a = t(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, t(x, generator=torch.Generator().manual_seed(1)))
+    assert not torch.equal(a, t(x, generator=torch.Generator().manual_seed(2)))
+    assert torch.allclose(a, turn_and_zoom(x, *t.draw(6, torch.Generator().manual_seed(1))))
+    assert torch.equal(RandomAffine()(x), x)  # nothing asked: the images themselves
+    assert RandomAffine(10)(x[0], generator=torch.Generator().manual_seed(0)).shape == (1, 10, 10)
+    with pytest.raises(ConfigError, match=r"degrees must be a number in \[0, 180\], got 200"):
+        RandomAffine(200)
+    with pytest.raises(ConfigError, match=r"scale must be a number in \[0, 1\), got 1.0"):
+        RandomAffine(0, 1.0)
 
 
 def test_resize_bilinear_and_nearest():

@@ -102,6 +102,30 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
         ClassifyConfig(shift=-1)
 
 
+def test_rotate_and_zoom_augmentation_turns_training_images_reproducibly():
+    plain = ClassifyTask(ClassifyConfig(), "digits")
+    turned = ClassifyTask(ClassifyConfig(rotate=15, zoom=0.1), "digits")
+    x0, y0 = plain.train_batch(5, 16, seed=0, shard=slice(0, 16))
+    x1, y1 = turned.train_batch(5, 16, seed=0, shard=slice(0, 16))
+    assert torch.equal(y0, y1) and x0.shape == x1.shape and not torch.equal(x0, x1)
+    # Each image is its original turned and zoomed by the draws of (seed, position), then normalised.
+    from archlab.data.transforms import RandomAffine, turn_and_zoom
+    from archlab.tasks.base import generator_for
+
+    raw = plain.train_x[plain._order.batch(5, 16, seed=0)]
+    angles, zooms = RandomAffine(15, 0.1).draw(16, generator_for(0, 5, stream=104_729))
+    assert torch.allclose(x1, turned.prepare(turn_and_zoom(raw, angles, zooms)), atol=1e-6)
+    assert torch.equal(turned.train_batch(5, 16, seed=0, shard=slice(0, 16))[0], x1)  # exact resume
+    halves = [turned.train_batch(5, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
+    assert torch.equal(torch.cat(halves), x1)  # two processes see the one global batch
+    # Evaluation images are never turned.
+    assert torch.equal(next(turned.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
+    with pytest.raises(ConfigError, match=r"rotate must be a number of degrees in \[0, 180\] \(0 = off\), got -5"):
+        ClassifyConfig(rotate=-5)
+    with pytest.raises(ConfigError, match=r"zoom must be a number in \[0, 1\) \(0 = off\), got 1.5"):
+        ClassifyConfig(zoom=1.5)
+
+
 def test_train_size_keeps_one_fixed_subset_and_the_train_split_scores_it():
     small = ClassifyTask(ClassifyConfig(train_size=100), "digits")
     again = ClassifyTask(ClassifyConfig(train_size=100), "digits")
