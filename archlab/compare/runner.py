@@ -287,6 +287,7 @@ def build_jobs(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, plan
         if row.baselines:
             jobs.append(Job(row, None, threads=threads, device=device, estimate=row.baseline_seconds))
         for cell in cells[row.key]:
+            cell = plan.cell(row, cell) if plan else cell
             settings = plan.settings(row, cell) if plan else {**row.settings, **cell.settings}
             settings.pop("max_steps", None)
             steps = plan.steps(row, cell) if plan else 0
@@ -318,6 +319,8 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
     if budget:
         check_budget(budget, n_runs, jobs)
     out = Path(out)
+    if plan is not None:  # a plan may train its own cell in a column (the long plan's ResNet on digits)
+        cells = {r.key: [plan.cell(r, c) for c in cells[r.key]] for r in rows}
     todo = build_jobs(rows, cells, out, plan=plan, seeds=seeds, budget=budget, workers=jobs, threads=threads,
                       device=device)
     estimate = plan_estimate(todo, jobs) if plan else budget

@@ -44,6 +44,36 @@ def test_plans_fix_every_cells_steps():
             parse_plan(bad)
 
 
+def test_a_plan_can_train_its_own_cell_in_a_column(tmp_path):
+    from archlab.compare.plan import Plan
+
+    images = ROWS[0]
+    lenet = next(c for c in images.cells if c.arch == "CNN")
+    wide = Cell("CNN", "resnet20", {"rotate": 10.0, "lr": 0.05}, 900, 90.0)
+    plan = Plan("test", 8.0, overrides={"images": {"weight_decay": 0.5}}, cells={"images/CNN": wide})
+    assert plan.cell(images, lenet) is wide and plan.cell(images, images.cells[0]) is images.cells[0]
+    assert plan.steps(images, lenet) == 900  # its own steps: the scale is for the default cells
+    assert plan.steps(images, images.cells[0]) == 8 * images.cells[0].steps
+    settings = plan.settings(images, lenet)
+    assert settings["rotate"] == 10.0 and settings["lr"] == 0.05 and settings["weight_decay"] == 0.5
+    assert settings["shift"] == images.settings["shift"] and "input_size" not in settings  # LeNet's own are gone
+    assert plan.estimate(images, lenet) == 90.0
+    jobs = build_jobs([images], {"images": [lenet]}, tmp_path, plan=plan, seeds=[0])
+    assert [j.cell.model for j in jobs if j.cell] == ["resnet20"] and jobs[-1].steps == 900
+    with pytest.raises(ConfigError, match="plan 'bad' puts a MLP cell in the CNN column"):
+        Plan("bad", cells={"images/CNN": replace(wide, arch="MLP")}).cell(images, lenet)
+    # The long plan's CNN on digits is such a cell; a few real steps of it run through the bake-off
+    # (turned, zoomed and shifted digits) and the table names its model.
+    long_cnn = PLANS["long"].cell(images, lenet)
+    assert long_cnn.model != lenet.model and PLANS["long"].steps(images, lenet) > lenet.steps
+    result = run_compare([images], {"images": [lenet]}, tmp_path,
+                         plan=replace(PLANS["long"], overrides={"images": {"max_steps": 3}}), seeds=[0], jobs=1,
+                         log=lambda s: None)
+    cell = result.rows[0].cells[0]
+    assert cell.status == "ok" and cell.model == long_cnn.model and cell.first.steps == 3, cell.first.error
+    assert f"--model {long_cnn.model} " in cell.first.command and "--set rotate=" in cell.first.command
+
+
 def test_the_default_plan_is_estimated_at_five_minutes_or_less_on_two_cores(tmp_path):
     jobs = build_jobs(list(ROWS), {r.key: list(r.cells) for r in ROWS}, tmp_path, plan=PLANS["default"], seeds=[0])
     assert len(jobs) == sum(len(r.cells) for r in ROWS) + sum(bool(r.baselines) for r in ROWS)
