@@ -181,9 +181,13 @@ ROW_KEYS = tuple(r.key for r in ROWS)
 # trains, so the long plan puts a CIFAR ResNet-20 (Sec. 4.2 of He et al. 2015: 269k parameters, batch
 # norm, three stages of 3x3 residual blocks) in that column, trained with SGD and Nesterov momentum as
 # in the paper, 64 epochs, on digits turned by up to 12 degrees, zoomed by up to 12% and shifted by up
-# to 2 pixels (Simard et al. 2003's distortions, without the elastic one).
+# to 2 pixels (Simard et al. 2003's distortions, without the elastic one). It keeps its last weights,
+# where the cosine schedule ends: the 400 validation digits cannot tell its later points apart (seed 1,
+# keeping the best of 8 validation losses, kept step 1,350 and scored 97.5% on test); the validation
+# curve is still drawn.
 _LONG_DIGITS_CNN = Cell("CNN", "resnet20", {"optimizer": "sgd", "nesterov": True, "lr": 0.05, "weight_decay": 5e-4,
-                                            "warmup_steps": 100, "min_lr_ratio": 0.01, "rotate": 12.0, "zoom": 0.12},
+                                            "warmup_steps": 100, "min_lr_ratio": 0.01, "rotate": 12.0, "zoom": 0.12,
+                                            "select_metric": "last"},
                         3600, 660.0)
 
 PLANS: dict[str, Plan] = {

@@ -72,6 +72,8 @@ def test_a_plan_can_train_its_own_cell_in_a_column(tmp_path):
     cell = result.rows[0].cells[0]
     assert cell.status == "ok" and cell.model == long_cnn.model and cell.first.steps == 3, cell.first.error
     assert f"--model {long_cnn.model} " in cell.first.command and "--set rotate=" in cell.first.command
+    # It keeps its last weights (the cell's own select_metric wins over the row's loss).
+    assert "--set select_metric=last" in cell.first.command and cell.first.selected_step == 3
 
 
 def test_the_default_plan_is_estimated_at_five_minutes_or_less_on_two_cores(tmp_path):
