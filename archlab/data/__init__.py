@@ -13,7 +13,9 @@
                                      TabularEncoder fits imputation, scaling and category codes on training rows
     CharTokenizer, SymbolTokenizer,  text <-> ids, saved beside checkpoints (to_dict / from_dict,
     WordTokenizer, BPETokenizer      save / load_tokenizer; fit_tokenizer("char" | "word" | "bpe", texts))
-    Normalize, RandomCrop, RandomAffine, Translate image transforms on (N, C, H, W) batches, seeded by a generator
+    Normalize, RandomCrop,           image transforms on (N, C, H, W) batches, seeded by a generator
+    RandomAffine, RandomElastic,
+    Translate
     list_datasets(kind)              every named data set
 
 Downloads are cached in ``$ARCHLAB_CACHE`` (default ``~/.cache/archlab``), verified by SHA-256, and
@@ -29,8 +31,8 @@ from archlab.data.pronunciation import PronunciationData, count_syllables, g2p_e
 from archlab.data.text import SentencePairs, load_sentence_pairs, load_text
 from archlab.data.tabular import TabularData, TabularEncoder, load_tabular, read_table
 from archlab.data.timeseries import TimeSeries, load_co2, load_csv_series, load_series, load_sunspots, make_windows
-from archlab.data.transforms import (Compose, Normalize, RandomAffine, RandomCrop, RandomHorizontalFlip, Resize,
-                                     Translate)
+from archlab.data.transforms import (Compose, Normalize, RandomAffine, RandomCrop, RandomElastic, RandomHorizontalFlip,
+                                     Resize, Translate)
 from archlab.data.tokenizer import (
     BPETokenizer, CharTokenizer, SymbolTokenizer, Tokenizer, WordTokenizer, fit_tokenizer, load_tokenizer,
     tokenizer_from_dict,
@@ -43,7 +45,7 @@ __all__ = [
     "TabularData", "TabularEncoder", "load_tabular", "read_table",
     "TimeSeries", "load_series", "load_co2", "load_sunspots", "load_csv_series", "make_windows",
     "PronunciationData", "load_cmudict", "strip_stress", "count_syllables", "g2p_error_rates", "cache_dir", "fetch",
-    "Compose", "Normalize", "RandomAffine", "RandomCrop", "RandomHorizontalFlip", "Resize", "Translate",
+    "Compose", "Normalize", "RandomAffine", "RandomCrop", "RandomElastic", "RandomHorizontalFlip", "Resize", "Translate",
     "Tokenizer", "CharTokenizer", "SymbolTokenizer", "WordTokenizer", "BPETokenizer",
     "tokenizer_from_dict", "load_tokenizer", "fit_tokenizer",
 ]

@@ -10,6 +10,10 @@
                                   U(-degrees, degrees) and zoom it by a factor from
                                   U(1 - scale, 1 + scale), bilinear, zeros coming in: the
                                   distortions of the digit-recognition papers (Simard et al. 2003)
+    RandomElastic(alpha, sigma)   move each pixel by a smooth random field: uniform noise in
+                                  [-1, 1] per pixel and axis, blurred by a Gaussian of ``sigma``
+                                  pixels, times ``alpha`` pixels (Simard et al. 2003's elastic
+                                  distortion; they use alpha 34, sigma 4 on MNIST)
     Resize(size)                  bilinear resampling with F.interpolate
     Compose([t1, t2, ...])        t_n(... t_1(x))
 
@@ -20,6 +24,7 @@ the input's device and dtype.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -185,6 +190,61 @@ class RandomAffine(Transform):
 
     def __repr__(self):
         return f"RandomAffine(degrees={self.degrees:g}, scale={self.scale:g})"
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of (N, C, H, W) convolved with a normalised Gaussian of std ``sigma`` pixels,
+    truncated at 3 sigma, zeros beyond the edges: two 1-D passes (rows, then columns)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()  # (2r + 1,)
+    c = x.shape[1]
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)  # along W
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)  # along H
+
+
+def displace(x: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) resampled so output pixel (i, j) reads the input at
+    ``(i + field[:, 1, i, j], j + field[:, 0, i, j])``: a field (N, 2, H, W) of (x right, y down)
+    displacements in pixels; bilinear, zeros coming in."""
+    n, _, h, w = x.shape
+    check(tuple(field.shape) == (n, 2, h, w), f"field must be (N, 2, H, W) = {(n, 2, h, w)}, got {tuple(field.shape)}")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=x.dtype, device=x.device),
+                            torch.arange(w, dtype=x.dtype, device=x.device), indexing="ij")  # (H, W) each
+    # grid_sample's coordinates (align_corners=False): pixel centre k of n sits at (2k + 1) / n - 1.
+    gx = (2 * (xs + field[:, 0]) + 1) / w - 1  # (N, H, W)
+    gy = (2 * (ys + field[:, 1]) + 1) / h - 1
+    grid = torch.stack((gx, gy), dim=-1)  # (N, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class RandomElastic(Transform):
+    """Simard et al. 2003's elastic distortion: a displacement field of uniform noise in [-1, 1] per
+    pixel and axis, blurred by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels, moves
+    each image's pixels (``displace``). A small sigma gives random noise, a large one near-rigid
+    shifts; between them the strokes bend as a hand would."""
+
+    def __init__(self, alpha: float = 0.0, sigma: float = 4.0):
+        check(isinstance(alpha, (int, float)) and 0.0 <= alpha <= 100.0,
+              f"alpha must be a number of pixels in [0, 100], got {alpha!r}")
+        check(isinstance(sigma, (int, float)) and 0.5 <= sigma <= 20.0,
+              f"sigma must be a number of pixels in [0.5, 20], got {sigma!r}")
+        self.alpha, self.sigma = float(alpha), float(sigma)
+
+    def draw(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n displacement fields (n, 2, h, w), in pixels."""
+        noise = torch.rand(n, 2, h, w, generator=generator, dtype=torch.float64) * 2 - 1  # U[-1, 1)
+        return gaussian_blur(noise, self.sigma) * self.alpha
+
+    def apply(self, x, generator=None):
+        if not self.alpha:
+            return x
+        n, _, h, w = x.shape
+        return displace(x, self.draw(n, h, w, generator).to(x.device, x.dtype))
+
+    def __repr__(self):
+        return f"RandomElastic(alpha={self.alpha:g}, sigma={self.sigma:g})"
 
 
 class Resize(Transform):

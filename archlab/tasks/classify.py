@@ -13,8 +13,10 @@ same images for every run seed); the model trains on the rest. MNIST-5k: 3,600 t
 validation / 1,000 test.
 
 Augmentation (training batches only, drawn from ``(seed, position)``): ``rotate`` turns each image by
-up to that many degrees and ``zoom`` scales it by up to that fraction (``RandomAffine``), then
-``shift`` moves it by up to that many pixels (``RandomCrop`` of the zero-padded image).
+up to that many degrees and ``zoom`` scales it by up to that fraction (``RandomAffine``); ``elastic``
+bends it by a smooth random field of that strength in pixels, ``elastic_sigma`` its smoothness
+(``RandomElastic``, Simard et al. 2003's 34 and 4); then ``shift`` moves it by up to that many
+pixels (``RandomCrop`` of the zero-padded image).
 
 Training visits the training split epoch by epoch, each in a fresh order drawn from
 ``(seed, epoch)``; a batch that would cross the end of an epoch is dropped.
@@ -44,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from archlab.data.common import SEED
-from archlab.data.transforms import RandomAffine, RandomCrop, Translate
+from archlab.data.transforms import RandomAffine, RandomCrop, RandomElastic, Translate
 from archlab.errors import check
 from archlab.models.interfaces import ImageClassifier, ImageData
 from archlab.tasks.base import SPLITS, Batch, EpochOrder, Task, count_from_sums, generator_for, register_task
@@ -60,6 +62,8 @@ class ClassifyConfig:
                                    # at a random offset (each image moves up to `shift` pixels); 0 = off
     rotate: float = 0.0            # augmentation: turn each training image by up to this many degrees
     zoom: float = 0.0              # augmentation: scale each training image by a factor in [1 - zoom, 1 + zoom]
+    elastic: float = 0.0           # augmentation: elastic distortion of this strength in pixels (alpha; 0 = off)
+    elastic_sigma: float = 4.0     # ... and smoothness: its random field's Gaussian blur, in pixels
     val_fraction: float = 0.1      # share of the training images held out for validation (0 = none)
 
     train_size: int = 0            # train on this many images, a fixed random subset of the training split; 0 = all
@@ -71,6 +75,10 @@ class ClassifyConfig:
               f"rotate must be a number of degrees in [0, 180] (0 = off), got {self.rotate!r}")
         check(isinstance(self.zoom, (int, float)) and 0 <= self.zoom < 1,
               f"zoom must be a number in [0, 1) (0 = off), got {self.zoom!r}")
+        check(isinstance(self.elastic, (int, float)) and 0 <= self.elastic <= 100,
+              f"elastic must be a number of pixels in [0, 100] (0 = off), got {self.elastic!r}")
+        check(isinstance(self.elastic_sigma, (int, float)) and 0.5 <= self.elastic_sigma <= 20,
+              f"elastic_sigma must be a number of pixels in [0.5, 20], got {self.elastic_sigma!r}")
         check(isinstance(self.train_size, int) and self.train_size >= 0,
               f"train_size must be an integer >= 0 (0 = the whole training split), got {self.train_size!r}")
         self.eval_shift = tuple(self.eval_shift)
@@ -162,6 +170,9 @@ class ClassifyTask(Task):
         if self.config.rotate or self.config.zoom:  # turned and zoomed first, then shifted
             g = generator_for(seed, position, stream=104_729)
             x = RandomAffine(self.config.rotate, self.config.zoom)(x, generator=g)
+        if self.config.elastic:  # then bent
+            g = generator_for(seed, position, stream=15_485_863)
+            x = RandomElastic(self.config.elastic, self.config.elastic_sigma)(x, generator=g)
         if self.config.shift:
             # Offsets for the whole global batch from (seed, position), then this process's rows:
             # exact on resume and the same on 1 or N processes.

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from archlab.data.transforms import (Compose, Normalize, RandomAffine, RandomCrop, RandomHorizontalFlip, Resize,
-                                     Translate, turn_and_zoom)
+from archlab.data.transforms import (Compose, Normalize, RandomAffine, RandomCrop, RandomElastic, RandomHorizontalFlip,
+                                     Resize, Translate, displace, gaussian_blur, turn_and_zoom)
 from archlab.errors import ConfigError
 
 
@@ -104,6 +104,60 @@ def test_random_affine_draws_angles_and_zooms_in_range_and_is_seeded():
         RandomAffine(200)
     with pytest.raises(ConfigError, match=r"scale must be a number in \[0, 1\), got 1.0"):
         RandomAffine(0, 1.0)
+
+
+def test_displace_moves_pixels_by_the_field_and_gaussian_blur_keeps_the_mean():
+    x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    assert torch.allclose(displace(x, torch.zeros(2, 2, 9, 11, dtype=torch.float64)), x, atol=1e-12)
+    # A field of +2 along x: output column j reads input column j + 2, zeros past the edge.
+    right = torch.zeros(2, 2, 9, 11, dtype=torch.float64)
+    right[:, 0] = 2.0
+    moved = displace(x, right)
+    assert torch.allclose(moved[..., :-2], x[..., 2:], atol=1e-12) and torch.all(moved[..., -2:] == 0)
+    # -1 along y in the first image only: output row i reads row i - 1; the second image stays.
+    up = torch.zeros(2, 2, 9, 11, dtype=torch.float64)
+    up[0, 1] = -1.0
+    moved = displace(x, up)
+    assert torch.allclose(moved[0, :, 1:], x[0, :, :-1], atol=1e-12) and torch.allclose(moved[1], x[1])
+    # Half a pixel: the mean of the two neighbours (bilinear).
+    half = torch.zeros(2, 2, 9, 11, dtype=torch.float64)
+    half[:, 0] = 0.5
+    assert torch.allclose(displace(x, half)[..., :-1], (x[..., :-1] + x[..., 1:]) / 2, atol=1e-12)
+    with pytest.raises(ConfigError, match=r"field must be \(N, 2, H, W\)"):
+        displace(x, torch.zeros(2, 2, 9, 9))
+    # The blur of a constant is that constant away from the edges, and one bright pixel spreads
+    # into a normalised Gaussian with the asked spread.
+    assert torch.allclose(gaussian_blur(torch.ones(1, 1, 40, 40), 3.0)[..., 10:30, 10:30], torch.ones(20, 20))
+    dot = torch.zeros(1, 1, 41, 41, dtype=torch.float64)
+    dot[..., 20, 20] = 1.0
+    spread = gaussian_blur(dot, 2.5)
+    r2 = (torch.arange(41.0, dtype=torch.float64) - 20) ** 2
+    assert abs(spread.sum().item() - 1) < 1e-12
+    # Its variance along x is sigma^2, less 1% for the tails cut at 3 sigma.
+    assert abs((spread.sum((0, 1, 2)) * r2).sum().item() - 2.5 ** 2) < 0.1
+
+
+def test_random_elastic_bends_digits_smoothly_and_is_seeded():
+    t = RandomElastic(34, 4)
+    fields = t.draw(200, 28, 28, torch.Generator().manual_seed(0))
+    # Uniform noise of variance 1/3 blurred by a 2-D Gaussian keeps 1 / (4 pi sigma^2) of it:
+    # a standard deviation of alpha / sqrt(3) / (2 sqrt(pi) sigma) = 1.38 px inside the image.
+    inner = fields[..., 12:16, 12:16]
+    assert 1.2 < inner.std().item() < 1.6, inner.std().item()
+    # Smooth: neighbouring pixels move almost together (correlation exp(-1 / (4 sigma^2)) = 0.98;
+    # 0 for the noise before the blur).
+    a, b = fields[..., 4:24, 4:23].flatten(), fields[..., 4:24, 5:24].flatten()
+    assert torch.corrcoef(torch.stack((a, b)))[0, 1] > 0.95
+    x = torch.rand(6, 1, 28, 28)
+    a = t(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, t(x, generator=torch.Generator().manual_seed(1)))
+    assert not torch.equal(a, t(x, generator=torch.Generator().manual_seed(2)))
+    assert torch.allclose(a, displace(x, t.draw(6, 28, 28, torch.Generator().manual_seed(1)).float()), atol=1e-6)
+    assert torch.equal(RandomElastic()(x), x)  # strength 0: the images themselves
+    with pytest.raises(ConfigError, match=r"alpha must be a number of pixels in \[0, 100\], got -1"):
+        RandomElastic(-1)
+    with pytest.raises(ConfigError, match=r"sigma must be a number of pixels in \[0.5, 20\], got 0"):
+        RandomElastic(10, 0)
 
 
 def test_resize_bilinear_and_nearest():

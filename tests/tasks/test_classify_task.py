@@ -126,6 +126,32 @@ def test_rotate_and_zoom_augmentation_turns_training_images_reproducibly():
         ClassifyConfig(zoom=1.5)
 
 
+def test_elastic_augmentation_bends_training_images_after_turning_them():
+    plain = ClassifyTask(ClassifyConfig(), "digits")
+    turned = ClassifyTask(ClassifyConfig(rotate=15), "digits")
+    bent = ClassifyTask(ClassifyConfig(rotate=15, elastic=20, elastic_sigma=3), "digits")
+    x1, _ = turned.train_batch(5, 16, seed=0, shard=slice(0, 16))
+    x2, _ = bent.train_batch(5, 16, seed=0, shard=slice(0, 16))
+    # Turned by the same draws as without it (its own stream), then bent by the draws of (seed, position).
+    from archlab.data.transforms import RandomAffine, RandomElastic, displace, turn_and_zoom
+    from archlab.tasks.base import generator_for
+
+    raw = plain.train_x[plain._order.batch(5, 16, seed=0)]
+    angles, zooms = RandomAffine(15, 0).draw(16, generator_for(0, 5, stream=104_729))
+    field = RandomElastic(20, 3).draw(16, *raw.shape[-2:], generator_for(0, 5, stream=15_485_863)).float()
+    assert torch.allclose(x1, turned.prepare(turn_and_zoom(raw, angles, zooms)), atol=1e-6)
+    assert torch.allclose(x2, bent.prepare(displace(turn_and_zoom(raw, angles, zooms), field)), atol=1e-5)
+    assert not torch.allclose(x1, x2, atol=1e-3)
+    assert torch.equal(bent.train_batch(5, 16, seed=0, shard=slice(0, 16))[0], x2)  # exact resume
+    halves = [bent.train_batch(5, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
+    assert torch.equal(torch.cat(halves), x2)  # two processes see the one global batch
+    assert torch.equal(next(bent.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
+    with pytest.raises(ConfigError, match=r"elastic must be a number of pixels in \[0, 100\] \(0 = off\), got -3"):
+        ClassifyConfig(elastic=-3)
+    with pytest.raises(ConfigError, match=r"elastic_sigma must be a number of pixels in \[0.5, 20\], got 0.1"):
+        ClassifyConfig(elastic=10, elastic_sigma=0.1)
+
+
 def test_train_size_keeps_one_fixed_subset_and_the_train_split_scores_it():
     small = ClassifyTask(ClassifyConfig(train_size=100), "digits")
     again = ClassifyTask(ClassifyConfig(train_size=100), "digits")
