@@ -102,6 +102,15 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
         ClassifyConfig(shift=-1)
 
 
+def _assert_exact_and_training_only(augmented, plain, position, batch):
+    """The augmented batch of 16 at ``position`` (seed 0) is a function of (seed, position), so a
+    resumed run gets it again; two processes' shards are its halves; evaluation images are untouched."""
+    assert torch.equal(augmented.train_batch(position, 16, seed=0, shard=slice(0, 16))[0], batch)  # exact resume
+    halves = [augmented.train_batch(position, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
+    assert torch.equal(torch.cat(halves), batch)  # two processes see the one global batch
+    assert torch.equal(next(augmented.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
+
+
 def test_rotate_and_zoom_augmentation_turns_training_images_reproducibly():
     plain = ClassifyTask(ClassifyConfig(), "digits")
     turned = ClassifyTask(ClassifyConfig(rotate=15, zoom=0.1), "digits")
@@ -115,11 +124,7 @@ def test_rotate_and_zoom_augmentation_turns_training_images_reproducibly():
     raw = plain.train_x[plain._order.batch(5, 16, seed=0)]
     angles, zooms = RandomAffine(15, 0.1).draw(16, generator_for(0, 5, stream=104_729))
     assert torch.allclose(x1, turned.prepare(turn_and_zoom(raw, angles, zooms)), atol=1e-6)
-    assert torch.equal(turned.train_batch(5, 16, seed=0, shard=slice(0, 16))[0], x1)  # exact resume
-    halves = [turned.train_batch(5, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
-    assert torch.equal(torch.cat(halves), x1)  # two processes see the one global batch
-    # Evaluation images are never turned.
-    assert torch.equal(next(turned.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
+    _assert_exact_and_training_only(turned, plain, 5, x1)
     with pytest.raises(ConfigError, match=r"rotate must be a number of degrees in \[0, 180\] \(0 = off\), got -5"):
         ClassifyConfig(rotate=-5)
     with pytest.raises(ConfigError, match=r"zoom must be a number in \[0, 1\) \(0 = off\), got 1.5"):
@@ -142,10 +147,7 @@ def test_elastic_augmentation_bends_training_images_after_turning_them():
     assert torch.allclose(x1, turned.prepare(turn_and_zoom(raw, angles, zooms)), atol=1e-6)
     assert torch.allclose(x2, bent.prepare(displace(turn_and_zoom(raw, angles, zooms), field)), atol=1e-5)
     assert not torch.allclose(x1, x2, atol=1e-3)
-    assert torch.equal(bent.train_batch(5, 16, seed=0, shard=slice(0, 16))[0], x2)  # exact resume
-    halves = [bent.train_batch(5, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
-    assert torch.equal(torch.cat(halves), x2)  # two processes see the one global batch
-    assert torch.equal(next(bent.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
+    _assert_exact_and_training_only(bent, plain, 5, x2)
     with pytest.raises(ConfigError, match=r"elastic must be a number of pixels in \[0, 100\] \(0 = off\), got -3"):
         ClassifyConfig(elastic=-3)
     with pytest.raises(ConfigError, match=r"elastic_sigma must be a number of pixels in \[0.5, 20\], got 0.1"):
