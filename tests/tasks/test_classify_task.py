@@ -80,6 +80,15 @@ def test_epochs_set_the_number_of_steps_and_other_data_is_refused(tmp_path):
         evaluate(out, str(tmp_path / "folder"))
 
 
+def _assert_exact_and_training_only(augmented, plain, position, batch):
+    """The augmented batch of 16 at ``position`` (seed 0) is a function of (seed, position), so a
+    resumed run gets it again; two processes' shards are its halves; evaluation images are untouched."""
+    assert torch.equal(augmented.train_batch(position, 16, seed=0, shard=slice(0, 16))[0], batch)  # exact resume
+    halves = [augmented.train_batch(position, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
+    assert torch.equal(torch.cat(halves), batch)  # two processes see the one global batch
+    assert torch.equal(next(augmented.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
+
+
 def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
     plain = ClassifyTask(ClassifyConfig(), "digits")
     shifted = ClassifyTask(ClassifyConfig(shift=2), "digits")
@@ -94,21 +103,9 @@ def test_shift_augmentation_moves_images_reproducibly_and_shards_exactly():
         padded = torch.nn.functional.pad(orig, (2, 2, 2, 2))
         assert any(torch.allclose(denorm, padded[:, t:t + 8, l:l + 8], atol=1e-5)
                    for t in range(5) for l in range(5))
-    again, _ = shifted.train_batch(3, 16, seed=0, shard=slice(0, 16))
-    assert torch.equal(again, x1)  # a function of (seed, position): exact resume
-    halves = [shifted.train_batch(3, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
-    assert torch.equal(torch.cat(halves), x1)  # two processes see the one global batch
+    _assert_exact_and_training_only(shifted, plain, 3, x1)
     with pytest.raises(ConfigError, match="shift must be an integer >= 0"):
         ClassifyConfig(shift=-1)
-
-
-def _assert_exact_and_training_only(augmented, plain, position, batch):
-    """The augmented batch of 16 at ``position`` (seed 0) is a function of (seed, position), so a
-    resumed run gets it again; two processes' shards are its halves; evaluation images are untouched."""
-    assert torch.equal(augmented.train_batch(position, 16, seed=0, shard=slice(0, 16))[0], batch)  # exact resume
-    halves = [augmented.train_batch(position, 16, seed=0, shard=s)[0] for s in (slice(0, 8), slice(8, 16))]
-    assert torch.equal(torch.cat(halves), batch)  # two processes see the one global batch
-    assert torch.equal(next(augmented.eval_batches(16, "test"))[0], next(plain.eval_batches(16, "test"))[0])
 
 
 def test_rotate_and_zoom_augmentation_turns_training_images_reproducibly():
