@@ -1,4 +1,7 @@
-"""``archlab evaluate``: the task's metrics of a trained model on a held-out split (test by default)."""
+"""``archlab evaluate``: the task's metrics of a trained model on a held-out split (test by default).
+
+Several --checkpoint are evaluated as one ensemble: the runs' predicted probabilities averaged
+(encoder-decoders at every decoding step, beam search included; image classifiers per image)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ HELP = "print a trained model's metrics"  # the line `archlab --help` shows
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help=HELP, description=__doc__)
-    p.add_argument("--checkpoint", required=True, metavar="DIR",
+    p.add_argument("--checkpoint", required=True, action="append", metavar="DIR",
                    help="a run directory (archlab train --out), one of its checkpoints/step-N, or a Hugging Face "
-                        "GPT-2 folder (then --data names the text)")
+                        "GPT-2 folder (then --data names the text). Given twice or more: the ensemble of those "
+                        "runs (same task, data and vocabulary; seq2seq or image classification), scored on their "
+                        "averaged probabilities")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="the held-out split: test (default) or the validation split carved from the training data; "

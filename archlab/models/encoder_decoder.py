@@ -99,6 +99,11 @@ class AttentionEncoderDecoder:
         return {"memory": memory, "src_keep": keep, "self_k": empty, "self_v": list(empty),
                 "cross_k": list(empty), "cross_v": list(empty)}
 
+    def start_decoding(self, src_ids: torch.Tensor) -> tuple[Step, dict[str, Any]]:
+        """``(step, state)`` before the first target token, with the key/value cache; source
+        padding read from ``pad_id``."""
+        return self.decoding_step(True), self.start_state(src_ids)
+
     @torch.no_grad()
     def translate(self, src_ids: torch.Tensor, *, max_len: int, beam_size: int = 1, length_penalty: float = 1.0,
                   src_padding_mask: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:

@@ -415,6 +415,12 @@ class Seq2SeqModel(Capability):
     def translate(self, src_ids: torch.Tensor, *, max_len: int, beam_size: int = 1, **kw) -> torch.Tensor:
         raise NotImplementedError
 
+    def start_decoding(self, src_ids: torch.Tensor) -> tuple[Any, Any]:
+        """``(step, state)`` for ``archlab.models.decoding`` before the first target token of the
+        sources ``src_ids`` (B, S), padded with ``pad_id``: what ``translate`` decodes from, and what an
+        ensemble combines across models."""
+        raise NotImplementedError
+
     def token_losses(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, *, label_smoothing: float = 0.0,
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced cross-entropy of each scored target token, and how many there are.

@@ -148,6 +148,10 @@ class Seq2SeqRNN(Seq2SeqModel, PretrainedMixin, nn.Module):
         new_state = {**state, "s": tuple(p.transpose(0, 1) for p in s_new)}
         return logits[:, -1].log_softmax(-1), new_state
 
+    def start_decoding(self, src_ids: torch.Tensor):
+        """``(step, state)`` before the first target token; source padding read from ``pad_id``."""
+        return self.step, self.init_decode_state(src_ids)
+
     @torch.no_grad()
     def translate(self, src_ids: torch.Tensor, src_lengths: torch.Tensor | None = None,
                   src_mask: torch.Tensor | None = None, *, max_len: int = 50, beam_size: int = 1,

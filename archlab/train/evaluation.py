@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -183,6 +183,32 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
     return model, task
 
 
+def load_ensemble_for_evaluation(checkpoints: Sequence[str | Path], data: str | None = None,
+                                 task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
+    """Two or more runs of one task on one data set, as one model that averages their predicted
+    probabilities (``archlab.models.ensemble``), and the first run's task.
+
+    The members must share the files their task keeps beside the weights (the vocabulary, the
+    classes and their normalisation) byte for byte: ids that meant different symbols, or images
+    normalised differently, cannot be averaged."""
+    from archlab.models.ensemble import ensemble_of
+
+    check(len(checkpoints) >= 2, f"an ensemble needs at least 2 checkpoints, got {len(checkpoints)}")
+    paths = [Path(c) for c in checkpoints]
+    loaded = [load_for_evaluation(p, data, task_settings) for p in paths]
+    task = loaded[0][1]
+    for path, (_, other) in zip(paths[1:], loaded[1:]):
+        check(other.name == task.name, f"{str(path)!r} was trained for task {other.name!r}, {str(paths[0])!r} for "
+                                       f"{task.name!r}: an ensemble's members share one task")
+        check(other.data == task.data, f"{str(path)!r} was trained on data {other.data!r}, {str(paths[0])!r} on "
+                                       f"{task.data!r}: give both the same --data, or members of one data set")
+        for name in getattr(type(task), "saved_files", ()):
+            check((path / name).read_bytes() == (paths[0] / name).read_bytes(),
+                  f"{str(path / name)!r} differs from {str(paths[0] / name)!r}: the members were trained with "
+                  "different vocabularies or classes, so their outputs cannot be averaged")
+    return ensemble_of([model for model, _ in loaded]), task
+
+
 def load_for_generation(checkpoint: str | Path):
     """The language model of an ``lm`` run or checkpoint directory and its tokenizer, in eval mode.
 
@@ -207,13 +233,19 @@ def load_for_generation(checkpoint: str | Path):
     return model.eval(), tokenizer
 
 
-def evaluate(checkpoint: str | Path, data: str | None = None, *, batch_size: int = 64, device: str = "auto",
-             precision: str = "fp32", split: str = "test",
+def evaluate(checkpoint: str | Path | Sequence[str | Path], data: str | None = None, *, batch_size: int = 64,
+             device: str = "auto", precision: str = "fp32", split: str = "test",
              task_settings: dict[str, Any] | None = None) -> dict[str, float]:
     """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data
     set, or on its training examples ("train", a task with ``evaluates_train``). ``task_settings``
-    override fields of the saved task config (e.g. ``{"beam_size": 5}`` for a seq2seq run)."""
+    override fields of the saved task config (e.g. ``{"beam_size": 5}`` for a seq2seq run). Several
+    checkpoints are evaluated as one ensemble (``load_ensemble_for_evaluation``)."""
     check(isinstance(batch_size, int) and batch_size > 0, f"batch_size must be a positive integer, got {batch_size!r}")
-    model, task = load_for_evaluation(checkpoint, data, task_settings)
+    if isinstance(checkpoint, (str, Path)):
+        model, task = load_for_evaluation(checkpoint, data, task_settings)
+    elif len(checkpoint) == 1:
+        model, task = load_for_evaluation(checkpoint[0], data, task_settings)
+    else:
+        model, task = load_ensemble_for_evaluation(checkpoint, data, task_settings)
     dev = resolve_device(device)
     return evaluate_model(model.to(dev), task, dev, precision, batch_size, split=split)

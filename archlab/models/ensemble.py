@@ -1,0 +1,131 @@
+"""Ensembles: several trained models of one task read as one model, their probabilities averaged.
+
+Models trained from different seeds make different mistakes; averaging their predicted
+distributions (Dietterich 2000; for sequence models, Sutskever et al. 2014 and every G2P and
+translation system since) is usually worth more than training one of them longer. With M members:
+
+    image classifier:   p(k | x)             = 1/M sum_m p_m(k | x)
+    encoder-decoder:    p(y_t | y_<t, x)     = 1/M sum_m p_m(y_t | y_<t, x)
+
+The ensemble returns ``log p`` where a member returns logits (a normalised log-distribution is a
+valid set of logits: softmax gives p back), so a task scores it as it scores one model. An
+encoder-decoder ensemble decodes, greedily or by beam search, from the averaged next-token
+distribution: every member runs its own decoder step on the same prefix (its own state, cache
+and attention) and the search keeps one set of hypotheses for all of them.
+
+``ensemble_of(models)`` builds the right one; ``archlab evaluate --checkpoint A --checkpoint B``
+uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from archlab.errors import ConfigError, check
+from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.interfaces import ImageClassifier, Seq2SeqModel
+
+
+def mean_probability_log(log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """log(1/M sum_m exp(log_probs[m])), the log of the members' averaged distribution (fp32 at least)."""
+    dtype = torch.promote_types(log_probs[0].dtype, torch.float32)
+    return torch.stack([lp.to(dtype) for lp in log_probs]).logsumexp(0) - math.log(len(log_probs))
+
+
+def _same_fields(members, fields: tuple[str, ...]) -> dict:
+    first = members[0].config
+    for i, m in enumerate(members[1:], 2):
+        for name in fields:
+            a, b = getattr(first, name), getattr(m.config, name)
+            check(a == b, f"ensemble member {i} ({type(m).__name__}) has {name}={b}, member 1 "
+                          f"({type(members[0]).__name__}) has {name}={a}: members must read and write the same tokens")
+    return {name: getattr(first, name) for name in fields}
+
+
+class _Ensemble(nn.Module):
+    def __init__(self, members):
+        super().__init__()
+        check(len(members) >= 2, f"an ensemble needs at least 2 models, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+
+class ImageClassifierEnsemble(_Ensemble):
+    """Image classifiers averaged: ``forward(x)`` -> log of the mean class probabilities (B, K)."""
+
+    def __init__(self, members):
+        super().__init__(members)
+        _same_fields(members, ("num_classes",))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mean_probability_log([m(x).log_softmax(-1) for m in self.members])
+
+
+@dataclass
+class Seq2SeqEnsembleConfig:
+    src_vocab_size: int
+    tgt_vocab_size: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+
+
+class Seq2SeqEnsemble(Seq2SeqModel, _Ensemble):
+    """Encoder-decoders averaged at every target position (teacher forcing and decoding alike)."""
+
+    def __init__(self, members):
+        super().__init__(members)
+        self.config = Seq2SeqEnsembleConfig(**_same_fields(
+            members, ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")))
+
+    def forward(self, src_ids: torch.Tensor, tgt_in_ids: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: log p(y_t | y_<t, x) of the averaged distribution, (B, T, V)."""
+        return mean_probability_log([m(src_ids, tgt_in_ids).log_softmax(-1) for m in self.members])
+
+    def start_decoding(self, src_ids: torch.Tensor):
+        """One step for all members: each advances its own state on the shared prefix; the
+        distribution returned is their average. The state is the tuple of the members' states (beam
+        search reorders all of them together)."""
+        starts = [m.start_decoding(src_ids) for m in self.members]
+        steps = [step for step, _ in starts]
+
+        def step(tokens, states):
+            outs = [f(tokens, s) for f, s in zip(steps, states)]
+            return mean_probability_log([lp for lp, _ in outs]), tuple(s for _, s in outs)
+
+        return step, tuple(state for _, state in starts)
+
+    @torch.no_grad()
+    def translate(self, src_ids: torch.Tensor, *, max_len: int, beam_size: int = 1,
+                  length_penalty: float = 1.0) -> torch.Tensor:
+        """Target ids (B, L) decoded from the averaged distribution, as a member's ``translate``:
+        greedy (``beam_size=1``) or beam search; evaluation mode, restored afterwards."""
+        check(beam_size >= 1, f"beam_size must be >= 1, got {beam_size}")
+        c, was_training = self.config, self.training
+        self.eval()
+        try:
+            step, state = self.start_decoding(src_ids)
+            common = dict(bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
+                          device=src_ids.device)
+            if beam_size == 1:
+                return greedy_decode(step, state, **common)
+            return beam_search(step, state, beam_size=beam_size, length_penalty=length_penalty, **common)
+        finally:
+            self.train(was_training)
+
+
+ENSEMBLES = ((Seq2SeqModel, Seq2SeqEnsemble), (ImageClassifier, ImageClassifierEnsemble))
+
+
+def ensemble_of(members: list[nn.Module]) -> nn.Module:
+    """The ensemble of ``members`` (2 or more models of one interface): their averaged probabilities."""
+    check(len(members) >= 2, f"an ensemble needs at least 2 models, got {len(members)}")
+    for interface, ensemble in ENSEMBLES:
+        if all(isinstance(m, interface) for m in members):
+            return ensemble(members)
+    kinds = ", ".join(sorted({type(m).__name__ for m in members}))
+    raise ConfigError(f"cannot average {kinds}: ensembles are made of {' or '.join(i.title + 's' for i, _ in ENSEMBLES)}"
+                      " (all members of one kind)")

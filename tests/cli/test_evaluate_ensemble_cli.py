@@ -1,0 +1,85 @@
+"""`archlab evaluate` with several --checkpoint: the runs' ensemble, scored as one model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from archlab.cli import main
+from archlab.models.ensemble import Seq2SeqEnsemble
+from archlab.train import RunSpec, evaluate, train
+from archlab.train.evaluation import load_for_evaluation
+
+G2P = {"cell": "gru", "embed_dim": 32, "hidden_size": 64, "dropout": 0.0, "train_words": 1000, "eval_words": 120,
+       "batch_size": 64, "lr": 5e-3, "max_steps": 40, "log_every": 20}
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # small kernels: see tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def g2p_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ensemble")
+    for seed in (0, 1):
+        train(RunSpec(task="seq2seq", model="seq2seq_rnn", data="cmudict", out=root / f"s{seed}",
+                      settings={**G2P, "seed": seed}))
+    return root / "s0", root / "s1"
+
+
+def evaluated(capsys, *args) -> dict:
+    assert main(["evaluate", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_two_g2p_runs_are_scored_on_their_averaged_distribution(g2p_runs, capsys):
+    a, b = g2p_runs
+    got = evaluated(capsys, "--checkpoint", str(a), "--checkpoint", str(b), "--set", "beam_size=3")
+    # By hand: the ensemble's beam-of-3 pronunciations, and its teacher-forced loss on the first references.
+    (ma, task), (mb, _) = load_for_evaluation(a), load_for_evaluation(b)
+    ensemble = Seq2SeqEnsemble([ma.eval(), mb.eval()])
+    words = [word for word, _ in task.held("test")]
+    said = task.translate(ensemble, words, beam_size=3)
+    wrong = sum(tuple(p.split()) not in refs for p, refs in zip(said, task.refs))
+    assert got["eval_count"] == 120 and got["wer"] == pytest.approx(wrong / 120)
+    loss_sum, tokens = 0.0, 0
+    with torch.no_grad():
+        for src, tgt, _, _ in task.eval_batches(64):
+            losses, n = ensemble.token_losses(src, tgt)
+            loss_sum, tokens = loss_sum + float(losses.sum()), tokens + int(n)
+    assert got["loss"] == pytest.approx(loss_sum / tokens, rel=1e-6)
+    # Each member alone differs, and one --checkpoint is the plain evaluation.
+    alone = [evaluated(capsys, "--checkpoint", str(run), "--set", "beam_size=3") for run in (a, b)]
+    assert alone[0] == pytest.approx(evaluate(a, task_settings={"beam_size": 3}))
+    assert all(single["loss"] != pytest.approx(got["loss"]) for single in alone)
+
+
+def test_runs_that_cannot_be_averaged_exit_2_naming_why(g2p_runs, tmp_path, capsys):
+    a, _ = g2p_runs
+    no_stress = tmp_path / "nostress"
+    train(RunSpec(task="seq2seq", model="seq2seq_rnn", data="cmudict", out=no_stress,
+                  settings={**G2P, "max_steps": 2, "stress": False}))
+    assert main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(no_stress)]) == 2
+    assert "differs from" in capsys.readouterr().err
+    digits = tmp_path / "digits"
+    train(RunSpec(task="classify", model="mlp", data="digits", out=digits,
+                  settings={"hidden": "8", "max_steps": 2, "log_every": 1}))
+    assert main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(digits)]) == 2
+    assert f"{str(digits)!r} was trained for task 'classify'" in capsys.readouterr().err
+
+
+def test_two_digit_classifiers_average_their_probabilities(tmp_path, capsys):
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"mlp{seed}"
+        train(RunSpec(task="classify", model="mlp", data="digits", out=out,
+                      settings={"hidden": "32", "max_steps": 30, "log_every": 10, "seed": seed}))
+        runs.append(out)
+    got = evaluated(capsys, "--checkpoint", str(runs[0]), "--checkpoint", str(runs[1]))
+    (m0, task), (m1, _) = load_for_evaluation(runs[0]), load_for_evaluation(runs[1])
+    correct = count = 0
+    with torch.no_grad():
+        for x, y in task.eval_batches(64):
+            p = (m0.eval()(x).softmax(-1) + m1.eval()(x).softmax(-1)) / 2
+            correct, count = correct + int((p.argmax(-1) == y).sum()), count + len(y)
+    assert got["accuracy"] == pytest.approx(correct / count)

@@ -1,0 +1,110 @@
+"""Ensembles average their members' probabilities: in teacher forcing, in greedy decoding and in
+beam search, where every member keeps (and the search reorders) its own decoder state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from archlab.errors import ConfigError
+from archlab.models.decoding import beam_search
+from archlab.models.ensemble import ImageClassifierEnsemble, Seq2SeqEnsemble, ensemble_of
+from archlab.registry import create_model
+
+PAD, BOS, EOS, SRC_V, TGT_V = 0, 1, 2, 13, 11
+RNN = dict(src_vocab_size=SRC_V, tgt_vocab_size=TGT_V, embed_dim=16, hidden_size=32, cell="lstm", dropout=0.0)
+TRANSFORMER = dict(src_vocab_size=SRC_V, tgt_vocab_size=TGT_V, d_model=32, nhead=4, num_encoder_layers=1,
+                   num_decoder_layers=1, dim_feedforward=64, dropout=0.0, max_len=32)
+
+
+def build(name, seed, **config):
+    torch.manual_seed(seed)
+    model = create_model(name, **config).double().eval()
+    with torch.no_grad():  # sharper next-token distributions than at initialisation: decoding differs by member
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def sources():
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(3, SRC_V, (5, 7), generator=g)
+    for row, length in enumerate([7, 4, 6, 2, 5]):
+        src[row, length:] = PAD
+    return src
+
+
+def mean_log(outputs):
+    return torch.stack([o.softmax(-1) for o in outputs]).mean(0).log()
+
+
+def members():
+    """Two models that share nothing but their vocabularies: an LSTM encoder-decoder and a Transformer."""
+    return [build("seq2seq_rnn", 0, **RNN), build("transformer", 1, **TRANSFORMER)]
+
+
+def test_teacher_forcing_gives_the_log_of_the_averaged_distribution():
+    ms = members()
+    ensemble = ensemble_of(ms)
+    assert isinstance(ensemble, Seq2SeqEnsemble)
+    src, tgt_in = sources(), torch.randint(3, TGT_V, (5, 4))
+    tgt_in[:, 0] = BOS
+    expected = mean_log([m(src, tgt_in) for m in ms])
+    assert torch.allclose(ensemble(src, tgt_in), expected, atol=1e-12), "float64, 1e-12"
+    tgt = torch.randint(3, TGT_V, (5, 3))
+    loss, n = ensemble.token_losses(src, tgt)
+    assert int(n) == 20 and torch.isfinite(loss).all()
+
+
+def reference_step(ms):
+    """No state but the source rows: every step recomputes each member on the whole prefix."""
+    def step(tokens, state):
+        return mean_log([m(state["src"], tokens)[:, -1] for m in ms]), state
+    return step
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_decoding_follows_the_averaged_distribution(beam_size):
+    ms, src = members(), sources()
+    ensemble = ensemble_of(ms)
+    got = ensemble.translate(src, max_len=9, beam_size=beam_size)
+    expected = beam_search(reference_step(ms), {"src": src}, bos_id=BOS, eos_id=EOS, batch_size=5, max_len=9,
+                           beam_size=beam_size)
+    assert torch.equal(got, expected)
+    # ... and not simply one member's output.
+    alone = [m.translate(src, max_len=9, beam_size=beam_size) for m in ms]
+    assert not all(torch.equal(got, a) for a in alone)
+
+
+@pytest.mark.parametrize("name,config", [("seq2seq_rnn", RNN), ("transformer", TRANSFORMER)])
+def test_a_model_averaged_with_itself_decodes_as_it_does_alone(name, config):
+    model, src = build(name, 2, **config), sources()
+    twin = build(name, 2, **config)
+    ensemble = Seq2SeqEnsemble([model, twin])
+    for beam_size in (1, 4):
+        assert torch.equal(ensemble.translate(src, max_len=9, beam_size=beam_size),
+                           model.translate(src, max_len=9, beam_size=beam_size))
+    ensemble.train()
+    ensemble.translate(src, max_len=3)
+    assert ensemble.training and all(m.training for m in ensemble.members), "the mode comes back"
+
+
+def test_image_classifiers_average_their_class_probabilities():
+    torch.manual_seed(0)
+    ms = [create_model("lenet5", num_classes=10).eval() for _ in range(2)]
+    x = torch.randn(3, 1, 32, 32)
+    ensemble = ensemble_of(ms)
+    assert isinstance(ensemble, ImageClassifierEnsemble)
+    assert torch.allclose(ensemble(x), mean_log([m(x) for m in ms]), atol=1e-6)  # float32
+
+
+def test_members_that_cannot_be_averaged_are_refused():
+    rnn = build("seq2seq_rnn", 0, **RNN)
+    with pytest.raises(ConfigError, match="an ensemble needs at least 2 models, got 1"):
+        ensemble_of([rnn])
+    other = build("seq2seq_rnn", 1, **{**RNN, "tgt_vocab_size": TGT_V + 1})
+    with pytest.raises(ConfigError, match=r"ensemble member 2 \(Seq2SeqRNN\) has tgt_vocab_size=12, member 1 "
+                                          r"\(Seq2SeqRNN\) has tgt_vocab_size=11"):
+        ensemble_of([rnn, other])
+    with pytest.raises(ConfigError, match="cannot average LeNet5, Seq2SeqRNN: ensembles are made of"):
+        ensemble_of([rnn, create_model("lenet5", num_classes=10)])
