@@ -1,4 +1,4 @@
-"""`archlab evaluate` with several --checkpoint: the runs' ensemble, scored as one model."""
+"""`archlab evaluate` and `archlab translate` with several --checkpoint: the runs' ensemble, as one model."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def test_two_g2p_runs_are_scored_on_their_averaged_distribution(g2p_runs, capsys
             losses, n = ensemble.token_losses(src, tgt)
             loss_sum, tokens = loss_sum + float(losses.sum()), tokens + int(n)
     assert got["loss"] == pytest.approx(loss_sum / tokens, rel=1e-6)
+    # archlab translate decodes with the same ensemble.
+    assert main(["translate", "--checkpoint", str(a), "--checkpoint", str(b), "--beam", "3", *words[:4]]) == 0
+    printed = [line.split("  ") for line in capsys.readouterr().out.splitlines()]
+    assert printed == [[w, p] for w, p in zip(words[:4], said[:4])]
     # Each member alone differs, and one --checkpoint is the plain evaluation.
     alone = [evaluated(capsys, "--checkpoint", str(run), "--set", "beam_size=3") for run in (a, b)]
     assert alone[0] == pytest.approx(evaluate(a, task_settings={"beam_size": 3}))
