@@ -200,13 +200,16 @@ def load_ensemble_for_evaluation(checkpoints: Sequence[str | Path], data: str | 
     for path, (_, other) in zip(paths[1:], loaded[1:]):
         check(other.name == task.name, f"{str(path)!r} was trained for task {other.name!r}, {str(paths[0])!r} for "
                                        f"{task.name!r}: an ensemble's members share one task")
+    ensemble = ensemble_of([model for model, _ in loaded])  # refuses the kinds it cannot average
+    for path, (_, other) in zip(paths[1:], loaded[1:]):
         check(other.data == task.data, f"{str(path)!r} was trained on data {other.data!r}, {str(paths[0])!r} on "
                                        f"{task.data!r}: give both the same --data, or members of one data set")
         for name in getattr(type(task), "saved_files", ()):
-            check((path / name).read_bytes() == (paths[0] / name).read_bytes(),
+            check((path / name).is_file() and (paths[0] / name).is_file()
+                  and (path / name).read_bytes() == (paths[0] / name).read_bytes(),
                   f"{str(path / name)!r} differs from {str(paths[0] / name)!r}: the members were trained with "
                   "different vocabularies or classes, so their outputs cannot be averaged")
-    return ensemble_of([model for model, _ in loaded]), task
+    return ensemble, task
 
 
 def load_for_generation(checkpoint: str | Path):

@@ -58,18 +58,22 @@ def test_two_g2p_runs_are_scored_on_their_averaged_distribution(g2p_runs, capsys
     assert all(single["loss"] != pytest.approx(got["loss"]) for single in alone)
 
 
-def test_runs_that_cannot_be_averaged_exit_2_naming_why(g2p_runs, tmp_path, capsys):
+def test_runs_that_cannot_be_averaged_exit_2_naming_why(g2p_runs, tiny_run, tmp_path, capsys):
     a, _ = g2p_runs
     no_stress = tmp_path / "nostress"
     train(RunSpec(task="seq2seq", model="seq2seq_rnn", data="cmudict", out=no_stress,
                   settings={**G2P, "max_steps": 2, "stress": False}))
     assert main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(no_stress)]) == 2
-    assert "differs from" in capsys.readouterr().err
+    assert "member 2 (Seq2SeqRNN) has tgt_vocab_size=42, member 1 (Seq2SeqRNN) has tgt_vocab_size=72" in \
+        capsys.readouterr().err
     digits = tmp_path / "digits"
     train(RunSpec(task="classify", model="mlp", data="digits", out=digits,
                   settings={"hidden": "8", "max_steps": 2, "log_every": 1}))
     assert main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(digits)]) == 2
     assert f"{str(digits)!r} was trained for task 'classify'" in capsys.readouterr().err
+    # Language models share a task but are not averaged (only encoder-decoders and image classifiers).
+    assert main(["evaluate", "--checkpoint", str(tiny_run("gpt")), "--checkpoint", str(tiny_run("lstm_lm"))]) == 2
+    assert "cannot average GPT, " in capsys.readouterr().err
 
 
 def test_two_digit_classifiers_average_their_probabilities(tmp_path, capsys):
