@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from archlab.cli import main
 from archlab.models.ensemble import Seq2SeqEnsemble
+from archlab.tasks.seq2seq import SYMBOLS_FILE
 from archlab.train import RunSpec, evaluate, train
+from archlab.train.checkpointing import MANIFEST_FILE
 from archlab.train.evaluation import load_for_evaluation
 
 G2P = {"cell": "gru", "embed_dim": 32, "hidden_size": 64, "dropout": 0.0, "train_words": 1000, "eval_words": 120,
@@ -66,6 +69,18 @@ def test_runs_that_cannot_be_averaged_exit_2_naming_why(g2p_runs, tiny_run, tmp_
     assert main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(no_stress)]) == 2
     assert "member 2 (Seq2SeqRNN) has tgt_vocab_size=42, member 1 (Seq2SeqRNN) has tgt_vocab_size=72" in \
         capsys.readouterr().err
+    # Same vocabulary size, other symbols: a copy of run b with two phonemes swapped in its symbol
+    # table (and without the manifest that would refuse the edited file first).
+    _, b = g2p_runs
+    swapped = tmp_path / "swapped"
+    shutil.copytree(b, swapped)
+    (swapped / MANIFEST_FILE).unlink()
+    symbols = json.loads((swapped / SYMBOLS_FILE).read_text())
+    tokens = symbols["target"]["tokens"]
+    tokens[3], tokens[4] = tokens[4], tokens[3]
+    (swapped / SYMBOLS_FILE).write_text(json.dumps(symbols))
+    assert main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(swapped)]) == 2
+    assert f"{str(swapped / SYMBOLS_FILE)!r} differs from {str(a / SYMBOLS_FILE)!r}" in capsys.readouterr().err
     digits = tmp_path / "digits"
     train(RunSpec(task="classify", model="mlp", data="digits", out=digits,
                   settings={"hidden": "8", "max_steps": 2, "log_every": 1}))
