@@ -34,7 +34,6 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from archlab.errors import check
-    from archlab.train.evaluation import load_for_evaluation
     from archlab.utils.runtime import resolve_device
 
     check(args.beam >= 1, f"--beam must be >= 1, got {args.beam}")
@@ -42,17 +41,14 @@ def run(args) -> int:
     texts = [t.strip() for t in (args.text or sys.stdin.read().splitlines())]
     texts = [t for t in texts if t]
     check(len(texts) > 0, "nothing to translate: give words or sentences, or lines on standard input")
-    from archlab.train.evaluation import load_ensemble_for_evaluation, read_task_description
+    from archlab.train.evaluation import load_runs_for_evaluation, read_task_description
 
     for checkpoint in args.checkpoint:
         trained_for = read_task_description(checkpoint, use="translate with").get("task")
         check(trained_for == "seq2seq",
               f"--checkpoint {checkpoint!r} holds a model of task {trained_for!r}; archlab translate needs "
               "one trained with --task seq2seq")
-    if len(args.checkpoint) == 1:
-        model, task = load_for_evaluation(args.checkpoint[0])
-    else:
-        model, task = load_ensemble_for_evaluation(args.checkpoint)
+    model, task = load_runs_for_evaluation(args.checkpoint)
     model = model.to(resolve_device(args.device)).eval()
     outputs = task.translate(model, texts, beam_size=args.beam, batch_size=args.batch_size)
     for text, output in zip(texts, outputs):

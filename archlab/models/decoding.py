@@ -1,7 +1,7 @@
 """Turning next-token distributions into sequences: sampling, greedy and beam search.
 
 Shared by every generative model (GPT, the RNN language models, both seq2seq models), which only
-supply a ``step`` function::
+supply a ``step`` function (``search`` picks greedy decoding or beam search by the beam size)::
 
     step(tokens, state) -> (log_probs, state)
         tokens:    (N, t) LongTensor, every token so far (bos first)
@@ -153,3 +153,13 @@ def beam_search(step: Step, state: Any, *, bos_id: int, eos_id: int, batch_size:
     # Anything after a row's first eos becomes eos, as in greedy_decode.
     after_eos = (out == eos_id).long().cumsum(-1) > 0
     return out.masked_fill(after_eos, eos_id)
+
+
+def search(step: Step, state: Any, *, bos_id: int, eos_id: int, batch_size: int, max_len: int,
+           beam_size: int = 1, length_penalty: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``greedy_decode`` for ``beam_size=1``, else ``beam_search``: what every ``translate`` runs."""
+    check(beam_size >= 1, f"beam_size must be >= 1, got {beam_size}")
+    common = dict(bos_id=bos_id, eos_id=eos_id, batch_size=batch_size, max_len=max_len, device=device)
+    if beam_size == 1:
+        return greedy_decode(step, state, **common)
+    return beam_search(step, state, beam_size=beam_size, length_penalty=length_penalty, **common)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 
 from archlab.errors import check
-from archlab.models.decoding import Step, beam_search, greedy_decode
+from archlab.models.decoding import Step, search
 
 
 class AttentionEncoderDecoder:
@@ -113,7 +113,6 @@ class AttentionEncoderDecoder:
         evaluation mode (no dropout) and restores the previous mode. A positional table bounds
         ``max_len`` below its length (bos takes a position).
         """
-        check(beam_size >= 1, f"beam_size must be >= 1, got {beam_size}")
         limit = self._max_positions()
         if limit is None:
             check(max_len >= 1, f"max_len must be >= 1, got {max_len}")
@@ -122,12 +121,8 @@ class AttentionEncoderDecoder:
         c, was_training = self.config, self.training
         self.eval()
         try:
-            state = self.start_state(src_ids, src_padding_mask)
-            common = dict(bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
-                          device=src_ids.device)
-            if beam_size == 1:
-                return greedy_decode(self.decoding_step(use_cache), state, **common)
-            return beam_search(self.decoding_step(use_cache), state, beam_size=beam_size,
-                               length_penalty=length_penalty, **common)
+            return search(self.decoding_step(use_cache), self.start_state(src_ids, src_padding_mask),
+                          bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
+                          beam_size=beam_size, length_penalty=length_penalty, device=src_ids.device)
         finally:
             self.train(was_training)

@@ -26,7 +26,6 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import ConfigError, check
-from archlab.models.decoding import beam_search, greedy_decode
 from archlab.models.interfaces import ImageClassifier, Seq2SeqModel
 
 
@@ -74,7 +73,8 @@ class Seq2SeqEnsembleConfig:
 
 
 class Seq2SeqEnsemble(Seq2SeqModel, _Ensemble):
-    """Encoder-decoders averaged at every target position (teacher forcing and decoding alike)."""
+    """Encoder-decoders averaged at every target position (teacher forcing and decoding alike);
+    ``translate`` is the interface's, over ``start_decoding``."""
 
     def __init__(self, members):
         super().__init__(members)
@@ -97,24 +97,6 @@ class Seq2SeqEnsemble(Seq2SeqModel, _Ensemble):
             return mean_probability_log([lp for lp, _ in outs]), tuple(s for _, s in outs)
 
         return step, tuple(state for _, state in starts)
-
-    @torch.no_grad()
-    def translate(self, src_ids: torch.Tensor, *, max_len: int, beam_size: int = 1,
-                  length_penalty: float = 1.0) -> torch.Tensor:
-        """Target ids (B, L) decoded from the averaged distribution, as a member's ``translate``:
-        greedy (``beam_size=1``) or beam search; evaluation mode, restored afterwards."""
-        check(beam_size >= 1, f"beam_size must be >= 1, got {beam_size}")
-        c, was_training = self.config, self.training
-        self.eval()
-        try:
-            step, state = self.start_decoding(src_ids)
-            common = dict(bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
-                          device=src_ids.device)
-            if beam_size == 1:
-                return greedy_decode(step, state, **common)
-            return beam_search(step, state, beam_size=beam_size, length_penalty=length_penalty, **common)
-        finally:
-            self.train(was_training)
 
 
 ENSEMBLES = ((Seq2SeqModel, Seq2SeqEnsemble), (ImageClassifier, ImageClassifierEnsemble))

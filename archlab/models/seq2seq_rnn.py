@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from archlab.checkpoint import PretrainedMixin
 from archlab.errors import check
-from archlab.models.decoding import beam_search, greedy_decode
+from archlab.models.decoding import search
 from archlab.models.interfaces import Seq2SeqModel
 from archlab.nn.sequence import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
 from archlab.nn.seq_attention import SCORES, SeqAttention, lengths_to_mask
@@ -165,12 +165,8 @@ class Seq2SeqRNN(Seq2SeqModel, PretrainedMixin, nn.Module):
         self.eval()
         try:
             state = self.init_decode_state(src_ids, src_lengths, src_mask)
-            kw = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, batch_size=src_ids.shape[0], max_len=max_len,
-                      device=src_ids.device)
-            if beam_size == 1:
-                out = greedy_decode(self.step, state, **kw)
-            else:
-                out = beam_search(self.step, state, beam_size=beam_size, length_penalty=length_penalty, **kw)
+            out = search(self.step, state, bos_id=cfg.bos_id, eos_id=cfg.eos_id, batch_size=src_ids.shape[0],
+                         max_len=max_len, beam_size=beam_size, length_penalty=length_penalty, device=src_ids.device)
             if not return_attention:
                 return out
             # The weights behind the chosen tokens: one teacher-forced pass over [bos, y_1 .. y_{L-1}].

@@ -183,17 +183,20 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
     return model, task
 
 
-def load_ensemble_for_evaluation(checkpoints: Sequence[str | Path], data: str | None = None,
-                                 task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
-    """Two or more runs of one task on one data set, as one model that averages their predicted
-    probabilities (``archlab.models.ensemble``), and the first run's task.
+def load_runs_for_evaluation(checkpoints: Sequence[str | Path], data: str | None = None,
+                             task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
+    """The model and task of one run (``load_for_evaluation``), or of several runs of one task on
+    one data set as one model that averages their predicted probabilities
+    (``archlab.models.ensemble``) with the first run's task.
 
     The members must share the files their task keeps beside the weights (the vocabulary, the
     classes and their normalisation) byte for byte: ids that meant different symbols, or images
     normalised differently, cannot be averaged."""
     from archlab.models.ensemble import ensemble_of
 
-    check(len(checkpoints) >= 2, f"an ensemble needs at least 2 checkpoints, got {len(checkpoints)}")
+    check(len(checkpoints) >= 1, "no checkpoint given")
+    if len(checkpoints) == 1:
+        return load_for_evaluation(checkpoints[0], data, task_settings)
     paths = [Path(c) for c in checkpoints]
     loaded = [load_for_evaluation(p, data, task_settings) for p in paths]
     task = loaded[0][1]
@@ -242,13 +245,9 @@ def evaluate(checkpoint: str | Path | Sequence[str | Path], data: str | None = N
     """The task's metrics of a saved model on a held-out split ("test" or "val") of its (or another) data
     set, or on its training examples ("train", a task with ``evaluates_train``). ``task_settings``
     override fields of the saved task config (e.g. ``{"beam_size": 5}`` for a seq2seq run). Several
-    checkpoints are evaluated as one ensemble (``load_ensemble_for_evaluation``)."""
+    checkpoints are evaluated as one ensemble (``load_runs_for_evaluation``)."""
     check(isinstance(batch_size, int) and batch_size > 0, f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(checkpoint, (str, Path)):
-        model, task = load_for_evaluation(checkpoint, data, task_settings)
-    elif len(checkpoint) == 1:
-        model, task = load_for_evaluation(checkpoint[0], data, task_settings)
-    else:
-        model, task = load_ensemble_for_evaluation(checkpoint, data, task_settings)
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else checkpoint
+    model, task = load_runs_for_evaluation(checkpoints, data, task_settings)
     dev = resolve_device(device)
     return evaluate_model(model.to(dev), task, dev, precision, batch_size, split=split)
