@@ -1,7 +1,8 @@
 """``archlab evaluate``: the task's metrics of a trained model on a held-out split (test by default).
 
-Several --checkpoint are evaluated as one ensemble: the runs' predicted probabilities averaged
-(encoder-decoders at every decoding step, beam search included; image classifiers per image)."""
+Several --checkpoint are evaluated as one ensemble: the runs' predictions averaged (encoder-decoders'
+probabilities at every decoding step, beam search included; image classifiers' per image;
+forecasters' forecasts, value by value)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, action="append", metavar="DIR",
                    help="a run directory (archlab train --out), one of its checkpoints/step-N, or a Hugging Face "
                         "GPT-2 folder (then --data names the text). Given twice or more: the ensemble of those "
-                        "runs (same task, data and vocabulary; seq2seq or image classification), scored on their "
-                        "averaged probabilities")
+                        "runs (same task, data and vocabulary; seq2seq, image classification or forecasting), "
+                        "scored on their averaged predictions")
     p.add_argument("--data", help="another data set name or path (default: the one it was trained on)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="the held-out split: test (default) or the validation split carved from the training data; "

@@ -8,6 +8,7 @@ forecasts over it. All in the data's units, lower is better.
 
     archlab train --task forecast --model lstm_forecaster --out runs/co2 --max-steps 300
     archlab forecast --checkpoint runs/co2 --horizon 24 --csv co2_forecast.csv
+    archlab forecast --checkpoint runs/co2-a --checkpoint runs/co2-b     (their forecasts averaged)
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ HELP = "forecast a series with a trained forecaster, beside naive baselines"  # 
 def register(sub) -> None:
     p = sub.add_parser("forecast", help=HELP, description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="a run directory of `archlab train --task forecast` (or one of its checkpoints/step-N)")
+    p.add_argument("--checkpoint", required=True, action="append", metavar="DIR",
+                   help="a run directory of `archlab train --task forecast` (or one of its checkpoints/step-N); "
+                        "given twice or more, the runs forecast as one ensemble (their forecasts averaged)")
     p.add_argument("--data", metavar="SPEC",
                    help="co2 | sunspots | a CSV file (default: the series it was trained on)")
     p.add_argument("--value-column", metavar="NAME", help="with a CSV --data: the column of values")
@@ -42,7 +44,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from archlab.errors import check
-    from archlab.train import evaluate_model, load_for_evaluation
+    from archlab.train import evaluate_model
+    from archlab.train.evaluation import load_runs_for_evaluation
     from archlab.utils.runtime import resolve_device
 
     check(args.horizon is None or args.horizon >= 1, f"--horizon must be >= 1, got {args.horizon}")
@@ -52,10 +55,10 @@ def run(args) -> int:
           f"--csv {args.csv!r} is a folder, expected the name of a CSV file to write")
     overrides = {k: v for k, v in (("value_column", args.value_column), ("date_column", args.date_column))
                  if v is not None}
-    model, task = load_for_evaluation(args.checkpoint, args.data, overrides)
+    model, task = load_runs_for_evaluation(args.checkpoint, args.data, overrides)
     check(task.name == "forecast",
-          f"--checkpoint {args.checkpoint!r} holds a model trained for task {task.name!r}; archlab forecast needs "
-          "one trained with --task forecast")
+          f"--checkpoint {args.checkpoint[0]!r} holds a model trained for task {task.name!r}; archlab forecast "
+          "needs one trained with --task forecast")
     device = resolve_device(args.device)
     model = model.to(device).eval()
     horizon = args.horizon or task.config.horizon

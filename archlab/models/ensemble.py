@@ -1,4 +1,4 @@
-"""Ensembles: several trained models of one task read as one model, their probabilities averaged.
+"""Ensembles: several trained models of one task read as one model, their predictions averaged.
 
 Models trained from different seeds make different mistakes; averaging their predicted
 distributions (Dietterich 2000; for sequence models, Sutskever et al. 2014 and every G2P and
@@ -6,12 +6,16 @@ translation system since) is usually worth more than training one of them longer
 
     image classifier:   p(k | x)             = 1/M sum_m p_m(k | x)
     encoder-decoder:    p(y_t | y_<t, x)     = 1/M sum_m p_m(y_t | y_<t, x)
+    forecaster:         x^_{t+k}             = 1/M sum_m x^_{m, t+k}      (forecast combination,
+                                                                         Bates & Granger 1969)
 
 The ensemble returns ``log p`` where a member returns logits (a normalised log-distribution is a
 valid set of logits: softmax gives p back), so a task scores it as it scores one model. An
 encoder-decoder ensemble decodes, greedily or by beam search, from the averaged next-token
 distribution: every member runs its own decoder step on the same prefix (its own state, cache
-and attention) and the search keeps one set of hypotheses for all of them.
+and attention) and the search keeps one set of hypotheses for all of them. A forecaster ensemble averages the
+members' forecasts in the data's units, each member rolling forward on its own forecasts past its
+horizon (so members of any strategy combine).
 
 ``ensemble_of(models)`` builds the right one; ``archlab evaluate --checkpoint A --checkpoint B``
 uses it.
@@ -26,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import ConfigError, check
-from archlab.models.interfaces import ImageClassifier, Seq2SeqModel
+from archlab.models.interfaces import Forecaster, ImageClassifier, Seq2SeqModel
 
 
 def mean_probability_log(log_probs: list[torch.Tensor]) -> torch.Tensor:
@@ -35,13 +39,13 @@ def mean_probability_log(log_probs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([lp.to(dtype) for lp in log_probs]).logsumexp(0) - math.log(len(log_probs))
 
 
-def _same_fields(members, fields: tuple[str, ...]) -> dict:
+def _same_fields(members, fields: tuple[str, ...], why: str = "members must read and write the same tokens") -> dict:
     first = members[0].config
     for i, m in enumerate(members[1:], 2):
         for name in fields:
             a, b = getattr(first, name), getattr(m.config, name)
             check(a == b, f"ensemble member {i} ({type(m).__name__}) has {name}={b}, member 1 "
-                          f"({type(members[0]).__name__}) has {name}={a}: members must read and write the same tokens")
+                          f"({type(members[0]).__name__}) has {name}={a}: {why}")
     return {name: getattr(first, name) for name in fields}
 
 
@@ -50,6 +54,9 @@ class _Ensemble(nn.Module):
         super().__init__()
         check(len(members) >= 2, f"an ensemble needs at least 2 models, got {len(members)}")
         self.members = nn.ModuleList(members)
+        names = [getattr(m, "model_name", None) or type(m).__name__ for m in members]
+        kinds = sorted(set(names), key=names.index)
+        self.model_name = f"ensemble of {len(members)} " + (kinds[0] if len(kinds) == 1 else f"({', '.join(kinds)})")
 
 
 class ImageClassifierEnsemble(_Ensemble):
@@ -99,7 +106,50 @@ class Seq2SeqEnsemble(Seq2SeqModel, _Ensemble):
         return step, tuple(state for _, state in starts)
 
 
-ENSEMBLES = ((Seq2SeqModel, Seq2SeqEnsemble), (ImageClassifier, ImageClassifierEnsemble))
+@dataclass
+class ForecasterEnsembleConfig:
+    input_size: int
+    context_length: int
+    horizon: int
+
+
+class ForecasterEnsemble(Forecaster, _Ensemble):
+    """Forecasters averaged in the data's units: ``forecast(history, n)`` -> 1/M sum_m x^_m (B, n, F).
+
+    ``forward`` gives the same average in the first member's normalised units (what the training
+    loss compares), ``normalize`` / ``denormalize`` are the first member's: the members of one run
+    family fit the same statistics on the same training part, and any that differ are still
+    averaged in data units."""
+
+    def __init__(self, members):
+        super().__init__(members)
+        self.config = ForecasterEnsembleConfig(**_same_fields(
+            members, ("input_size", "context_length", "horizon"),
+            why="members must read the same windows and forecast the same steps"))
+
+    @property
+    def mean(self) -> torch.Tensor:  # mu of the first member: the dtype and device the task reads
+        return self.members[0].mean
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.members[0].normalize(x)
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return self.members[0].denormalize(z)
+
+    def forward(self, history: torch.Tensor, horizon: int | None = None) -> torch.Tensor:
+        """history (B, T >= C, F) -> the averaged forecast, normalised as the first member's, (B, horizon, F)."""
+        x_hat = torch.stack([m.denormalize(m(history, horizon)) for m in self.members]).mean(0)
+        return self.normalize(x_hat)
+
+    @torch.no_grad()
+    def forecast(self, history: torch.Tensor, horizon: int | None = None) -> torch.Tensor:
+        """The members' forecasts in data units, averaged: (B, horizon[, F]) as ``Forecaster.forecast``."""
+        return torch.stack([m.forecast(history, horizon) for m in self.members]).mean(0)
+
+
+ENSEMBLES = ((Seq2SeqModel, Seq2SeqEnsemble), (ImageClassifier, ImageClassifierEnsemble),
+             (Forecaster, ForecasterEnsemble))
 
 
 def ensemble_of(members: list[nn.Module]) -> nn.Module:

@@ -186,8 +186,8 @@ def load_for_evaluation(checkpoint: str | Path, data: str | None = None,
 def load_runs_for_evaluation(checkpoints: Sequence[str | Path], data: str | None = None,
                              task_settings: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Task]:
     """The model and task of one run (``load_for_evaluation``), or of several runs of one task on
-    one data set as one model that averages their predicted probabilities
-    (``archlab.models.ensemble``) with the first run's task.
+    one data set as one model that averages their predictions (``archlab.models.ensemble``) with
+    the first run's task.
 
     The members must share the files their task keeps beside the weights (the vocabulary, the
     classes and their normalisation) byte for byte: ids that meant different symbols, or images

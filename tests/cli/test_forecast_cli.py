@@ -46,6 +46,31 @@ def test_forecast_prints_the_future_and_the_metrics_beside_the_baselines(cli, ru
     assert float(written[24]["forecast"]) == pytest.approx(float(future[0][1]), rel=1e-5)
 
 
+def test_two_runs_forecast_as_their_average(cli, run_dir, tmp_path_factory, tmp_path):
+    other = tmp_path_factory.mktemp("forecast") / "run-seed-1"
+    assert main(["train", "--task", "forecast", "--model", "mlp_forecaster", "--data", "co2", "--max-steps", "30",
+                 "--seed", "1", "--set", "lr=0.01", "--set", "log_every=30", "--out", str(other)]) == 0
+    tables = {}
+    for name, runs in (("a", [run_dir]), ("b", [other]), ("both", [run_dir, other])):
+        tables[name] = tmp_path / f"{name}.csv"
+        r = cli("forecast", *[a for run in runs for a in ("--checkpoint", str(run))], "--csv", str(tables[name]))
+        assert r.returncode == 0, r.stderr
+        if name == "both":
+            assert r.stdout.splitlines()[0] == "co2 (ppm): ensemble of 2 mlp_forecaster's forecast of the 12 values " \
+                                               "after 2001-12-01"
+            score = [float(v) for v in next(line for line in r.stdout.splitlines()
+                                            if line.startswith("ensemble of 2")).split()[-4:]]
+    rows = {}
+    for name, table in tables.items():
+        with open(table, newline="") as f:
+            rows[name] = [float(row["forecast"]) for row in csv.DictReader(f)]
+    assert len(rows["both"]) == 24 + 12
+    assert rows["both"] == pytest.approx([(a + b) / 2 for a, b in zip(rows["a"], rows["b"])], abs=1e-4)
+    assert rows["a"] != pytest.approx(rows["b"], abs=1e-3), "the seeds give different forecasts"
+    metrics = evaluate([run_dir, other])  # archlab evaluate's ensemble scores the same forecasts
+    assert score == pytest.approx([metrics[k] for k in ("rmse", "mae", "rmse_1step", "mae_1step")], abs=1e-4)
+
+
 def test_help_names_every_option(capsys):
     with pytest.raises(SystemExit) as e:
         main(["forecast", "--help"])

@@ -1,5 +1,6 @@
 """Ensembles average their members' probabilities: in teacher forcing, in greedy decoding and in
-beam search, where every member keeps (and the search reorders) its own decoder state."""
+beam search, where every member keeps (and the search reorders) its own decoder state; forecasters
+average their forecasts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from archlab.errors import ConfigError
 from archlab.models.decoding import beam_search
-from archlab.models.ensemble import ImageClassifierEnsemble, Seq2SeqEnsemble, ensemble_of
+from archlab.models.ensemble import ForecasterEnsemble, ImageClassifierEnsemble, Seq2SeqEnsemble, ensemble_of
 from archlab.registry import create_model
 
 PAD, BOS, EOS, SRC_V, TGT_V = 0, 1, 2, 13, 11
@@ -96,6 +97,46 @@ def test_image_classifiers_average_their_class_probabilities():
     ensemble = ensemble_of(ms)
     assert isinstance(ensemble, ImageClassifierEnsemble)
     assert torch.allclose(ensemble(x), mean_log([m(x) for m in ms]), atol=1e-6)  # float32
+
+
+def forecasters():
+    """A direct CNN and an autoregressive LSTM, each normalised on its own part of a series (float64)."""
+    t = torch.arange(200, dtype=torch.float64)
+    series = 300 + 0.1 * t + 3 * torch.sin(2 * torch.pi * t / 12)
+    torch.manual_seed(0)
+    cnn = create_model("cnn_forecaster", context_length=24, horizon=6).double().eval()
+    lstm = create_model("lstm_forecaster", context_length=24, horizon=6, strategy="autoregressive").double().eval()
+    cnn.fit_normalization(series[:150])
+    lstm.fit_normalization(series[:100])  # other statistics: the average is still taken in data units
+    return [cnn, lstm], series
+
+
+def test_forecasters_average_their_forecasts_in_data_units():
+    ms, series = forecasters()
+    ensemble = ensemble_of(ms)
+    assert isinstance(ensemble, ForecasterEnsemble) and ensemble.model_name == "ensemble of 2 (cnn_forecaster, lstm_forecaster)"
+    history = torch.stack([series[:170], series[20:190]])  # (2, 170): two histories, one series each
+    for horizon in (1, 6, 15):  # 15: past the direct head's 6, every member rolls forward on its own forecasts
+        got = ensemble.forecast(history, horizon)
+        assert got.shape == (2, horizon)
+        assert torch.allclose(got, (ms[0].forecast(history, horizon) + ms[1].forecast(history, horizon)) / 2,
+                              atol=1e-12), "float64, 1e-12"
+    x = history[..., None]  # (2, 170, 1)
+    expected = (ms[0].denormalize(ms[0](x)) + ms[1].denormalize(ms[1](x))) / 2  # data units
+    assert torch.allclose(ensemble(x), ms[0].normalize(expected), atol=1e-12), "in the first member's units"
+    assert torch.allclose(ensemble.denormalize(ensemble(x)), ensemble.forecast(x), atol=1e-12)
+    assert ensemble.mean is ms[0].mean
+    same = ensemble_of([ms[0], ms[0]])
+    assert torch.equal(same.forecast(history, 15), ms[0].forecast(history, 15)), "averaged with itself: itself"
+
+
+def test_forecasters_that_read_other_windows_are_refused():
+    ms, _ = forecasters()
+    longer = create_model("cnn_forecaster", context_length=36, horizon=6)
+    with pytest.raises(ConfigError, match=r"ensemble member 2 \(WindowForecaster\) has context_length=36, member 1 "
+                                          r"\(WindowForecaster\) has context_length=24: members must read the same "
+                                          "windows and forecast the same steps"):
+        ensemble_of([ms[0], longer])
 
 
 def test_members_that_cannot_be_averaged_are_refused():
