@@ -13,9 +13,9 @@ The ensemble returns ``log p`` where a member returns logits (a normalised log-d
 valid set of logits: softmax gives p back), so a task scores it as it scores one model. An
 encoder-decoder ensemble decodes, greedily or by beam search, from the averaged next-token
 distribution: every member runs its own decoder step on the same prefix (its own state, cache
-and attention) and the search keeps one set of hypotheses for all of them. A forecaster ensemble averages the
-members' forecasts in the data's units, each member rolling forward on its own forecasts past its
-horizon (so members of any strategy combine).
+and attention) and the search keeps one set of hypotheses for all of them. A forecaster ensemble
+averages the members' forecasts in the data's units, each member rolling forward on its own
+forecasts past its horizon (so members of either strategy combine).
 
 ``ensemble_of(models)`` builds the right one; ``archlab evaluate --checkpoint A --checkpoint B``
 uses it.
@@ -117,8 +117,8 @@ class ForecasterEnsemble(Forecaster, _Ensemble):
     """Forecasters averaged in the data's units: ``forecast(history, n)`` -> 1/M sum_m x^_m (B, n, F).
 
     ``forward`` gives the same average in the first member's normalised units (what the training
-    loss compares), ``normalize`` / ``denormalize`` are the first member's: the members of one run
-    family fit the same statistics on the same training part, and any that differ are still
+    loss compares), ``normalize`` / ``denormalize`` are the first member's: members trained on one
+    series fit the same statistics on the same training part, and any that differ are still
     averaged in data units."""
 
     def __init__(self, members):
@@ -153,7 +153,7 @@ ENSEMBLES = ((Seq2SeqModel, Seq2SeqEnsemble), (ImageClassifier, ImageClassifierE
 
 
 def ensemble_of(members: list[nn.Module]) -> nn.Module:
-    """The ensemble of ``members`` (2 or more models of one interface): their averaged probabilities."""
+    """The ensemble of ``members`` (2 or more models of one interface): their averaged predictions."""
     check(len(members) >= 2, f"an ensemble needs at least 2 models, got {len(members)}")
     for interface, ensemble in ENSEMBLES:
         if all(isinstance(m, interface) for m in members):

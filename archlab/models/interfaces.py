@@ -505,7 +505,8 @@ class Forecaster(Capability):
     ``forward(history (B, C, F)) -> (B, H, F)`` in normalised units (what the training loss
     compares with ``normalize(target)``); ``forecast(history, horizon) -> (B, horizon, F)`` in
     data units, rolling forward past its own horizon. ``fit_normalization(train_series)`` sets
-    the statistics from the training part only. ``forecaster_fields`` fills ``input_size``,
+    the statistics from the training part only; ``normalize`` / ``denormalize`` map between data
+    and normalised units. ``forecaster_fields`` fills ``input_size``,
     ``context_length`` and ``horizon``.
     """
 
@@ -520,6 +521,9 @@ class Forecaster(Capability):
         raise NotImplementedError
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forecast(self, history: torch.Tensor, horizon: int | None = None) -> torch.Tensor:
