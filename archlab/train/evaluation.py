@@ -207,9 +207,8 @@ def load_runs_for_evaluation(checkpoints: Sequence[str | Path], data: str | None
     for path, (_, other) in zip(paths[1:], loaded[1:]):
         check(other.data == task.data, f"{str(path)!r} was trained on data {other.data!r}, {str(paths[0])!r} on "
                                        f"{task.data!r}: give both the same --data, or members of one data set")
-        for name in getattr(type(task), "saved_files", ()):
-            check((path / name).is_file() and (paths[0] / name).is_file()
-                  and (path / name).read_bytes() == (paths[0] / name).read_bytes(),
+        for name in getattr(type(task), "saved_files", ()):  # there: load_for_evaluation checked them
+            check((path / name).read_bytes() == (paths[0] / name).read_bytes(),
                   f"{str(path / name)!r} differs from {str(paths[0] / name)!r}: the members were trained with "
                   "different vocabularies or classes, so their outputs cannot be averaged")
     return ensemble, task
