@@ -2,6 +2,8 @@
 
 A series (``--data co2`` by default, ``sunspots``, or a CSV file with ``value_column`` and an
 optional ``date_column``) is cut in time order into train | val | test (``archlab.data.timeseries``).
+``val_size`` sets how many values the validation part holds; 0 trains on everything before the test
+part, the refit that follows a choice of settings made on validation (no validation curve then).
 The model is any forecaster (``rnn_forecaster``, ``lstm_forecaster``, ``cnn_forecaster``,
 ``transformer_forecaster``, ``mlp_forecaster`` ...): ``forward(history)`` -> the normalised forecast
 z^ (B, H, 1), ``forecast(history, n)`` -> n values in data units. Its normalisation
@@ -67,11 +69,15 @@ class ForecastConfig:
     value_column: str | None = None   # CSV data: the column of values
     date_column: str | None = None    # CSV data: the column of ISO dates (optional)
     season: int = 0                   # the seasonal-naive period; 0 = from the data (12 for monthly)
+    val_size: int = -1                # values held out for validation before the test part; -1 = the
+                                      # data's own (24 months of co2, 31 years of sunspots, 10% of a
+                                      # CSV), 0 = none: train on all of train + val (a refit)
 
     def __post_init__(self):
         check(self.context_length >= 1, f"context_length must be >= 1, got {self.context_length}")
         check(self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}")
         check(self.season >= 0, f"season must be >= 0 (0 = from the data), got {self.season}")
+        check(self.val_size >= -1, f"val_size must be >= 0, or -1 for the data's own, got {self.val_size}")
 
 
 def infer_season(name: str, frequency: str, dates: np.ndarray | None) -> tuple[int | None, str]:
@@ -122,7 +128,8 @@ class ForecastTask(Task):
         super().__init__(config, data, saved)
         from archlab.data.timeseries import load_series
 
-        self.series = load_series(self.data, config.value_column, config.date_column)
+        split = {} if config.val_size < 0 else {"n_val": config.val_size}
+        self.series = load_series(self.data, config.value_column, config.date_column, **split)
         s, C, H = self.series, config.context_length, config.horizon
         self.values = s.values                                 # float64 (T,)
         self.cut_val, self.cut_test = len(s.train), len(s.train) + len(s.val)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +121,41 @@ def test_training_windows_come_from_the_training_part_and_depend_on_seed_and_pos
     again, _ = task.train_batch(5, 64, seed=1, shard=slice(32, 64))
     assert torch.equal(again, x[32:])
     assert not torch.equal(task.train_batch(6, 64, 1, slice(0, 64))[0], x)
+
+
+def test_val_size_moves_the_validation_cut_and_zero_trains_on_all_before_the_test(linear, tmp_path):
+    held = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value", val_size=8), linear)
+    assert (held.cut_val, held.cut_test) == (28, 36) and held.eval_splits == ("val", "test")
+    refit = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value", val_size=0), linear)
+    assert (refit.cut_val, refit.cut_test) == (36, 36) and refit.eval_splits == ("test",)
+    assert refit.num_train_samples == 36 - 7 + 1
+    y = torch.cat([refit.train_batch(p, 64, seed=0, shard=slice(0, 64))[1] for p in range(0, 640, 64)])
+    assert y.max() == 35, "the refit's targets reach the last value before the test part, never into it"
+    default = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value"), linear)
+    assert np.array_equal(refit.series.test.values, default.series.test.values), "the test part stays put"
+    with pytest.raises(ConfigError, match=r"val_size must be >= 0, or -1 for the data's own, got -2"):
+        ForecastConfig(val_size=-2)
+    with pytest.raises(ConfigError, match=r"select_metric='rmse' needs eval_every > 0"):
+        resolve(RunSpec(task="forecast", model="gru_forecaster", data=linear, out=tmp_path / "run",
+                        settings={"context_length": 4, "horizon": 3, "value_column": "value", "val_size": 0,
+                                  "select_metric": "rmse"}))
+    with pytest.raises(ConfigError, match=r"evaluate the validation split, and task 'forecast'"):
+        train(RunSpec(task="forecast", model="gru_forecaster", data=linear, out=tmp_path / "run",
+                        settings={"context_length": 4, "horizon": 3, "value_column": "value", "val_size": 0,
+                                  "eval_every": 10, "select_metric": "rmse"}))
+
+
+def test_the_co2_refit_recipe_trains_on_every_month_before_the_24_test_months(tmp_path):
+    from archlab.train import load_config_file
+
+    settings = load_config_file(Path(__file__).parents[2] / "configs" / "cnn_co2_refit.yaml")
+    spec = RunSpec(task=settings.pop("task"), model=settings.pop("model"), data=settings.pop("data"),
+                   out=tmp_path / "run", settings=settings)
+    r = resolve(spec)
+    held_out = ForecastTask(ForecastConfig(), "co2")
+    assert (r.task.cut_val, r.task.cut_test) == (held_out.cut_test, held_out.cut_test) == (502, 502)
+    assert r.task.eval_splits == ("test",) and r.train.max_steps == 800 and not r.train.selection_metric
+    assert r.model.mean.item() == pytest.approx(held_out.values[:502].mean()), "normalised on train + val"
 
 
 def test_resolve_fits_the_normalisation_on_the_training_part_only(tmp_path, toy):
