@@ -85,7 +85,7 @@ def run(args) -> int:
     import torch  # here, not at the top: `archlab --help` must not wait for torch
 
     from archlab.registry import create_model
-    from archlab.utils.runtime import count_parameters, resolve_device, seed_everything
+    from archlab.utils.runtime import count_parameters, eval_mode, resolve_device, seed_everything
 
     check(0 < args.seconds <= 3600, f"--seconds must be in (0, 3600], got {args.seconds}")  # NaN fails too
     check(0 <= args.max_new_tokens <= 100_000, f"--max-new-tokens must be in [0, 100,000], got {args.max_new_tokens}")
@@ -112,10 +112,8 @@ def run(args) -> int:
 
     @torch.no_grad()
     def evaluate() -> float:
-        model.eval()
-        value = sum(_loss(model, x, y).item() for x, y in eval_batches) / len(eval_batches)
-        model.train()
-        return value
+        with eval_mode(model):
+            return sum(_loss(model, x, y).item() for x, y in eval_batches) / len(eval_batches)
 
     before = evaluate()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)

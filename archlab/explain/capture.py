@@ -31,6 +31,7 @@ from archlab.inspect.calls import watch_calls
 from archlab.nn.attention import MultiHeadAttention
 from archlab.nn.recurrent import RecurrentLayer
 from archlab.nn.seq_attention import SeqAttention
+from archlab.utils.runtime import eval_mode
 
 SATURATING = ("Tanh", "Sigmoid", "Hardtanh")
 
@@ -158,8 +159,6 @@ def capture(model: nn.Module, run: Callable[[], Any]) -> Captured:
                                             _sequence(output[0], module.batch_first).detach())
 
     handles = []
-    was_training = model.training
-    model.eval()
     try:
         for m in model.modules():
             if isinstance(m, MultiHeadAttention):
@@ -168,12 +167,11 @@ def capture(model: nn.Module, run: Callable[[], Any]) -> Captured:
                 handles.append(m.register_forward_hook(on_seq_attention))
             elif isinstance(m, RecurrentLayer):
                 handles.append(m.register_forward_hook(on_recurrent, with_kwargs=True))
-        with torch.no_grad(), watch_calls(model, before, after):
+        with eval_mode(model), torch.no_grad(), watch_calls(model, before, after):
             got.output = run()
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
 
     modules = {id(m): m for m in model.modules()}
     keys = {n: k for k, n in names.items()}

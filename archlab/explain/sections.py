@@ -28,6 +28,7 @@ from archlab.explain import html as H
 from archlab.explain import render
 from archlab.explain.capture import Captured
 from archlab.explain.subjects import Example, ImageSubject, Subject
+from archlab.utils.runtime import eval_mode
 
 MAX_UNITS = 32           # units of a recurrent layer shown (those whose state varies most)
 MAX_CHANNELS = 16        # channels of a feature map shown
@@ -72,11 +73,9 @@ def layers(page, model: nn.Module, ex: Example, depth: int = 2) -> None:
 
 
 def gradients(page, model: nn.Module, subject: Subject, examples: list[Example], captured: Captured) -> None:
-    was = model.training
-    model.eval()
     model.zero_grad(set_to_none=True)
     try:
-        with torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             total = subject.batch_loss(examples)
             total.backward()
         order = {name: i for i, (name, _, _) in enumerate(captured.order)}
@@ -92,7 +91,6 @@ def gradients(page, model: nn.Module, subject: Subject, examples: list[Example],
         loss_value = float(total.detach())
     finally:
         model.zero_grad(set_to_none=True)
-        model.train(was)
     rows.sort(key=lambda r: r[0])
     s = page.section("gradients", "Gradient flow",
                      f"The gradient of one batch ({len(examples)} example{'s' if len(examples) > 1 else ''}) "

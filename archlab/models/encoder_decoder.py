@@ -26,6 +26,7 @@ import torch
 
 from archlab.errors import check
 from archlab.models.decoding import Step, search
+from archlab.utils.runtime import eval_mode
 
 
 class AttentionEncoderDecoder:
@@ -118,11 +119,8 @@ class AttentionEncoderDecoder:
             check(max_len >= 1, f"max_len must be >= 1, got {max_len}")
         else:
             check(1 <= max_len < limit, f"max_len must be in [1, {limit}) (the positional table), got {max_len}")
-        c, was_training = self.config, self.training
-        self.eval()
-        try:
+        c = self.config
+        with eval_mode(self):
             return search(self.decoding_step(use_cache), self.start_state(src_ids, src_padding_mask),
                           bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0), max_len=max_len,
                           beam_size=beam_size, length_penalty=length_penalty, device=src_ids.device)
-        finally:
-            self.train(was_training)

@@ -31,6 +31,7 @@ from archlab.models.interfaces import LanguageModel
 from archlab.nn import FeedForward, KVCache, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention
 from archlab.nn.activations import HF_ACTIVATIONS, check_activation
 from archlab.registry import build_config, create_model, register_model
+from archlab.utils.runtime import eval_mode
 
 
 @dataclass
@@ -175,9 +176,8 @@ class GPT(LanguageModel, PretrainedMixin, nn.Module):
         check(input_ids.dim() == 2 and input_ids.size(1) >= 1,
               f"input_ids must be (batch, length >= 1), got shape {tuple(input_ids.shape)}")
         check_sampling_args(temperature, top_k, top_p)
-        was_training, bs = self.training, self.config.block_size
-        self.eval()
-        try:
+        bs = self.config.block_size
+        with eval_mode(self):
             tokens, caches = input_ids, None
             for _ in range(max_new_tokens):
                 if not use_cache:
@@ -191,8 +191,6 @@ class GPT(LanguageModel, PretrainedMixin, nn.Module):
                                   top_p=top_p, generator=generator)  # (B,)
                 tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             return tokens
-        finally:
-            self.train(was_training)
 
 
 @register_model("gpt", family="transformer", description="GPT decoder-only language model (Radford et al. 2018/2019)")

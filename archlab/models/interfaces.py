@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from archlab.errors import check
 from archlab.models.decoding import search, teacher_forcing
+from archlab.utils.runtime import eval_mode
 
 IGNORE_INDEX = -100  # a label that is not scored (PyTorch's and Hugging Face's convention)
 DEFAULT_SEQ_LEN = 64
@@ -418,14 +419,11 @@ class Seq2SeqModel(Capability):
         """Target ids (B, L) from ``start_decoding``: greedy (``beam_size=1``) or beam search, in
         evaluation mode (restored afterwards). Models with more options (masks, a cache switch,
         attention weights) give their own."""
-        c, was_training = self.config, self.training
-        self.eval()
-        try:
+        c = self.config
+        with eval_mode(self):
             step, state = self.start_decoding(src_ids)
             return search(step, state, bos_id=c.bos_id, eos_id=c.eos_id, batch_size=src_ids.size(0),
                           max_len=max_len, beam_size=beam_size, length_penalty=length_penalty, device=src_ids.device)
-        finally:
-            self.train(was_training)
 
     def start_decoding(self, src_ids: torch.Tensor) -> tuple[Any, Any]:
         """``(step, state)`` for ``archlab.models.decoding`` before the first target token of the

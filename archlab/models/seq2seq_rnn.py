@@ -40,6 +40,7 @@ from archlab.models.interfaces import Seq2SeqModel
 from archlab.nn.sequence import check_cell, check_token_ids, lengths_from_mask, recurrent_layer, run_padded
 from archlab.nn.seq_attention import SCORES, SeqAttention, lengths_to_mask
 from archlab.registry import build_config, register_model
+from archlab.utils.runtime import eval_mode
 
 
 @dataclass
@@ -161,9 +162,8 @@ class Seq2SeqRNN(Seq2SeqModel, PretrainedMixin, nn.Module):
         ``return_attention=True`` also returns alpha (B, L, S) for the chosen output (zero after
         its eos). Runs in evaluation mode (no dropout) and restores the previous mode.
         """
-        cfg, was_training = self.config, self.training
-        self.eval()
-        try:
+        cfg = self.config
+        with eval_mode(self):
             state = self.init_decode_state(src_ids, src_lengths, src_mask)
             out = search(self.step, state, bos_id=cfg.bos_id, eos_id=cfg.eos_id, batch_size=src_ids.shape[0],
                          max_len=max_len, beam_size=beam_size, length_penalty=length_penalty, device=src_ids.device)
@@ -174,8 +174,6 @@ class Seq2SeqRNN(Seq2SeqModel, PretrainedMixin, nn.Module):
             _, alpha = self(src_ids, torch.cat([bos, out[:, :-1]], 1), src_lengths, src_mask, return_attention=True)
             after_eos = (out == cfg.eos_id).long().cumsum(1) - (out == cfg.eos_id).long() > 0  # (B, L)
             return out, alpha.masked_fill(after_eos[..., None], 0.0)
-        finally:
-            self.train(was_training)
 
 
 @register_model("seq2seq_rnn", family="rnn",

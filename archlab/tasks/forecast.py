@@ -55,6 +55,7 @@ from archlab.errors import check
 from archlab.models.interfaces import Forecaster, SeriesData
 from archlab.tasks.base import SPLITS, Batch, Task, count_from_sums, generator_for, register_task
 from archlab.utils.io import write_text_atomic
+from archlab.utils.runtime import eval_mode
 
 SERIES_FILE = "series.json"
 MULTI_STEP, ONE_STEP, WINDOWS = 1, 2, 3  # the kinds of evaluation batch
@@ -285,14 +286,10 @@ class ForecastTask(Task):
         """The model's one-step-ahead forecasts over the test part, each from the true history before it
         (what ``rmse_1step`` scores), for plots."""
         core = unwrap(model)
-        was_training = core.training
-        core.eval()
-        try:
+        with eval_mode(core):
             x, _ = self._windows(np.arange(self.cut_test, len(self.values)), 1)                 # (n, C, 1)
             x = x.to(dtype=core.mean.dtype, device=core.mean.device)
             return core.forecast(x, 1)[:, 0, 0].double().cpu().numpy()                         # (n,)
-        finally:
-            core.train(was_training)
 
     def forecast_future(self, model: torch.nn.Module, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """(dates, predicted) of the ``steps`` values after the end of the whole series."""
@@ -303,13 +300,9 @@ class ForecastTask(Task):
     @staticmethod
     def _forecast(model: torch.nn.Module, history: np.ndarray, steps: int) -> np.ndarray:
         core = unwrap(model)
-        was_training = core.training
-        core.eval()
-        try:
+        with eval_mode(core):
             x = torch.tensor(history, dtype=core.mean.dtype, device=core.mean.device).view(1, -1, 1)  # (1, T, 1)
             return core.forecast(x, steps)[0, :, 0].double().cpu().numpy()
-        finally:
-            core.train(was_training)
 
     # -- what travels with a checkpoint --------------------------------------------------------
     def save(self, directory: Path) -> None:

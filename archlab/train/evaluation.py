@@ -24,7 +24,7 @@ from archlab.train import checkpointing as ckpt
 from archlab.train import distributed
 from archlab.train.config import split_keys
 from archlab.train.rundir import RUN_FILE
-from archlab.utils.runtime import resolve_device
+from archlab.utils.runtime import eval_mode, resolve_device
 
 
 def to_device(batch, device: torch.device):
@@ -50,10 +50,8 @@ def evaluate_model(model, task: Task, device: torch.device, precision: str, batc
     """The task's metrics on its held-out ``split``; batches are shared out among the processes."""
     world = world or distributed.World()
     task.check_split(split)
-    was_training = model.training
-    model.eval()
     totals = torch.zeros(len(task.sum_keys), dtype=torch.float64)
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for i, batch in enumerate(task.eval_batches(batch_size, split)):
             if max_batches and i >= max_batches:
                 break
@@ -62,7 +60,6 @@ def evaluate_model(model, task: Task, device: torch.device, precision: str, batc
             with autocast_for(device, precision):
                 sums = task.evaluate_batch(model, to_device(batch, device))
             totals += torch.stack([torch.as_tensor(sums[k]).detach().double().cpu() for k in task.sum_keys])
-    model.train(was_training)
     totals = world.all_reduce_sum(totals)
     return task.metrics(dict(zip(task.sum_keys, totals.tolist())))
 

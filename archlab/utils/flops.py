@@ -32,6 +32,8 @@ from typing import Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from archlab.utils.runtime import eval_mode
+
 aten = torch.ops.aten
 
 
@@ -107,10 +109,5 @@ def counting_flops(model: torch.nn.Module) -> Iterator[FlopCounterMode]:
     The RNG state is restored afterwards (dropout or sampling inside must not shift a training run),
     and so is the model's training flag. ``counter.get_total_flops()`` reads the count so far.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), flop_counter() as counter:
-            yield counter
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]), flop_counter() as counter:
+        yield counter

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,3 +50,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; ``Module.parameters()`` yields tied weights once, so they count once."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The block runs with ``model`` in evaluation mode (no dropout; batch norm on its running
+    statistics); afterwards every submodule gets back its own training flag, even if the block raised."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training

@@ -26,6 +26,7 @@ from archlab.errors import ConfigError, check
 from archlab.explain import html as H
 from archlab.explain import render
 from archlab.explain.subjects.base import Example, Subject
+from archlab.utils.runtime import eval_mode
 
 
 class ImageSubject(Subject):
@@ -125,10 +126,8 @@ class ImageSubject(Subject):
             store["A"] = out
 
         handle = cam_module.register_forward_hook(keep) if cam_module is not None else None
-        was = self.model.training
-        self.model.eval()
         try:
-            with torch.enable_grad():
+            with eval_mode(self.model), torch.enable_grad():
                 logits = self.model(x)
                 c = int(logits.argmax(-1))
                 wrt = [x] + ([store["A"]] if "A" in store else [])
@@ -136,7 +135,6 @@ class ImageSubject(Subject):
         finally:
             if handle is not None:
                 handle.remove()
-            self.model.train(was)
         sal = grads[0][0].abs().amax(0) if grads[0] is not None else torch.zeros(x.shape[2:])
         cam = None
         if len(grads) > 1 and grads[1] is not None:
