@@ -13,7 +13,8 @@ and thread count; a busy machine only takes longer, and the run says how long ag
 estimate (about 5 minutes on a quiet 2-core CPU). --plan long does more work for quality;
 --budget gives every cell the same training time instead (time-boxed: results then depend on the
 machine, and the table says so). --seeds 3 runs every cell three times and reports means with 95%
-intervals; a row's winner is only named when its interval clears the runner-up's.
+intervals; a row's winner is only named when its interval clears the runner-up's; with --ensemble
+each cell's seeds are also scored as one model, their predictions averaged.
 
 The matrix is printed; result.json, report.md and a self-contained report.html (training and
 validation curves, misclassified digits, forecasts, pronunciations) go to the run directory.
@@ -48,6 +49,9 @@ def register(sub) -> None:
                    help="run every cell N times (seeds SEED..SEED+N-1) and report means with 95%% intervals "
                         "(default 1)")
     p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="with --seeds 2 or more: also score each cell's seeds as one model, their predictions "
+                        "averaged (images, series, text; the table's 'seed ensemble' line)")
     p.add_argument("--only", action="append", metavar="ROW", help=f"run only this row (repeatable): {rows}")
     p.add_argument("--archs", metavar="A,B", help=f"only these columns, comma-separated: {', '.join(ARCHS)}")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/compare-YYYYmmdd-HHMMSS)")
@@ -74,6 +78,8 @@ def run(args) -> int:
     plan = None if budget else parse_plan(args.plan)
     check(args.seeds >= 1, f"--seeds must be >= 1, got {args.seeds}")
     check(args.seeds <= 100, f"--seeds must be <= 100, got {args.seeds}")
+    check(not args.ensemble or args.seeds >= 2,
+          f"--ensemble averages the seeds of each cell: it needs --seeds 2 or more, got --seeds {args.seeds}")
     check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
     jobs = default_jobs() if args.jobs is None else args.jobs
     check(jobs >= 1, f"--jobs must be >= 1, got {jobs}")
@@ -103,7 +109,8 @@ def run(args) -> int:
     log(f"run directory {out}")
     # The reports are rewritten after every row, so an interrupted run keeps what it finished.
     result = run_compare(rows, cells, out, plan=plan, budget=budget, seeds=seeds, jobs=jobs, threads=args.threads,
-                         device=args.device, log=log, on_row=lambda partial: write_reports(partial, out))
+                         device=args.device, log=log, on_row=lambda partial: write_reports(partial, out),
+                         ensemble=args.ensemble)
     paths = write_reports(result, out)
     print(matrix_text(result))
     print()

@@ -94,11 +94,14 @@ def matrix_text(result: CompareResult) -> str:
     """The results matrix as aligned plain text: per row the metric line, then parameters, steps, seconds."""
     archs = _archs(result)
     header = ["data set", "metric", *archs, "baselines"]
-    lines: list[list[str]] = []
+    blocks: list[list[list[str]]] = []
     for r in result.rows:
         cells, marks = {c.arch: c for c in r.cells}, _marks(r)
         arrow = "↑" if r.row.higher_is_better else "↓"
         block = [[r.row.dataset, f"{r.row.metric} {arrow}"], ["", "parameters"], ["", "steps"], ["", "train s"]]
+        averaged = _has_ensembles(r)
+        if averaged:
+            block.append(["", "seed ensemble"])
         for a in archs:
             c = cells.get(a)
             if c is None:
@@ -108,6 +111,8 @@ def matrix_text(result: CompareResult) -> str:
             else:
                 texts = [_value_text(c, r.row.metric) + (f" {marks[a]}" if a in marks else ""), format_count(c.params),
                          f"{c.steps:,}", f"{c.train_seconds:.0f}"]
+            if averaged:
+                texts.append(_ensemble_text(c, r.row.metric))
             for line, text in zip(block, texts):
                 line.append(text)
         names = list(r.baselines)
@@ -115,19 +120,33 @@ def matrix_text(result: CompareResult) -> str:
             line.append(_baseline_text(r, names[i]) if i < len(names) else "")
         if len(names) > len(block):
             block[-1][-1] += ", " + ", ".join(_baseline_text(r, n) for n in names[len(block):])
-        lines += block
-    widths = [max(len(str(x[i])) for x in [header, *lines]) for i in range(len(header))]
+        blocks.append(block)
+    widths = [max(len(str(x[i])) for x in [header, *(line for b in blocks for line in b)]) for i in range(len(header))]
     fmt = lambda row: "  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip()  # noqa: E731
     out = [fmt(header), "  ".join("-" * w for w in widths)]
-    for i, line in enumerate(lines):
-        out.append(fmt(line))
-        if i % 4 == 3 and i + 1 < len(lines):
-            out.append("")
+    for i, block in enumerate(blocks):
+        out += ([""] if i else []) + [fmt(line) for line in block]
     status = _status_line(result)
     legend = ("values: mean ±half-width of the 95% interval over the seeds; * the row's winner (its interval "
               "clears the runner-up's), = tied with the best" if len(result.seeds) > 1 else
               "one seed: no intervals, so no winner is declared (--seeds 3 gives means with 95% intervals)")
+    if any(_has_ensembles(r) for r in result.rows):
+        legend += "; " + ENSEMBLE_LEGEND
     return "\n".join(([status, ""] if status else []) + out + ["", legend, _timing_line(result)])
+
+
+ENSEMBLE_LEGEND = ("seed ensemble: the seeds' models as one, their predictions averaged, on the same test split "
+                   "(n/a: that kind of model is not averaged)")
+
+
+def _has_ensembles(r: RowResult) -> bool:
+    return any(c.ensemble or c.ensemble_note for c in r.cells)
+
+
+def _ensemble_text(c: CellResult | None, metric: str) -> str:
+    if c is None or c.status != "ok" or not (c.ensemble or c.ensemble_note):
+        return ""
+    return format_metric(metric, c.ensemble[metric]) if metric in c.ensemble else "n/a"
 
 
 def verdicts(result: CompareResult) -> list[str]:
@@ -158,6 +177,12 @@ def verdicts(result: CompareResult) -> list[str]:
             text = (f"{r.row.kind} ({r.row.dataset}): a tie on {metric} between "
                     + ", ".join(f"{a} ({_value_text(cells[a], metric)})" for a in tied)
                     + ": their 95% intervals overlap")
+        averaged = [c for c in r.cells if c.status == "ok" and metric in c.ensemble]
+        if averaged:
+            pick = max if r.row.higher_is_better else min
+            top = pick(averaged, key=lambda c: c.ensemble[metric])
+            text += (f"; as seed ensembles (each cell's {n} seeds' predictions averaged) {top.arch} scores best, "
+                     f"{format_metric(metric, top.ensemble[metric])}")
         if r.baselines:
             name, value = (max if r.row.higher_is_better else min)(r.baselines.items(), key=lambda kv: kv[1])
             beats = best.value > value if r.row.higher_is_better else best.value < value
@@ -216,6 +241,8 @@ def _cell_parts(r: RowResult, c: CellResult | None, marks: dict[str, str]) -> tu
         return c.status, "", "bad"
     mark = marks.get(c.arch, "")
     meta = f"{format_count(c.params)} params · {c.steps:,} steps · {c.train_seconds:.0f} s"
+    if r.row.metric in c.ensemble:
+        meta += f" · seed ensemble {format_metric(r.row.metric, c.ensemble[r.row.metric])}"
     return _value_text(c, r.row.metric) + (f" {mark}" if mark else ""), meta, {"*": "win", "=": "tie"}.get(mark, "")
 
 
@@ -255,8 +282,11 @@ def markdown(result: CompareResult, images: dict[str, str]) -> str:
 
 def _legend(result: CompareResult) -> str:
     if len(result.seeds) > 1:
+        averaged = any(_has_ensembles(r) for r in result.rows)
         return ("Each cell: the mean over the seeds ±the half-width of its 95% t-interval; parameters, steps, "
-                "training seconds. * the row's winner: its interval clears the runner-up's. = tied with the best: "
+                "training seconds" + (", and the seed ensemble: the seeds' models as one, their predictions "
+                                      "averaged, on the same test split" if averaged else "")
+                + ". * the row's winner: its interval clears the runner-up's. = tied with the best: "
                 "the intervals overlap.")
     return ("Each cell: the held-out metric, parameters, steps, training seconds. One seed: no intervals, so no "
             "winner is declared (`--seeds 3` gives means with 95% intervals).")

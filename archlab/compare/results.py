@@ -40,6 +40,9 @@ class CellResult:
     model: str
     runs: list[SeedRun] = field(default_factory=list)
     expected_runs: int = 1
+    # --ensemble: the test metrics of the seeds' models as one (their predictions averaged), or why not
+    ensemble: dict[str, float] = field(default_factory=dict)
+    ensemble_note: str = ""
 
     @property
     def status(self) -> str:
@@ -158,7 +161,8 @@ class CompareResult:
     def to_json(self) -> dict[str, Any]:
         """The machine-readable result (``--json``): per row and architecture the mean ``value``, the
         per-seed ``values``, their ``ci95`` (null with one seed), the ``steps`` and the step whose weights
-        each seed kept (``selected_steps``: its best validation point)."""
+        each seed kept (``selected_steps``: its best validation point); with ``--ensemble``, the
+        ``ensemble`` value of the seeds' models averaged as one (or an ``ensemble_note`` saying why not)."""
         rows = []
         for r in self.rows:
             results = {}
@@ -170,6 +174,11 @@ class CompareResult:
                          "selected_steps": [x.selected_step for x in sorted(c.ok_runs, key=lambda x: x.seed)],
                          "model": c.model, "status": c.status, "seeds": [x.seed for x in c.runs],
                          "metrics": c.metric_means(), "commands": [x.command for x in c.runs if x.command]}
+                if c.ensemble:
+                    entry["ensemble"] = c.ensemble.get(r.row.metric)
+                    entry["ensemble_metrics"] = c.ensemble
+                if c.ensemble_note:
+                    entry["ensemble_note"] = c.ensemble_note
                 if c.error:
                     entry["error"] = c.error
                 results[c.arch] = entry

@@ -308,9 +308,10 @@ def _init_worker(threads: int) -> None:
 def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, plan: Plan | None = None,
                 budget: float = 0.0, seeds: list[int] | None = None, jobs: int = 1, threads: int = 1,
                 device: str = "auto", log: Callable[[str], None] = print,
-                on_row: Callable[[CompareResult], None] | None = None) -> CompareResult:
+                on_row: Callable[[CompareResult], None] | None = None, ensemble: bool = False) -> CompareResult:
     """Train every selected cell with every seed: the plan's fixed steps, or (``budget`` > 0) equal
-    time per cell. ``on_row`` is called with the result so far whenever a row is complete."""
+    time per cell. ``on_row`` is called with the result so far whenever a row is complete. With
+    ``ensemble``, each cell's seeds are then also scored as one model (``evaluate_ensembles``)."""
     check(plan is not None or budget > 0, "run_compare needs a plan (fixed work) or a budget (time-boxed)")
     plan = None if budget > 0 else plan
     seeds = seeds or [0]
@@ -400,7 +401,45 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
         log("interrupted: the report covers the cells finished so far and says it is incomplete")
     finally:
         result.wall_seconds = time.perf_counter() - start
+    if ensemble and not result.interrupted:
+        evaluate_ensembles(result, cells, device=device, threads=threads, log=log)
+        result.wall_seconds = time.perf_counter() - start
     return result
+
+
+def evaluate_ensembles(result: CompareResult, cells: dict[str, list[Cell]], *, device: str = "auto",
+                       threads: int = 1, log: Callable[[str], None] = print) -> None:
+    """Each finished cell's seeds as one model, their predictions averaged (``archlab.models.ensemble``,
+    as ``archlab evaluate`` with several ``--checkpoint``), scored on the test split: the cell's
+    ``ensemble`` metrics. A cell whose kind cannot be averaged (trees, the tabular networks) gets an
+    ``ensemble_note`` saying why instead. Run with the cells' thread count, so the numbers are as
+    repeatable as theirs."""
+    import torch
+
+    from archlab.train import evaluate
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for r in result.rows:
+            for c in r.cells:
+                runs = sorted(c.ok_runs, key=lambda x: x.seed)
+                if c.status != "ok" or len(runs) < 2:
+                    continue
+                cell = next(x for x in cells[r.row.key] if x.arch == c.arch)
+                settings = {**r.row.settings, **cell.settings}
+                batch = int(settings.get("eval_batch_size") or settings.get("batch_size") or 64)
+                label, start = f"{r.row.key} / {c.arch}, its {len(runs)} seeds as one ensemble", time.perf_counter()
+                try:
+                    c.ensemble = evaluate([x.run_dir for x in runs], batch_size=batch, device=device)
+                except Exception as e:  # noqa: BLE001 -- a cell that cannot be averaged keeps its seeds' results
+                    c.ensemble_note = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+                    log(f"  {label}: not averaged ({c.ensemble_note})")
+                    continue
+                log(f"  {label}: {r.row.metric} {format_metric(r.row.metric, c.ensemble.get(r.row.metric))} "
+                    f"({time.perf_counter() - start:.1f} s)")
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _fraction_done(job: Job) -> float:

@@ -159,5 +159,5 @@ def ensemble_of(members: list[nn.Module]) -> nn.Module:
         if all(isinstance(m, interface) for m in members):
             return ensemble(members)
     kinds = ", ".join(sorted({type(m).__name__ for m in members}))
-    allowed = " or ".join(interface.title + "s" for interface, _ in ENSEMBLES)
-    raise ConfigError(f"cannot average {kinds}: ensembles are made of {allowed} (all members of one kind)")
+    allowed = ", ".join(interface.title for interface, _ in ENSEMBLES)
+    raise ConfigError(f"cannot average {kinds}: an ensemble's members are all of one of these kinds: {allowed}")

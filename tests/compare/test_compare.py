@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from archlab.compare import (PLANS, ROWS, Cell, Row, matrix_text, parse_budget, parse_plan, run_compare, select_archs,
-                             select_rows, verdicts)
+from archlab.compare import (PLANS, ROWS, Cell, Plan, Row, matrix_text, parse_budget, parse_plan, run_compare,
+                             select_archs, select_rows, verdicts)
 from archlab.compare.report import write_reports
 from archlab.compare.runner import build_jobs, check_budget, plan_estimate
 from archlab.compare.stats import ranking, summarize, tied_with_best
@@ -45,8 +45,6 @@ def test_plans_fix_every_cells_steps():
 
 
 def test_a_plan_can_train_its_own_cell_in_a_column(tmp_path):
-    from archlab.compare.plan import Plan
-
     images = ROWS[0]
     lenet = next(c for c in images.cells if c.arch == "CNN")
     wide = Cell("CNN", "resnet20", {"rotate": 10.0, "lr": 0.05}, 900, 90.0)
@@ -217,6 +215,7 @@ def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
         (["--budget", "5m", "--plan", "long"], "exclude each other"),
         (["--plan", "forever"], "--plan takes"),
         (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--ensemble"], "--ensemble averages the seeds of each cell: it needs --seeds 2 or more, got --seeds 1"),
         (["--jobs", "0"], "--jobs must be >= 1"),
         (["--out", str(tmp_path / "full")], "is not an empty directory"),
     ]:
@@ -227,7 +226,6 @@ def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
 
 
 def test_the_table_fits_800_pixels_and_numbers_have_one_format(tmp_path):
-    from archlab.compare.plan import Plan
     from archlab.compare.results import CellResult, CompareResult, RowResult, SeedRun
 
     row = ROWS[0]
@@ -259,3 +257,34 @@ def test_the_tabular_row_runs_its_trees_and_its_majority_baseline(tmp_path):
     cell = result.rows[0].cells[0]
     assert cell.arch == "Boosting" and 0.9 <= cell.value <= 1.0  # 25 rounds on breast_cancer
     assert result.rows[0].baselines["majority_class"] == pytest.approx(71 / 114, abs=0.02)
+
+
+def test_ensemble_scores_each_cells_seeds_as_one_model_and_notes_the_kinds_it_cannot_average(tmp_path):
+    """--ensemble: the CO2 CNN's two seeds averaged in ppm equal the hand-made average of their own
+    test forecasts; the trees of the tabular row are not averaged, and the table says so."""
+    import numpy as np
+
+    from archlab.train import load_for_evaluation
+
+    series, table = select_rows(["series", "tabular"])
+    cells = {"series": select_archs(series, ["CNN"]), "tabular": select_archs(table, ["Boosting"])}
+    plan = Plan("tiny", overrides={"series": {"max_steps": 30}, "tabular": {"max_steps": 5}})
+    result = run_compare([series, table], cells, tmp_path, plan=plan, seeds=[0, 1], jobs=1, log=lambda s: None,
+                         ensemble=True)
+    assert result.complete, [c.error for r in result.rows for c in r.cells]
+    cnn, trees = result.rows[0].cells[0], result.rows[1].cells[0]
+    forecasts, actual = [], None
+    for run in sorted(cnn.runs, key=lambda r: r.seed):
+        model, task = load_for_evaluation(run.run_dir)
+        _, actual, predicted = task.forecast_test(model)
+        forecasts.append(predicted)
+    by_hand = float(np.sqrt(np.mean((np.mean(forecasts, axis=0) - actual) ** 2)))
+    assert cnn.ensemble["rmse"] == pytest.approx(by_hand, rel=1e-5)
+    assert by_hand <= sum(cnn.values) / 2 + 1e-9, "the averaged forecast's RMSE is at most the mean of theirs"
+    assert not trees.ensemble and "cannot average GradientBoostedTrees" in trees.ensemble_note
+    text = matrix_text(result)
+    lines = [x.split() for x in text.splitlines() if x.split()[:2] == ["seed", "ensemble"]]
+    assert lines == [["seed", "ensemble", f"{cnn.ensemble['rmse']:.3f}"], ["seed", "ensemble", "n/a"]], text
+    entry = result.to_json()["rows"][0]["results"]["CNN"]
+    assert entry["ensemble"] == cnn.ensemble["rmse"] and entry["ensemble_metrics"]["mae"] > 0
+    assert "ensemble_note" in result.to_json()["rows"][1]["results"]["Boosting"]

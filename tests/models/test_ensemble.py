@@ -147,5 +147,6 @@ def test_members_that_cannot_be_averaged_are_refused():
     with pytest.raises(ConfigError, match=r"ensemble member 2 \(Seq2SeqRNN\) has tgt_vocab_size=12, member 1 "
                                           r"\(Seq2SeqRNN\) has tgt_vocab_size=11"):
         ensemble_of([rnn, other])
-    with pytest.raises(ConfigError, match="cannot average LeNet5, Seq2SeqRNN: ensembles are made of"):
+    with pytest.raises(ConfigError, match="cannot average LeNet5, Seq2SeqRNN: an ensemble.s members are all of one "
+                                          "of these kinds: sequence to sequence, image classifier, forecaster"):
         ensemble_of([rnn, create_model("lenet5", num_classes=10)])
