@@ -51,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
     p.add_argument("--ensemble", action="store_true",
                    help="with --seeds 2 or more: also score each cell's seeds as one model, their predictions "
-                        "averaged (images, series, text; the table's 'seed ensemble' line)")
+                        "averaged (the table's 'seed ensemble' line)")
     p.add_argument("--only", action="append", metavar="ROW", help=f"run only this row (repeatable): {rows}")
     p.add_argument("--archs", metavar="A,B", help=f"only these columns, comma-separated: {', '.join(ARCHS)}")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/compare-YYYYmmdd-HHMMSS)")

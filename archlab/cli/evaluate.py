@@ -2,7 +2,8 @@
 
 Several --checkpoint are evaluated as one ensemble: the runs' predictions averaged (encoder-decoders'
 probabilities at every decoding step, beam search included; image classifiers' per image;
-forecasters' forecasts, value by value)."""
+forecasters' forecasts, value by value; table models' class probabilities or predicted values,
+boosted trees included)."""
 
 from __future__ import annotations
 

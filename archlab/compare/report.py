@@ -136,7 +136,7 @@ def matrix_text(result: CompareResult) -> str:
 
 
 ENSEMBLE_LEGEND = ("seed ensemble: the seeds' models as one, their predictions averaged, on the same test split "
-                   "(n/a: that kind of model is not averaged)")
+                   "(n/a: not averaged; result.json says why)")
 
 
 def _has_ensembles(r: RowResult) -> bool:

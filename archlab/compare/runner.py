@@ -411,8 +411,8 @@ def evaluate_ensembles(result: CompareResult, cells: dict[str, list[Cell]], *, d
                        threads: int = 1, log: Callable[[str], None] = print) -> None:
     """Each finished cell's seeds as one model, their predictions averaged (``archlab.models.ensemble``,
     as ``archlab evaluate`` with several ``--checkpoint``), scored on the test split: the cell's
-    ``ensemble`` metrics. A cell whose kind cannot be averaged (trees, the tabular networks) gets an
-    ``ensemble_note`` saying why instead. Run with the cells' thread count, so the numbers are as
+    ``ensemble`` metrics. A cell whose seeds cannot be averaged gets an ``ensemble_note`` saying why
+    instead, and keeps its seeds' results. Run with the cells' thread count, so the numbers are as
     repeatable as theirs."""
     import torch
 
@@ -430,6 +430,7 @@ def evaluate_ensembles(result: CompareResult, cells: dict[str, list[Cell]], *, d
                 settings = {**r.row.settings, **cell.settings}
                 batch = int(settings.get("eval_batch_size") or settings.get("batch_size") or 64)
                 label, start = f"{r.row.key} / {c.arch}, its {len(runs)} seeds as one ensemble", time.perf_counter()
+                c.ensemble, c.ensemble_note = {}, ""
                 try:
                     c.ensemble = evaluate([x.run_dir for x in runs], batch_size=batch, device=device)
                 except Exception as e:  # noqa: BLE001 -- a cell that cannot be averaged keeps its seeds' results

@@ -8,6 +8,8 @@ translation system since) is usually worth more than training one of them longer
     encoder-decoder:    p(y_t | y_<t, x)     = 1/M sum_m p_m(y_t | y_<t, x)
     forecaster:         x^_{t+k}             = 1/M sum_m x^_{m, t+k}      (forecast combination,
                                                                          Bates & Granger 1969)
+    table model:        p(k | row) = 1/M sum_m p_m(k | row), or, for one value (regression),
+                        y^ = 1/M sum_m y^_m  (networks and boosted trees alike)
 
 The ensemble returns ``log p`` where a member returns logits (a normalised log-distribution is a
 valid set of logits: softmax gives p back), so a task scores it as it scores one model. An
@@ -30,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import ConfigError, check
-from archlab.models.interfaces import Forecaster, ImageClassifier, Seq2SeqModel
+from archlab.models.interfaces import Forecaster, ImageClassifier, Seq2SeqModel, TabularModel
 
 
 def mean_probability_log(log_probs: list[torch.Tensor]) -> torch.Tensor:
@@ -148,8 +150,26 @@ class ForecasterEnsemble(Forecaster, _Ensemble):
         return torch.stack([m.forecast(history, horizon) for m in self.members]).mean(0)
 
 
+class TabularEnsemble(_Ensemble):
+    """Table models averaged: ``forward(x_num, x_cat)`` -> the log of the mean class probabilities
+    (B, K), or with one output (regression) the mean prediction (B, 1), in the target's standardised
+    units as each member's."""
+
+    def __init__(self, members):
+        super().__init__(members)
+        fields = _same_fields(members, ("num_numeric", "cat_cardinalities", "num_outputs"),
+                              why="members must read the same columns and predict the same outputs")
+        self.regression = fields["num_outputs"] == 1
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        outputs = [m(x_num, x_cat) for m in self.members]
+        if self.regression:
+            return torch.stack(outputs).mean(0)
+        return mean_probability_log([out.log_softmax(-1) for out in outputs])
+
+
 ENSEMBLES = ((Seq2SeqModel, Seq2SeqEnsemble), (ImageClassifier, ImageClassifierEnsemble),
-             (Forecaster, ForecasterEnsemble))
+             (Forecaster, ForecasterEnsemble), (TabularModel, TabularEnsemble))
 
 
 def ensemble_of(members: list[nn.Module]) -> nn.Module:

@@ -13,7 +13,7 @@ import pytest
 from archlab.compare import (PLANS, ROWS, Cell, Plan, Row, matrix_text, parse_budget, parse_plan, run_compare,
                              select_archs, select_rows, verdicts)
 from archlab.compare.report import write_reports
-from archlab.compare.runner import build_jobs, check_budget, plan_estimate
+from archlab.compare.runner import build_jobs, check_budget, evaluate_ensembles, plan_estimate
 from archlab.compare.stats import ranking, summarize, tied_with_best
 from archlab.errors import ConfigError
 
@@ -259,9 +259,10 @@ def test_the_tabular_row_runs_its_trees_and_its_majority_baseline(tmp_path):
     assert result.rows[0].baselines["majority_class"] == pytest.approx(71 / 114, abs=0.02)
 
 
-def test_ensemble_scores_each_cells_seeds_as_one_model_and_notes_the_kinds_it_cannot_average(tmp_path):
+def test_ensemble_scores_each_cells_seeds_as_one_model_and_notes_the_cells_it_cannot(tmp_path, monkeypatch):
     """--ensemble: the CO2 CNN's two seeds averaged in ppm equal the hand-made average of their own
-    test forecasts; the trees of the tabular row are not averaged, and the table says so."""
+    test forecasts; the boosted trees average too; a cell whose ensemble fails keeps a note, and the
+    table says n/a."""
     import numpy as np
 
     from archlab.train import load_for_evaluation
@@ -281,10 +282,21 @@ def test_ensemble_scores_each_cells_seeds_as_one_model_and_notes_the_kinds_it_ca
     by_hand = float(np.sqrt(np.mean((np.mean(forecasts, axis=0) - actual) ** 2)))
     assert cnn.ensemble["rmse"] == pytest.approx(by_hand, rel=1e-5)
     assert by_hand <= sum(cnn.values) / 2 + 1e-9, "the averaged forecast's RMSE is at most the mean of theirs"
-    assert not trees.ensemble and "cannot average GradientBoostedTrees" in trees.ensemble_note
+    assert result.rows[1].baselines["majority_class"] < trees.ensemble["accuracy"] <= 1.0 and not trees.ensemble_note
     text = matrix_text(result)
     lines = [x.split() for x in text.splitlines() if x.split()[:2] == ["seed", "ensemble"]]
-    assert lines == [["seed", "ensemble", f"{cnn.ensemble['rmse']:.3f}"], ["seed", "ensemble", "n/a"]], text
+    assert lines == [["seed", "ensemble", f"{cnn.ensemble['rmse']:.3f}"],
+                     ["seed", "ensemble", f"{100 * trees.ensemble['accuracy']:.1f}%"]], text
     entry = result.to_json()["rows"][0]["results"]["CNN"]
     assert entry["ensemble"] == cnn.ensemble["rmse"] and entry["ensemble_metrics"]["mae"] > 0
-    assert "ensemble_note" in result.to_json()["rows"][1]["results"]["Boosting"]
+
+    def refuse(checkpoints, **_):
+        raise ConfigError(f"cannot average these {len(checkpoints)} runs")
+
+    monkeypatch.setattr("archlab.train.evaluate", refuse)
+    evaluate_ensembles(result, cells, log=lambda s: None)
+    assert cnn.ensemble_note == trees.ensemble_note == "cannot average these 2 runs"
+    assert not cnn.ensemble and not trees.ensemble
+    lines = [x.split() for x in matrix_text(result).splitlines() if x.split()[:2] == ["seed", "ensemble"]]
+    assert lines == [["seed", "ensemble", "n/a"]] * 2
+    assert result.to_json()["rows"][1]["results"]["Boosting"]["ensemble_note"] == "cannot average these 2 runs"

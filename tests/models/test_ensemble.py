@@ -9,7 +9,8 @@ import torch
 
 from archlab.errors import ConfigError
 from archlab.models.decoding import beam_search
-from archlab.models.ensemble import ForecasterEnsemble, ImageClassifierEnsemble, Seq2SeqEnsemble, ensemble_of
+from archlab.models.ensemble import (ForecasterEnsemble, ImageClassifierEnsemble, Seq2SeqEnsemble, TabularEnsemble,
+                                     ensemble_of)
 from archlab.registry import create_model
 
 PAD, BOS, EOS, SRC_V, TGT_V = 0, 1, 2, 13, 11
@@ -148,5 +149,24 @@ def test_members_that_cannot_be_averaged_are_refused():
                                           r"\(Seq2SeqRNN\) has tgt_vocab_size=11"):
         ensemble_of([rnn, other])
     with pytest.raises(ConfigError, match="cannot average LeNet5, Seq2SeqRNN: an ensemble.s members are all of one "
-                                          "of these kinds: sequence to sequence, image classifier, forecaster"):
+                                          "of these kinds: sequence to sequence, image classifier, forecaster, "
+                                          "tabular model"):
         ensemble_of([rnn, create_model("lenet5", num_classes=10)])
+
+
+def test_table_models_average_class_probabilities_or_predicted_values():
+    torch.manual_seed(0)
+    table = {"num_numeric": 5, "cat_cardinalities": (4, 3)}
+    x_num, x_cat = torch.randn(6, 5), torch.randint(0, 3, (6, 2))
+    classifiers = [create_model("tabular_mlp", **table, num_outputs=3).eval(),
+                   create_model("ft_transformer", **table, num_outputs=3, d_token=16, num_layers=1).eval()]
+    ensemble = ensemble_of(classifiers)
+    assert isinstance(ensemble, TabularEnsemble) and not ensemble.regression
+    assert torch.allclose(ensemble(x_num, x_cat), mean_log([m(x_num, x_cat) for m in classifiers]), atol=1e-6)
+    regressors = [create_model("tabular_mlp", **table, num_outputs=1).eval() for _ in range(3)]
+    values = ensemble_of(regressors)(x_num, x_cat)
+    assert values.shape == (6, 1)
+    assert torch.allclose(values, sum(m(x_num, x_cat) for m in regressors) / 3, atol=1e-6), "the mean value, float32"
+    with pytest.raises(ConfigError, match=r"has num_outputs=1, member 1 \(TabularMLP\) has num_outputs=3: members "
+                                          "must read the same columns and predict the same outputs"):
+        ensemble_of([classifiers[0], regressors[0]])
