@@ -174,9 +174,10 @@ class Run:
     def _check_settings(self) -> None:
         cfg, task = self.cfg, self.task
         self.has_val = "val" in task.eval_splits
+        held_out = "val_size" if hasattr(task.config, "val_size") else "val_fraction"  # what sets it to none
         check(self.has_val or not (cfg.eval_every or cfg.early_stop_metric or cfg.selection_metric),
               f"eval_every, early stopping and select_metric evaluate the validation split, and task {task.name!r} "
-              f"on --data {task.data!r} has none (is val_fraction or val_size 0?)")
+              f"on --data {task.data!r} has none (is {held_out} 0?)")
         check(cfg.precision != "fp16" or self.device.type == "cuda",
               f"precision=fp16 needs a CUDA device (it uses a gradient scaler), got device {self.device.type!r}; "
               "use bf16")
