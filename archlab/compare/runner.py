@@ -402,7 +402,12 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
     finally:
         result.wall_seconds = time.perf_counter() - start
     if ensemble and not result.interrupted:
-        evaluate_ensembles(result, cells, device=device, threads=threads, log=log)
+        try:
+            evaluate_ensembles(result, cells, device=device, threads=threads, log=log)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            log("interrupted while scoring the seed ensembles: the report has the cells and the ensembles "
+                "scored so far, and says it is incomplete")
         result.wall_seconds = time.perf_counter() - start
     return result
 

@@ -300,3 +300,16 @@ def test_ensemble_scores_each_cells_seeds_as_one_model_and_notes_the_cells_it_ca
     lines = [x.split() for x in matrix_text(result).splitlines() if x.split()[:2] == ["seed", "ensemble"]]
     assert lines == [["seed", "ensemble", "n/a"]] * 2
     assert result.to_json()["rows"][1]["results"]["Boosting"]["ensemble_note"] == "cannot average these 2 runs"
+
+
+def test_ctrl_c_while_scoring_the_seed_ensembles_keeps_the_cells_and_says_incomplete(tmp_path, monkeypatch):
+    def interrupted(checkpoints, **_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("archlab.train.evaluate", interrupted)
+    (row,) = select_rows(["tabular"])
+    result = run_compare([row], {row.key: select_archs(row, ["Boosting"])}, tmp_path, plan=parse_plan("0.05"),
+                         seeds=[0, 1], jobs=1, log=lambda s: None, ensemble=True)
+    cell = result.rows[0].cells[0]
+    assert result.interrupted and not result.complete
+    assert cell.status == "ok" and len(cell.values) == 2 and not cell.ensemble
