@@ -135,8 +135,8 @@ def matrix_text(result: CompareResult) -> str:
     return "\n".join(([status, ""] if status else []) + out + ["", legend, _timing_line(result)])
 
 
-ENSEMBLE_LEGEND = ("seed ensemble: the seeds' models as one, their predictions averaged, on the same test split "
-                   "(n/a: not averaged; result.json says why)")
+ENSEMBLE_MEANING = "the seeds' models as one, their predictions averaged, on the same test split"
+ENSEMBLE_LEGEND = f"seed ensemble: {ENSEMBLE_MEANING} (n/a: not averaged; result.json says why)"
 
 
 def _has_ensembles(r: RowResult) -> bool:
@@ -284,8 +284,7 @@ def _legend(result: CompareResult) -> str:
     if len(result.seeds) > 1:
         averaged = any(_has_ensembles(r) for r in result.rows)
         return ("Each cell: the mean over the seeds ±the half-width of its 95% t-interval; parameters, steps, "
-                "training seconds" + (", and the seed ensemble: the seeds' models as one, their predictions "
-                                      "averaged, on the same test split" if averaged else "")
+                "training seconds" + (f", and the seed ensemble: {ENSEMBLE_MEANING}" if averaged else "")
                 + ". * the row's winner: its interval clears the runner-up's. = tied with the best: "
                 "the intervals overlap.")
     return ("Each cell: the held-out metric, parameters, steps, training seconds. One seed: no intervals, so no "

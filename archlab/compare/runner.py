@@ -403,7 +403,7 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
         result.wall_seconds = time.perf_counter() - start
     if ensemble and not result.interrupted:
         try:
-            evaluate_ensembles(result, cells, device=device, threads=threads, log=log)
+            evaluate_ensembles(result, todo, device=device, threads=threads, log=log)
         except KeyboardInterrupt:
             result.interrupted = True
             log("interrupted while scoring the seed ensembles: the report has the cells and the ensembles "
@@ -412,17 +412,18 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
     return result
 
 
-def evaluate_ensembles(result: CompareResult, cells: dict[str, list[Cell]], *, device: str = "auto",
-                       threads: int = 1, log: Callable[[str], None] = print) -> None:
+def evaluate_ensembles(result: CompareResult, jobs: list[Job], *, device: str = "auto", threads: int = 1,
+                       log: Callable[[str], None] = print) -> None:
     """Each finished cell's seeds as one model, their predictions averaged (``archlab.models.ensemble``,
     as ``archlab evaluate`` with several ``--checkpoint``), scored on the test split: the cell's
     ``ensemble`` metrics. A cell whose seeds cannot be averaged gets an ``ensemble_note`` saying why
     instead, and keeps its seeds' results. Run with the cells' thread count, so the numbers are as
-    repeatable as theirs."""
+    repeatable as theirs; with the evaluation batch of their ``jobs`` (the plan's settings)."""
     import torch
 
     from archlab.train import evaluate
 
+    settings_of = {(j.row.key, j.cell.arch): j.settings for j in jobs if j.cell is not None}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -431,8 +432,7 @@ def evaluate_ensembles(result: CompareResult, cells: dict[str, list[Cell]], *, d
                 runs = sorted(c.ok_runs, key=lambda x: x.seed)
                 if c.status != "ok" or len(runs) < 2:
                     continue
-                cell = next(x for x in cells[r.row.key] if x.arch == c.arch)
-                settings = {**r.row.settings, **cell.settings}
+                settings = settings_of[(r.row.key, c.arch)]
                 batch = int(settings.get("eval_batch_size") or settings.get("batch_size") or 64)
                 label, start = f"{r.row.key} / {c.arch}, its {len(runs)} seeds as one ensemble", time.perf_counter()
                 c.ensemble, c.ensemble_note = {}, ""

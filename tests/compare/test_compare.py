@@ -294,7 +294,8 @@ def test_ensemble_scores_each_cells_seeds_as_one_model_and_notes_the_cells_it_ca
         raise ConfigError(f"cannot average these {len(checkpoints)} runs")
 
     monkeypatch.setattr("archlab.train.evaluate", refuse)
-    evaluate_ensembles(result, cells, log=lambda s: None)
+    evaluate_ensembles(result, build_jobs([series, table], cells, tmp_path, plan=plan, seeds=[0, 1]),
+                       log=lambda s: None)
     assert cnn.ensemble_note == trees.ensemble_note == "cannot average these 2 runs"
     assert not cnn.ensemble and not trees.ensemble
     lines = [x.split() for x in matrix_text(result).splitlines() if x.split()[:2] == ["seed", "ensemble"]]
