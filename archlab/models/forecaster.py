@@ -26,9 +26,13 @@ Autoregressive rollout: the recurrent encoder carries its state, so each new ste
 recurrence step, h_{t+k} = RNN(z^_{t+k}, h_{t+k-1}); the other encoders re-read the window
 shifted by one, [z_{t-C+1+k}, ..., z_t, z^_{t+1}, ..., z^_{t+k}].
 
-With ``relative`` the window is read and forecast relative to its last value, z_s - z_t, and z_t
-is added back to the forecast: the network sees shapes rather than levels, so a trend that leaves
-the training range (CO2, prices) stays within what it has learned.
+With ``relative`` the window is read and forecast relative to an anchor a, z_s - a, and a is added
+back to the forecast: the network sees shapes rather than levels, so a trend that leaves the
+training range (CO2, prices) stays within what it has learned. ``anchor`` picks a:
+
+    last    a = z_t                       the last value (as NLinear)
+    mean    a = (1/C) sum_s z_s           the window's mean (as RevIN's centring): one noisy
+                                          observation no longer shifts the whole forecast
 
 The direct strategy trains one output per lead time and does not compound its own errors; the
 autoregressive one forecasts any horizon with one small head. ``forecast`` reaches beyond a direct
@@ -56,6 +60,7 @@ from archlab.registry import build_config, register_model
 STRATEGIES = ("direct", "autoregressive")
 ENCODERS = ("rnn", "cnn", "transformer", "mlp")
 POOLINGS = ("last", "mean")
+ANCHORS = ("last", "mean")
 
 
 @dataclass
@@ -69,7 +74,8 @@ class ForecasterConfig:
     context_length: int = 48        # C: steps of history the model reads
     horizon: int = 12               # H: steps ahead it is trained to forecast
     strategy: str = "direct"        # "direct" | "autoregressive"
-    relative: bool = False          # read and forecast each window relative to its last value
+    relative: bool = False          # read and forecast each window relative to an anchor
+    anchor: str = "last"            # relative: the window's "last" value or its "mean"
     kernel_size: int = 3            # cnn: taps k of each causal convolution
     num_heads: int = 4              # transformer: attention heads (hidden_size must divide by it)
     dim_feedforward: int = 0        # transformer: feed-forward width; 0 = 4 * hidden_size
@@ -80,6 +86,7 @@ class ForecasterConfig:
         check_cell(self.cell)
         check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check(self.anchor in ANCHORS, f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
         for name in ("input_size", "hidden_size", "num_layers", "context_length", "horizon", "kernel_size",
                      "num_heads"):
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
@@ -215,7 +222,10 @@ class WindowForecaster(Forecaster, PretrainedMixin, nn.Module):
                   f"horizon={horizon} exceeds the direct head's horizon={cfg.horizon} (use strategy="
                   "'autoregressive', or forecast(), which rolls forward, for longer forecasts)")
         z = self.normalize(self._check_history(history))    # (B, C, F)
-        anchor = z[:, -1:] if cfg.relative else torch.zeros_like(z[:, -1:])  # z_t or 0: (B, 1, F)
+        if not cfg.relative:
+            anchor = torch.zeros_like(z[:, -1:])                                   # 0: (B, 1, F)
+        else:
+            anchor = z[:, -1:] if cfg.anchor == "last" else z.mean(1, keepdim=True)  # a: (B, 1, F)
         z = z - anchor
         B, n_series = z.shape[0], cfg.input_size
         if cfg.encoder == "rnn":

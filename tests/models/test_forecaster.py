@@ -250,6 +250,34 @@ def test_forecast_beyond_a_direct_head_appends_its_own_forecasts():
     assert torch.equal(long, torch.cat([first, then], 1))
 
 
+@pytest.mark.parametrize("anchor", ["last", "mean"])
+@pytest.mark.parametrize("strategy", ["direct", "autoregressive"])
+def test_a_network_that_outputs_zero_forecasts_its_anchor(anchor, strategy):
+    """With W_d = 0, b_d = 0 the network adds nothing: x^ = a, the window's last value or its mean."""
+    model = create_model("cnn_forecaster", context_length=C, horizon=H, anchor=anchor, strategy=strategy).double()
+    model.fit_normalization(torch.randn(50, dtype=torch.float64) * 2 + 5)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    history = torch.randn(3, C + 5, dtype=torch.float64)
+    window = history[:, -C:]
+    expected = window[:, -1:] if anchor == "last" else window.mean(1, keepdim=True)
+    assert torch.allclose(model.forecast(history, H), expected.expand(3, H), atol=1e-12), "(1e-12)"
+
+
+def test_the_mean_anchor_keeps_forecasts_moving_with_the_level_and_is_saved(tmp_path):
+    model = create_model("mlp_forecaster", context_length=C, horizon=H, anchor="mean").double().eval()
+    model.fit_normalization(torch.randn(50, dtype=torch.float64) * 2 + 5)
+    history = torch.randn(2, C, dtype=torch.float64)
+    assert torch.allclose(model.forecast(history + 100.0), model.forecast(history) + 100.0, atol=1e-9), "(1e-9)"
+    model.save_pretrained(tmp_path)
+    again = from_pretrained(tmp_path).double()
+    assert again.config.anchor == "mean"
+    assert torch.allclose(again.forecast(history), model.forecast(history), atol=1e-6), "saved in fp32 (1e-6)"
+    with pytest.raises(ConfigError, match=r"anchor must be one of \('last', 'mean'\), got 'first'"):
+        create_model("cnn_forecaster", anchor="first")
+
+
 @pytest.mark.parametrize("name", NAMED)
 def test_relative_forecasts_of_every_encoder_move_with_the_level(name):
     model = create_model(name, context_length=C, horizon=H, hidden_size=16).double().eval()
