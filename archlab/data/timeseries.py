@@ -53,9 +53,16 @@ class TimeSeries:
     source: str = ""
 
 
-def split_series(name: str, values, dates, n_val: int, n_test: int, **meta) -> TimeSeries:
-    """Cut ``values`` (and ``dates``) into train | val (next ``n_val``) | test (last ``n_test``)."""
+def split_series(name: str, values, dates, n_val: int, n_test: int, drop_last: int = 0, **meta) -> TimeSeries:
+    """Cut ``values`` (and ``dates``) into train | val (next ``n_val``) | test (last ``n_test``).
+
+    ``drop_last`` values are first removed from the end: the series as it stood that many steps
+    earlier, so its test part is an earlier forecast origin (a rolling-origin backtest)."""
+    check(isinstance(drop_last, int) and drop_last >= 0, f"drop_last must be an integer >= 0, got {drop_last!r}")
     values = np.asarray(values, dtype=np.float64)
+    check(drop_last < len(values) - 2, f"{name}: drop_last={drop_last} leaves fewer than 3 of its {len(values)} values")
+    values = values[:len(values) - drop_last]
+    dates = None if dates is None else dates[:len(dates) - drop_last]
     n = len(values)
     check(n_val >= 0 and n_test >= 1 and n - n_val - n_test >= 2,
           f"{name}: a series of {n} values cannot hold out n_val={n_val} and n_test={n_test} "
@@ -79,10 +86,10 @@ def _co2_monthly() -> tuple[np.ndarray, np.ndarray]:
     return monthly.to_numpy(dtype=np.float64), monthly.index.to_numpy().astype("datetime64[D]")
 
 
-def load_co2(n_val: int = 24, n_test: int = 24) -> TimeSeries:
+def load_co2(n_val: int = 24, n_test: int = 24, drop_last: int = 0) -> TimeSeries:
     """Monthly Mauna Loa CO2 (ppm), 1958-03 .. 2001-12; the last 24 months held out."""
     values, dates = _co2_monthly()
-    return split_series("co2", values.copy(), dates.copy(), n_val, n_test, frequency="monthly", unit="ppm",
+    return split_series("co2", values.copy(), dates.copy(), n_val, n_test, drop_last, frequency="monthly", unit="ppm",
                         source="statsmodels.datasets.co2 (Keeling & Whorf, Scripps, Mauna Loa)")
 
 
@@ -96,22 +103,23 @@ def _sunspots() -> tuple[np.ndarray, np.ndarray]:
                                                                       dtype="datetime64[D]")
 
 
-def load_sunspots(n_val: int = 31, n_test: int = 31) -> TimeSeries:
+def load_sunspots(n_val: int = 31, n_test: int = 31, drop_last: int = 0) -> TimeSeries:
     """Yearly sunspot numbers, 1700-2008; the last 31 years held out."""
     values, dates = _sunspots()
-    return split_series("sunspots", values.copy(), dates.copy(), n_val, n_test, frequency="yearly",
+    return split_series("sunspots", values.copy(), dates.copy(), n_val, n_test, drop_last, frequency="yearly",
                         unit="sunspot number", source="statsmodels.datasets.sunspots (SIDC)")
 
 
 # --- CSV --------------------------------------------------------------------------------------------
 
 def load_csv_series(path: str | os.PathLike, value_column: str, date_column: str | None = None, *,
-                    n_val: int | None = None, n_test: int | None = None) -> TimeSeries:
+                    n_val: int | None = None, n_test: int | None = None, drop_last: int = 0) -> TimeSeries:
     """A series from a CSV file with a header row; columns chosen by name.
 
     Values must be numbers and dates ISO (``2001-12-31``, ``2001-12`` or ``2001``), strictly
     increasing; anything else is a ``ConfigError`` naming the file and line. By default the last
-    10% (at least one value) is the test set and the 10% before it validation.
+    10% (at least one value) is the test set and the 10% before it validation (10% of what is left
+    after ``drop_last``).
     """
     from archlab.data.text import read_text_file
 
@@ -144,11 +152,11 @@ def load_csv_series(path: str | os.PathLike, value_column: str, date_column: str
                 raise ConfigError(f"{path}, line {line}: date {row[di].strip()} does not come after "
                                   f"{dates[-1]}; rows must be in increasing time order")
             dates.append(date)
-    n = len(values)
-    check(n >= 4, f"{path}: {n} values, a series needs at least 4")
+    check(len(values) >= 4, f"{path}: {len(values)} values, a series needs at least 4")
+    n = len(values) - drop_last  # split_series refuses a drop_last that leaves too little
     n_test = max(1, n // 10) if n_test is None else n_test
     n_val = max(1, n // 10) if n_val is None else n_val
-    return split_series(path.stem, values, dates if di is not None else None, n_val, n_test, frequency="",
+    return split_series(path.stem, values, dates if di is not None else None, n_val, n_test, drop_last, frequency="",
                         source=str(path))
 
 

@@ -73,12 +73,15 @@ class ForecastConfig:
     val_size: int = -1                # values held out for validation before the test part; -1 = the
                                       # data's own (24 months of co2, 31 years of sunspots, 10% of a
                                       # CSV), 0 = none: train on all of train + val (a refit)
+    drop_last: int = 0                # values removed from the end first: the series as it stood that
+                                      # many steps earlier (a backtest origin); 0 = all of it
 
     def __post_init__(self):
         check(self.context_length >= 1, f"context_length must be >= 1, got {self.context_length}")
         check(self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}")
         check(self.season >= 0, f"season must be >= 0 (0 = from the data), got {self.season}")
         check(self.val_size >= -1, f"val_size must be >= 0, or -1 for the data's own, got {self.val_size}")
+        check(self.drop_last >= 0, f"drop_last must be >= 0, got {self.drop_last}")
 
 
 def infer_season(name: str, frequency: str, dates: np.ndarray | None) -> tuple[int | None, str]:
@@ -130,6 +133,8 @@ class ForecastTask(Task):
         from archlab.data.timeseries import load_series
 
         split = {} if config.val_size < 0 else {"n_val": config.val_size}
+        if config.drop_last:
+            split["drop_last"] = config.drop_last
         self.series = load_series(self.data, config.value_column, config.date_column, **split)
         s, C, H = self.series, config.context_length, config.horizon
         self.values = s.values                                 # float64 (T,)

@@ -145,6 +145,20 @@ def test_val_size_moves_the_validation_cut_and_zero_trains_on_all_before_the_tes
                                   "eval_every": 10, "select_metric": "rmse"}))
 
 
+def test_drop_last_moves_the_test_part_to_an_earlier_origin(linear):
+    """The series as it stood 6 steps earlier: 34 values, test 31..33 and validation 28..30 (10% of 34)."""
+    task = ForecastTask(ForecastConfig(context_length=4, horizon=3, value_column="value", drop_last=6), linear)
+    assert len(task.values) == 34 and (task.cut_val, task.cut_test) == (28, 31)
+    assert task.series.test.values.tolist() == [31.0, 32.0, 33.0]
+    assert task.baselines()["naive"]["rmse"] == pytest.approx(math.sqrt((1 + 4 + 9) / 3)), "from v_30 = 30"
+    co2 = ForecastTask(ForecastConfig(val_size=0, drop_last=24), "co2")
+    assert (co2.cut_test, len(co2.values)) == (478, 502) and str(co2.series.test.dates[0]) == "1998-01-01"
+    with pytest.raises(ConfigError, match=r"drop_last must be >= 0, got -1"):
+        ForecastConfig(drop_last=-1)
+    with pytest.raises(ConfigError, match=r"co2: drop_last=600 leaves fewer than 3 of its 526 values"):
+        ForecastTask(ForecastConfig(drop_last=600), "co2")
+
+
 def test_the_co2_refit_recipe_trains_on_every_month_before_the_24_test_months(tmp_path):
     from archlab.train import load_config_file
 
