@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Iterator
 
 import torch
 
+from archlab.data.catalog import DATASETS
 from archlab.data.common import SEED
 from archlab.errors import ConfigError
 
@@ -87,7 +88,9 @@ class Task:
         self.data = data or self.default_data
         if self.data is None:
             raise ConfigError(f"task {self.name!r} needs --data (a data set name or a path), got none")
-        if Path(self.data).expanduser().exists():  # a path: absolute, so task.json works from anywhere
+        # A path is made absolute, so task.json works from anywhere; a data set's name stays a name even
+        # where a file or folder of that name sits in the working directory (write ./co2 for the path).
+        if self.data not in DATASETS and Path(self.data).expanduser().exists():
             self.data = str(Path(self.data).expanduser().resolve())
 
     # -- what the data fixes -------------------------------------------------------------------

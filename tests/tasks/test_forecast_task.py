@@ -159,6 +159,16 @@ def test_drop_last_moves_the_test_part_to_an_earlier_origin(linear):
         ForecastTask(ForecastConfig(drop_last=600), "co2")
 
 
+def test_a_data_set_name_stays_a_name_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "co2").mkdir()  # e.g. an `archlab backtest --out co2`
+    monkeypatch.chdir(tmp_path)
+    task = ForecastTask(ForecastConfig(), "co2")
+    assert task.data == "co2" and len(task.values) == 526
+    write_csv(tmp_path / "mine.csv", list(range(40)))
+    assert ForecastTask(ForecastConfig(value_column="value", context_length=4, horizon=2), "mine.csv").data == \
+        str(tmp_path / "mine.csv"), "a path is still made absolute"
+
+
 def test_the_co2_refit_recipe_trains_on_every_month_before_the_24_test_months(tmp_path):
     from archlab.train import load_config_file
 
