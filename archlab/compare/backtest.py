@@ -114,9 +114,10 @@ def _fit_and_forecast(recipe: dict[str, Any], setting: Setting, data: str, drop_
     from archlab.train import RunSpec, train
     from archlab.train.evaluation import load_for_evaluation
 
-    settings = {**{k: v for k, v in recipe.items() if k not in ("task", "model", "data")}, **setting.overrides,
-                "val_size": 0, "drop_last": drop_last, "seed": seed, "eval_every": 0, "select_metric": "",
-                "early_stop_metric": "", "device": device, "keep_last": 1}
+    settings = {**{k: v for k, v in recipe.items() if k not in ("task", "model", "data", *OWN_KEYS)},
+                **setting.overrides, "val_size": 0, "drop_last": drop_last, "seed": seed, "eval_every": 0,
+                "select_metric": "", "early_stop_metric": "", "early_stop_patience": 0, "device": device,
+                "keep_last": 1}
     settings.setdefault("log_every", max(1, int(settings.get("max_steps", 1000)) // 10))
     saved = run_dir / FORECAST_FILE
     key = json.dumps({"model": recipe["model"], "data": data, "settings": settings}, sort_keys=True, default=str)
