@@ -54,9 +54,7 @@ def run(args) -> int:
     from archlab.errors import check
     from archlab.train import Stopped, load_config_file, parse_set
 
-    check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
-    check(args.seeds >= 1, f"--seeds must be >= 1, got {args.seeds}")
-    check(args.origins >= 1, f"--origins must be >= 1, got {args.origins}")
+    check(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")  # --seeds, --origins: run_backtest
     torch.set_num_threads(args.threads)
     recipe = load_config_file(args.config)
     recipe.update(parse_set(args.set))

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from archlab.errors import ConfigError, check
+from archlab.utils.formatting import format_duration
 from archlab.utils.io import write_text_atomic
 
 FORECAST_FILE = "backtest_forecast.json"
@@ -57,9 +58,13 @@ class Setting:
     def directory(self) -> str:
         return "recipe" if not self.overrides else re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.label.replace(" ", "_"))
 
-    def mean(self, key: str = "ensemble") -> float:
-        values = [o[key] if key == "ensemble" else float(np.mean(o["seeds"])) for o in self.per_origin]
-        return float(np.mean(values))
+    @property
+    def mean_ensemble(self) -> float:  # with one seed, the ensemble is that seed
+        return float(np.mean([o["ensemble"] for o in self.per_origin]))
+
+    @property
+    def mean_single(self) -> float:
+        return float(np.mean([np.mean(o["seeds"]) for o in self.per_origin]))
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -132,22 +137,19 @@ def _fit_and_forecast(recipe: dict[str, Any], setting: Setting, data: str, drop_
     model, task = load_for_evaluation(run_dir)
     _, actual, predicted = task.forecast_test(model)
     done = {"key": key, "actual": actual.tolist(), "forecast": predicted.tolist(),
-            "rmse": float(np.sqrt(np.mean((predicted - actual) ** 2)))}
+            "rmse": _rmse(predicted, actual)}
     write_text_atomic(saved, json.dumps(done))
     return done
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s"
+def _rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(predicted) - np.asarray(actual)) ** 2)))
 
 
 def _score(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    actual = np.asarray(runs[0]["actual"])
-    mean_forecast = np.mean([r["forecast"] for r in runs], axis=0)
+    """Each seed's RMSE and the RMSE of their averaged forecast (the ensemble's)."""
     return {"seeds": [r["rmse"] for r in runs],
-            "ensemble": float(np.sqrt(np.mean((mean_forecast - actual) ** 2))),
-            "forecast": mean_forecast.tolist(), "actual": actual.tolist()}
+            "ensemble": _rmse(np.mean([r["forecast"] for r in runs], axis=0), runs[0]["actual"])}
 
 
 def run_backtest(recipe: dict[str, Any], variants: list[str], *, seeds: int = 3, n_origins: int = 4,
@@ -176,7 +178,7 @@ def run_backtest(recipe: dict[str, Any], variants: list[str], *, seeds: int = 3,
         if progress:
             spent = time.monotonic() - start
             left = spent / done * (runs_total - done)
-            progress(f"[{done}/{runs_total}] {text} ({_clock(spent)} in, about {_clock(left)} left)")
+            progress(f"[{done}/{runs_total}] {text} ({format_duration(spent)} in, about {format_duration(left)} left)")
 
     for setting in settings:
         for k, origin in enumerate(where, 1):
@@ -186,14 +188,13 @@ def run_backtest(recipe: dict[str, Any], variants: list[str], *, seeds: int = 3,
                 runs.append(_fit_and_forecast(recipe, setting, data, origin["drop_last"], seed, run_dir, device))
                 step(f"{setting.label}, origin {origin['first']}, seed {seed}: rmse {runs[-1]['rmse']:.4g}")
             setting.per_origin.append(_score(runs))
-    key = "ensemble" if seeds >= 2 else "single"
-    picked = min(settings, key=lambda s: s.mean(key))
+    picked = min(settings, key=lambda s: s.mean_ensemble)
     result: dict[str, Any] = {
         "model": recipe["model"], "data": data, "metric": "rmse", "seeds": list(range(seeds)), "origins": where,
         "ranked_by": f"mean over origins of the RMSE of {'the ' + str(seeds) + '-seed ensemble' if seeds >= 2 else 'seed 0'}",
-        "settings": [{"label": s.label, "overrides": s.overrides, "mean_ensemble": s.mean("ensemble"),
-                      "mean_single": s.mean("single"),
-                      "per_origin": [{"ensemble": o["ensemble"], "seeds": o["seeds"]} for o in s.per_origin]}
+        "settings": [{"label": s.label, "overrides": s.overrides, "mean_ensemble": s.mean_ensemble,
+                      "mean_single": s.mean_single,
+                      "per_origin": s.per_origin}
                      for s in settings],
         "picked": picked.label,
     }
@@ -230,10 +231,10 @@ def format_table(result: dict[str, Any]) -> str:
              f"{'setting':<{width}}  " + "  ".join(f"{h:>8}" for h in head) + f"  {'mean':>8}"
              + (f"  {'one seed':>8}" if seeds >= 2 else "")]
     for s in result["settings"]:
-        cells = "  ".join(f"{o['ensemble'] if seeds >= 2 else o['seeds'][0]:>8.4g}" for o in s["per_origin"])
-        mean = s["mean_ensemble"] if seeds >= 2 else s["mean_single"]
+        cells = "  ".join(f"{o['ensemble']:>8.4g}" for o in s["per_origin"])  # one seed: that seed's
         mark = "  <- picked" if s["label"] == result["picked"] else ""
-        lines.append(f"{s['label']:<{width}}  {cells}  {mean:>8.4g}" + (f"  {s['mean_single']:>8.4g}" if seeds >= 2 else "")
+        lines.append(f"{s['label']:<{width}}  {cells}  {s['mean_ensemble']:>8.4g}"
+                     + (f"  {s['mean_single']:>8.4g}" if seeds >= 2 else "")
                      + mark)
     lines.append("origins: the values from " + ", ".join(o["first"] for o in where)
                  + f"; ranked by the {result['ranked_by']}" + ("; one seed: the mean over seeds and origins" if seeds >= 2 else ""))

@@ -42,7 +42,7 @@ from archlab.compare.baselines import LABELS as BASELINE_LABELS
 from archlab.compare.plan import VAL_POINTS, Cell, Plan, Row
 from archlab.compare.results import CellResult, CompareResult, RowResult, SeedRun
 from archlab.errors import ConfigError, check
-from archlab.utils.formatting import format_metric
+from archlab.utils.formatting import format_duration, format_metric
 
 TRAIN_FRACTION = 0.62       # time-boxed: share of the budget spent in optimiser steps; the rest: loading, evaluation
 MIN_CELL_SECONDS = 1.0      # time-boxed: a cell given less than this cannot show anything
@@ -260,13 +260,6 @@ def _baselines(row: Row) -> dict[str, Any]:
 # The run
 
 
-def _format_time(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    m, s = divmod(seconds, 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 def plan_estimate(jobs: list[Job], workers: int) -> float:
     """Wall seconds the jobs should take on a quiet machine: their CPU estimates scheduled longest first
     on ``workers`` single-threaded processes, plus each process's start-up."""
@@ -366,8 +359,8 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
         # ETA: the plan's remaining work at the pace seen so far.
         pace = elapsed / done_estimate if done_estimate > 0 else 0.0
         left = (total_estimate - done_estimate) * pace if pace else float("nan")
-        eta = _format_time(left) if math.isfinite(left) else "?"
-        log(f"{line}   [{done_jobs}/{len(todo)} done · {_format_time(elapsed)} elapsed · ETA {eta}]")
+        eta = format_duration(left) if math.isfinite(left) else "?"
+        log(f"{line}   [{done_jobs}/{len(todo)} done · {format_duration(elapsed)} elapsed · ETA {eta}]")
         remaining[job.row.key] -= 1
         if remaining[job.row.key] == 0:
             result.wall_seconds = time.perf_counter() - start
@@ -376,16 +369,16 @@ def run_compare(rows: list[Row], cells: dict[str, list[Cell]], out: Path, *, pla
 
     label = result.mode_label + (f", {len(seeds)} seeds" if len(seeds) > 1 else "")
     log(f"archlab compare: {n_runs} cell runs in {len(rows)} row(s) · {label} · {jobs} process(es) x {threads} "
-        f"thread(s) · " + (f"plan estimate {_format_time(estimate)} on a quiet {QUIET_CORES}-core CPU"
-                           if plan else f"budget {_format_time(budget)}"))
+        f"thread(s) · " + (f"plan estimate {format_duration(estimate)} on a quiet {QUIET_CORES}-core CPU"
+                           if plan else f"budget {format_duration(budget)}"))
     def heartbeat(running: list[Job]) -> None:
         elapsed = time.perf_counter() - start
         partial = sum(j.estimate * _fraction_done(j) for j in running)
         seen = done_estimate + partial
         left = (total_estimate - seen) * elapsed / seen if seen > 0 else float("nan")
         labels = ", ".join(f"{j.label} {100 * _fraction_done(j):.0f}%" for j in running)
-        log(f"  ... {labels}   [{done_jobs}/{len(todo)} done · {_format_time(elapsed)} elapsed · ETA "
-            f"{_format_time(left) if math.isfinite(left) else '?'}]")
+        log(f"  ... {labels}   [{done_jobs}/{len(todo)} done · {format_duration(elapsed)} elapsed · ETA "
+            f"{format_duration(left) if math.isfinite(left) else '?'}]")
 
     try:
         _run_parallel(todo, jobs, threads, finished, heartbeat, ordered=jobs == 1)

@@ -132,9 +132,7 @@ class ForecastTask(Task):
         super().__init__(config, data, saved)
         from archlab.data.timeseries import load_series
 
-        split = {} if config.val_size < 0 else {"n_val": config.val_size}
-        if config.drop_last:
-            split["drop_last"] = config.drop_last
+        split = {"drop_last": config.drop_last, **({} if config.val_size < 0 else {"n_val": config.val_size})}
         self.series = load_series(self.data, config.value_column, config.date_column, **split)
         s, C, H = self.series, config.context_length, config.horizon
         self.values = s.values                                 # float64 (T,)

@@ -69,3 +69,12 @@ def format_interval(name: str, mean: float | None, half_width: float | None) -> 
 def format_count(n: float) -> str:
     """A parameter count: 950 -> "950", 61,706 -> "61.7k", 1,234,567 -> "1.23M"."""
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(int(n))
+
+
+def format_duration(seconds: float) -> str:
+    """A wall time for people: "4m05s", or "1h02m03s" from an hour on (rounded to the second, never
+    negative)."""
+    seconds = max(0, int(round(seconds)))
+    m, s = divmod(seconds, 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
